@@ -1,0 +1,25 @@
+"""probgen: every family of generative model on one probabilistic footing."""
+
+from probgen.core import (
+    DataSpec,
+    GenerativeModel,
+    IntractableLikelihood,
+    InvalidInput,
+    Likelihood,
+    ProbgenError,
+    UnknownPlayer,
+    check_input,
+)
+
+__all__ = [
+    "DataSpec",
+    "GenerativeModel",
+    "IntractableLikelihood",
+    "InvalidInput",
+    "Likelihood",
+    "ProbgenError",
+    "UnknownPlayer",
+    "check_input",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,97 @@
+"""The one place that maps user-facing names (CLI, configs) to implementations.
+
+Entries are ``"module:attribute"`` strings imported on first use, so listing
+names is instant and a family's dependencies load only when it is chosen.
+Adding a model, data set, metric or sampler is one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from typing import Any
+
+from probgen.core import ProbgenError
+
+__all__ = ["DATASETS", "METRICS", "MODELS", "SAMPLERS", "Registry", "UnknownName"]
+
+
+class UnknownName(ProbgenError, KeyError):
+    """A name that is not registered; the message lists the valid choices."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Registry:
+    """A named, lazily imported table of implementations of one kind."""
+
+    def __init__(self, kind: str, entries: dict[str, str]) -> None:
+        self.kind = kind
+        self._entries = dict(entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._entries))
+
+    def names(self) -> list[str]:
+        """All registered names, sorted."""
+        return sorted(self._entries)
+
+    def target(self, name: str) -> str:
+        """The ``module:attribute`` path registered under ``name``."""
+        self._require(name)
+        return self._entries[name]
+
+    def get(self, name: str) -> Any:
+        """Import and return the implementation registered under ``name``."""
+        module, _, attr = self.target(name).partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def _require(self, name: str) -> None:
+        if name not in self._entries:
+            raise UnknownName(
+                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
+            )
+
+
+MODELS = Registry(
+    "model",
+    {
+        "gaussian": "probgen.models.gaussian:GaussianModel",
+    },
+)
+
+DATASETS = Registry(
+    "data set",
+    {
+        "8gaussians": "probgen.data.toy:EightGaussians",
+        "25gaussians": "probgen.data.toy:TwentyFiveGaussians",
+        "checkerboard": "probgen.data.toy:Checkerboard",
+        "two_moons": "probgen.data.toy:TwoMoons",
+        "swiss_roll": "probgen.data.toy:SwissRoll",
+        "pinwheel": "probgen.data.toy:Pinwheel",
+        "rings": "probgen.data.toy:Rings",
+        "2spirals": "probgen.data.toy:TwoSpirals",
+        "digits": "probgen.data.digits:Digits",
+        "mnist": "probgen.data.mnist:MNIST",
+        "fashion_mnist": "probgen.data.mnist:FashionMNIST",
+        "text": "probgen.data.text:TextCorpus",
+        "tinyshakespeare": "probgen.data.text:TinyShakespeare",
+    },
+)
+
+METRICS = Registry(
+    "metric",
+    {
+        "nll": "probgen.evaluate.basic:nll",
+        "bpd": "probgen.evaluate.basic:bits_per_dim",
+        "mmd": "probgen.divergences:mmd",
+        "energy_distance": "probgen.divergences:energy_distance",
+        "sliced_wasserstein": "probgen.divergences:sliced_wasserstein",
+    },
+)
+
+SAMPLERS: Registry = Registry("sampler", {})
