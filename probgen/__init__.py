@@ -2,6 +2,7 @@
 
 from probgen.core import (
     DataSpec,
+    Estimate,
     GenerativeModel,
     IntractableLikelihood,
     InvalidInput,
@@ -13,6 +14,7 @@ from probgen.core import (
 
 __all__ = [
     "DataSpec",
+    "Estimate",
     "GenerativeModel",
     "IntractableLikelihood",
     "InvalidInput",

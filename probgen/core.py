@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "DataSpec",
+    "Estimate",
     "GenerativeModel",
     "IntractableLikelihood",
     "InvalidInput",
@@ -75,6 +76,31 @@ class Likelihood(enum.Enum):
     BOUND = "bound"
     UNNORMALIZED = "unnormalized"
     NONE = "none"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A number with its standard error and a label saying what it is.
+
+    ``kind`` is ``"exact"`` (``stderr`` 0 or the Monte Carlo error of an exact
+    per-example quantity averaged over data), ``"estimate"`` (unbiased
+    stochastic estimate), ``"bound"`` (a lower bound on a log-likelihood, or
+    the matching upper bound on an NLL) or ``"unnormalized"``.
+    """
+
+    value: float
+    stderr: float = 0.0
+    kind: str = "exact"
+
+    def __str__(self) -> str:
+        return f"{self.value:.4f} ± {self.stderr:.4f} ({self.kind})"
+
+    @classmethod
+    def from_samples(cls, values: Tensor, kind: str = "estimate") -> Estimate:
+        """Mean of i.i.d. per-sample values with its standard error s/√n."""
+        v = values.detach().double().flatten()
+        stderr = v.std(unbiased=True).item() / math.sqrt(len(v)) if len(v) > 1 else 0.0
+        return cls(value=v.mean().item(), stderr=stderr, kind=kind)
 
 
 @dataclass(frozen=True)

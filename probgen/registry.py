@@ -7,6 +7,7 @@ Adding a model, data set, metric or sampler is one line here.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Iterator
 from typing import Any
@@ -24,9 +25,14 @@ class UnknownName(ProbgenError, KeyError):
 
 
 class Registry:
-    """A named, lazily imported table of implementations of one kind."""
+    """A named, lazily imported table of implementations of one kind.
 
-    def __init__(self, kind: str, entries: dict[str, str]) -> None:
+    An entry is ``"module:attribute"`` or ``("module:attribute", {defaults})``;
+    in the second form ``get`` returns the attribute with those keyword
+    arguments bound (e.g. one ``ToyDataset`` class serves every 2-D shape).
+    """
+
+    def __init__(self, kind: str, entries: dict[str, str | tuple[str, dict[str, Any]]]) -> None:
         self.kind = kind
         self._entries = dict(entries)
 
@@ -43,12 +49,15 @@ class Registry:
     def target(self, name: str) -> str:
         """The ``module:attribute`` path registered under ``name``."""
         self._require(name)
-        return self._entries[name]
+        entry = self._entries[name]
+        return entry if isinstance(entry, str) else entry[0]
 
     def get(self, name: str) -> Any:
         """Import and return the implementation registered under ``name``."""
         module, _, attr = self.target(name).partition(":")
-        return getattr(importlib.import_module(module), attr)
+        obj = getattr(importlib.import_module(module), attr)
+        entry = self._entries[name]
+        return obj if isinstance(entry, str) else functools.partial(obj, **entry[1])
 
     def _require(self, name: str) -> None:
         if name not in self._entries:
@@ -67,14 +76,14 @@ MODELS = Registry(
 DATASETS = Registry(
     "data set",
     {
-        "8gaussians": "probgen.data.toy:EightGaussians",
-        "25gaussians": "probgen.data.toy:TwentyFiveGaussians",
-        "checkerboard": "probgen.data.toy:Checkerboard",
-        "two_moons": "probgen.data.toy:TwoMoons",
-        "swiss_roll": "probgen.data.toy:SwissRoll",
-        "pinwheel": "probgen.data.toy:Pinwheel",
-        "rings": "probgen.data.toy:Rings",
-        "2spirals": "probgen.data.toy:TwoSpirals",
+        "8gaussians": ("probgen.data.toy:ToyDataset", {"shape": "8gaussians"}),
+        "25gaussians": ("probgen.data.toy:ToyDataset", {"shape": "25gaussians"}),
+        "checkerboard": ("probgen.data.toy:ToyDataset", {"shape": "checkerboard"}),
+        "two_moons": ("probgen.data.toy:ToyDataset", {"shape": "two_moons"}),
+        "swiss_roll": ("probgen.data.toy:ToyDataset", {"shape": "swiss_roll"}),
+        "pinwheel": ("probgen.data.toy:ToyDataset", {"shape": "pinwheel"}),
+        "rings": ("probgen.data.toy:ToyDataset", {"shape": "rings"}),
+        "2spirals": ("probgen.data.toy:ToyDataset", {"shape": "2spirals"}),
         "digits": "probgen.data.digits:Digits",
         "mnist": "probgen.data.mnist:MNIST",
         "fashion_mnist": "probgen.data.mnist:FashionMNIST",
@@ -86,8 +95,8 @@ DATASETS = Registry(
 METRICS = Registry(
     "metric",
     {
-        "nll": "probgen.evaluate.basic:nll",
-        "bpd": "probgen.evaluate.basic:bits_per_dim",
+        "nll": "probgen.evaluate.likelihood:nll",
+        "bpd": "probgen.evaluate.likelihood:bits_per_dim",
         "mmd": "probgen.divergences:mmd",
         "energy_distance": "probgen.divergences:energy_distance",
         "sliced_wasserstein": "probgen.divergences:sliced_wasserstein",
