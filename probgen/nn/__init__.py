@@ -1,5 +1,6 @@
 """Building blocks shared by the model families."""
 
+from probgen.nn.masked import MADE, MaskedLinear
 from probgen.nn.mlp import MLP
 
-__all__ = ["MLP"]
+__all__ = ["MADE", "MLP", "MaskedLinear"]
