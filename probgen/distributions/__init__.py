@@ -2,5 +2,6 @@
 
 from probgen.distributions.base import Distribution
 from probgen.distributions.gaussian import DiagonalGaussian, Gaussian, StandardNormal
+from probgen.distributions.mixture import GaussianMixture
 
-__all__ = ["DiagonalGaussian", "Distribution", "Gaussian", "StandardNormal"]
+__all__ = ["DiagonalGaussian", "Distribution", "Gaussian", "GaussianMixture", "StandardNormal"]
