@@ -1,0 +1,50 @@
+"""Normalizing flows: the transform contract, the layers, the Flow model and its families.
+
+base          Transform (forward/inverse returning the log|det J|), Compose, Inverse
+elementwise   univariate bijections: Affine, RationalQuadraticSpline
+coupling      Coupling (RealNVP / Glow / coupling NSF)
+autoregressive  MaskedAutoregressive (MAF; its Inverse is IAF)
+linear        ActNorm, LULinear (1×1 convolution), Permutation
+reshape       Reshape, Squeeze, FactorOut (multi-scale)
+flow          Flow = base distribution + transform, exact log_prob and sample
+builders      RealNVP, MAF, IAF, NSF on vectors
+glow          Glow on images
+"""
+
+from probgen.models.flows.autoregressive import MaskedAutoregressive
+from probgen.models.flows.base import Compose, Inverse, Transform
+from probgen.models.flows.builders import IAF, MAF, NSF, RealNVP, VectorFlow, stack
+from probgen.models.flows.coupling import Coupling, half_mask
+from probgen.models.flows.elementwise import Affine, ElementwiseTransform, RationalQuadraticSpline
+from probgen.models.flows.flow import Flow
+from probgen.models.flows.glow import CouplingConvNet, Glow, glow_level
+from probgen.models.flows.linear import ActNorm, LULinear, Permutation
+from probgen.models.flows.reshape import FactorOut, Reshape, Squeeze
+
+__all__ = [
+    "IAF",
+    "MAF",
+    "NSF",
+    "ActNorm",
+    "Affine",
+    "Compose",
+    "Coupling",
+    "CouplingConvNet",
+    "ElementwiseTransform",
+    "FactorOut",
+    "Flow",
+    "Glow",
+    "Inverse",
+    "LULinear",
+    "MaskedAutoregressive",
+    "Permutation",
+    "RationalQuadraticSpline",
+    "RealNVP",
+    "Reshape",
+    "Squeeze",
+    "Transform",
+    "VectorFlow",
+    "glow_level",
+    "half_mask",
+    "stack",
+]
