@@ -70,6 +70,10 @@ MODELS = Registry(
     "model",
     {
         "gaussian": "probgen.models.gaussian:GaussianModel",
+        "realnvp": "probgen.models.flows:RealNVP",
+        "maf": "probgen.models.flows:MAF",
+        "nsf": "probgen.models.flows:NSF",
+        "glow": "probgen.models.flows:Glow",
     },
 )
 
