@@ -74,6 +74,7 @@ MODELS = Registry(
         "maf": "probgen.models.flows:MAF",
         "nsf": "probgen.models.flows:NSF",
         "glow": "probgen.models.flows:Glow",
+        "made": "probgen.models.autoregressive.made:MADEModel",
     },
 )
 
