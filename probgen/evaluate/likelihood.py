@@ -16,7 +16,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from probgen.core import Estimate, GenerativeModel, IntractableLikelihood, Likelihood
+from probgen.core import (
+    Estimate,
+    GenerativeModel,
+    IntractableLikelihood,
+    InvalidInput,
+    Likelihood,
+)
 from probgen.data.dequantize import bits_per_dim as _bits_per_dim_convention
 
 __all__ = ["bits_per_dim", "log_probs", "nll"]
@@ -38,7 +44,7 @@ def log_probs(model: GenerativeModel, x: Tensor, batch_size: int = 1024) -> Tens
             "use a sample-based metric such as mmd or energy_distance"
         )
     if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise InvalidInput(f"batch_size must be positive, got {batch_size}")
     dtype = _floating_dtype(model)
     was_training = model.training
     model.eval()
