@@ -3,21 +3,54 @@
 The engine knows nothing about model families. It asks the model for its
 ``players()`` (one optimizer each), calls ``loss(x, player)`` on batches the
 data set draws with a dedicated generator, and steps each player
-``steps_per_round[player]`` times per round.
+``steps_per_round[player]`` times per round:
+
+    for t in rounds:
+        for player p:                         # in the order of model.players()
+            lr_p ← lr_p⁰ · schedule(t)
+            repeat steps_per_round[p] times:  # each on a fresh batch x ~ data
+                θ_p ← optimizer_p(θ_p, ∇ loss(x, p))   (gradient clipped)
+        θ_ema ← decay · θ_ema + (1 - decay) · θ      (when EMA is on)
+
+Device, precision and data parallelism come from Lightning Fabric; with DDP,
+``loss`` runs through the wrapped module's forward (``mark_forward_method``),
+so its gradients are all-reduced across processes.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from probgen.core import GenerativeModel, ProbgenError
-from probgen.data.base import Dataset
-from probgen.train.config import RunConfig
+import torch
+from lightning_fabric import Fabric
+from lightning_fabric.strategies import DDPStrategy, Strategy
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-__all__ = ["Callback", "TrainResult", "TrainState", "TrainingDiverged", "build", "fit", "load_run"]
+from probgen.core import GenerativeModel, IntractableLikelihood, Likelihood, ProbgenError
+from probgen.data.base import Dataset
+from probgen.registry import DATASETS, MODELS
+from probgen.train.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from probgen.train.config import RunConfig, atomic_write_text, load_config, save_config
+from probgen.train.optim import make_optimizers, make_schedule, set_lr
+from probgen.train.progress import TrainingProgress
+
+__all__ = [
+    "Callback",
+    "TrainResult",
+    "TrainState",
+    "TrainingDiverged",
+    "build",
+    "fit",
+    "load_run",
+    "resolve_device",
+    "validation_nll",
+]
 
 
 class TrainingDiverged(ProbgenError, RuntimeError):
@@ -26,7 +59,7 @@ class TrainingDiverged(ProbgenError, RuntimeError):
 
 @dataclass
 class TrainState:
-    """What a callback sees: the step just finished, the model to evaluate (EMA if on), data."""
+    """What a callback sees after round ``step``: the model to evaluate (EMA if on) and data."""
 
     step: int
     model: GenerativeModel
@@ -36,12 +69,19 @@ class TrainState:
 
 
 Callback = Callable[[TrainState], "dict[str, float] | None"]
-"""Called every ``eval_every`` rounds (and at the end); returned metrics go into history."""
+"""Called every ``eval_every`` rounds and after the last; returned metrics go into history."""
 
 
 @dataclass
 class TrainResult:
-    """The outcome of ``fit``."""
+    """The outcome of ``fit``.
+
+    ``model`` holds the weights to sample and evaluate with (the EMA weights
+    when EMA is on); ``history`` has one record per logged round
+    (``step``, ``loss/<player>``, ``elapsed`` seconds, evaluation metrics);
+    ``wall_time`` is this call's duration; ``stop_reason`` is ``"steps"`` or
+    ``"time_budget"``.
+    """
 
     model: GenerativeModel
     dataset: Dataset
@@ -52,13 +92,55 @@ class TrainResult:
     global_rank: int = 0
 
 
+def resolve_device(device: str) -> str:
+    """The Fabric accelerator for ``device``: ``"auto"`` picks CUDA, then MPS, then CPU."""
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
 def build(config: RunConfig) -> tuple[GenerativeModel, Dataset]:
     """Build the data set, then the model for its spec, seeding torch with ``config.seed`` first.
 
     ``DATASETS.get(data.name)(**data.options)``, then
     ``MODELS.get(model.name).for_data(dataset.spec, **model.options)``.
     """
-    raise NotImplementedError
+    torch.manual_seed(config.seed)
+    dataset = DATASETS.get(config.data.name)(**config.data.options)
+    model = MODELS.get(config.model.name).for_data(dataset.spec, **config.model.options)
+    return model, dataset
+
+
+def validation_nll(state: TrainState, max_examples: int, batch_size: int) -> dict[str, float]:
+    """Mean -log p_θ(x) over the first ``max_examples`` of the validation split.
+
+    Recorded as ``val_nll`` for an exact likelihood and ``val_nll_<kind>``
+    otherwise (an ELBO gives an upper bound, an EBM an energy off by log Z);
+    nothing for models without a density.
+    """
+    model = state.model
+    if model.likelihood is Likelihood.NONE:
+        return {}
+    data = state.dataset.split("validation")[:max_examples]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            total = sum(
+                -model.log_prob(chunk.to(model.device)).sum().item()
+                for chunk in data.split(batch_size)
+            )
+    except IntractableLikelihood:
+        return {}
+    finally:
+        model.train(was_training)
+    kind = model.likelihood
+    key = "val_nll" if kind is Likelihood.EXACT else f"val_nll_{kind.value}"
+    return {key: total / len(data)}
 
 
 def fit(
@@ -68,19 +150,266 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
+    model: GenerativeModel | None = None,
+    dataset: Dataset | None = None,
 ) -> TrainResult:
     """Train ``config`` into ``run_dir`` (config.yaml, checkpoint/, history.json).
 
-    With ``resume=True`` continue from ``run_dir/checkpoint``; on CPU with the
-    same seed the losses equal those of an uninterrupted run. Raises
-    ``TrainingDiverged`` on a non-finite loss (the last good checkpoint stays).
+    ``model`` and ``dataset`` are built from the config unless given (then the
+    config still names them, so pass registered names for ``load_run`` to
+    rebuild the run). With ``resume=True`` training continues from
+    ``run_dir/checkpoint`` up to ``config.train.steps``; on CPU with the same
+    seed the losses equal those of an uninterrupted run. Raises
+    ``TrainingDiverged`` on a non-finite loss; the last good checkpoint stays.
     """
-    raise NotImplementedError
+    if model is None or dataset is None:
+        built_model, built_data = build(config)
+        model = built_model if model is None else model
+        dataset = built_data if dataset is None else dataset
+    return _Run(config, Path(run_dir), model, dataset, list(callbacks)).train(resume, progress)
 
 
 def load_run(run_dir: Path) -> tuple[GenerativeModel, RunConfig, Dataset]:
     """The trained model (EMA weights when the run used EMA), its config and data set.
 
-    Raises ``CheckpointError`` when the checkpoint is missing or unreadable.
+    Raises ``CheckpointError`` when the config or checkpoint is missing or unreadable.
     """
-    raise NotImplementedError
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise CheckpointError(f"{run_dir} is not a run directory: {config_file} is missing")
+    config = load_config(config_file)
+    checkpoint = read_checkpoint(run_dir / "checkpoint")
+    model, dataset = build(config)
+    checkpoint.load_module("ema" if checkpoint.has_module("ema") else "model", model)
+    model.eval()
+    return model, config, dataset
+
+
+class _Run:
+    """One training run: Fabric, optimizers, EMA, RNGs, and the state a checkpoint holds."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Path,
+        model: GenerativeModel,
+        dataset: Dataset,
+        callbacks: list[Callback],
+    ) -> None:
+        t = config.train
+        self.config, self.run_dir, self.model, self.dataset = config, run_dir, model, dataset
+        self.callbacks = callbacks
+        players = model.players()
+        self.fabric = Fabric(
+            accelerator=resolve_device(t.device),
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=_strategy(t.strategy, multi_player=len(players) > 1),
+            precision=t.precision,  # type: ignore[arg-type]
+        )
+        self.fabric.launch()
+        self.module = self.fabric.setup_module(model)
+        self.module.mark_forward_method("loss")
+        optimizers = make_optimizers(model.players(), t)
+        wrapped = self.fabric.setup_optimizers(*optimizers.values())
+        wrapped = wrapped if isinstance(wrapped, tuple) else (wrapped,)
+        self.optimizers = dict(zip(optimizers, wrapped, strict=True))
+        self.base_lr = {p: t.player_lr.get(p, t.lr) for p in optimizers}
+        self.steps_per_round = {p: t.steps_per_round.get(p, 1) for p in optimizers}
+        self.schedule = make_schedule(t)
+        self.ema = (
+            AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
+            if t.ema_decay is not None
+            else None
+        )
+        rank = self.fabric.global_rank
+        self.data_rng = torch.Generator().manual_seed(config.seed + rank)
+        torch.manual_seed(config.seed + rank)
+        self.step = 0
+        self.elapsed = 0.0
+        self.history: list[dict[str, Any]] = []
+        self.checkpoint_step: int | None = None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoint"
+
+    @property
+    def eval_model(self) -> GenerativeModel:
+        return self.model if self.ema is None else self.ema.module
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self, resume: bool, progress: bool) -> TrainResult:
+        t = self.config.train
+        if resume:
+            self._restore()
+        elif (self.checkpoint_dir / "state.json").is_file():
+            raise CheckpointError(
+                f"{self.checkpoint_dir} already holds a checkpoint; resume it or use a new run_dir"
+            )
+        if self.fabric.is_global_zero:
+            save_config(self.config, self.run_dir / "config.yaml")
+        self.model.train()
+        start = time.perf_counter()
+        elapsed_before = self.elapsed
+        stop_reason = "steps"
+        bar = TrainingProgress(
+            t.steps,
+            self.step,
+            enabled=progress and self.fabric.is_global_zero,
+            description=self.config.name,
+        )
+        with bar:
+            while self.step < t.steps:
+                losses = self._round()
+                self.step += 1
+                self.elapsed = elapsed_before + time.perf_counter() - start
+                bar.advance()
+                if self._out_of_time():
+                    stop_reason = "time_budget"
+                last = self.step == t.steps or stop_reason != "steps"
+                record = self._record(losses, last)
+                if record:
+                    self.history.append(record)
+                    bar.show(losses)
+                if last or (t.checkpoint_every and self.step % t.checkpoint_every == 0):
+                    self._save()
+                if last:
+                    break
+        return TrainResult(
+            model=self.eval_model,
+            dataset=self.dataset,
+            history=self.history,
+            steps=self.step,
+            wall_time=time.perf_counter() - start,
+            stop_reason=stop_reason,
+            global_rank=self.fabric.global_rank,
+        )
+
+    def _round(self) -> dict[str, float]:
+        """One round: every player takes its steps; returns each player's mean loss."""
+        t = self.config.train
+        factor = self.schedule(self.step)
+        losses = {}
+        for player, optimizer in self.optimizers.items():
+            set_lr(optimizer, self.base_lr[player] * factor)
+            total = 0.0
+            for _ in range(self.steps_per_round[player]):
+                x = self.fabric.to_device(self.dataset.batch("train", t.batch_size, self.data_rng))
+                loss = self.module.loss(x, player)
+                value = loss.item()
+                self._check_finite(player, value)
+                self.model.zero_grad(set_to_none=True)
+                self.fabric.backward(loss)
+                if t.grad_clip is not None:
+                    self.fabric.clip_gradients(self.module, optimizer, max_norm=t.grad_clip)
+                optimizer.step()
+                total += value
+            losses[player] = total / self.steps_per_round[player]
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return losses
+
+    def _check_finite(self, player: str, value: float) -> None:
+        bad = not math.isfinite(value)
+        if self.fabric.world_size > 1:  # every process must stop, not only the one that saw it
+            flag = torch.tensor(float(bad), device=self.fabric.device)
+            bad = bool(self.fabric.all_reduce(flag, reduce_op="sum").item() > 0)
+        if not bad:
+            return
+        if self.fabric.is_global_zero:
+            atomic_write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
+        kept = (
+            f"the last good checkpoint (step {self.checkpoint_step}) is kept in "
+            f"{self.checkpoint_dir}"
+            if self.checkpoint_step is not None
+            else "no checkpoint had been written yet"
+        )
+        raise TrainingDiverged(
+            f"training diverged: loss of player {player!r} is {value} at step "
+            f"{self.step + 1}; {kept}. Try a lower lr, grad_clip or a warm-up."
+        )
+
+    def _out_of_time(self) -> bool:
+        budget = self.config.train.time_budget
+        if budget is None:
+            return False
+        out = self.elapsed >= budget
+        if self.fabric.world_size > 1:  # rank 0's clock decides for all
+            out = self.fabric.broadcast(out, src=0)
+        return out
+
+    def _record(self, losses: dict[str, float], last: bool) -> dict[str, Any]:
+        """The history record of this round, or {} when nothing is due."""
+        t = self.config.train
+        record: dict[str, Any] = {}
+        if last or self.step % t.log_every == 0:
+            record.update({f"loss/{p}": v for p, v in losses.items()})
+        if last or (t.eval_every and self.step % t.eval_every == 0):
+            state = TrainState(
+                self.step, self.eval_model, self.dataset, self.fabric.global_rank, self.history
+            )
+            if t.eval_every:
+                record.update(validation_nll(state, t.eval_examples, t.batch_size))
+            for callback in self.callbacks:
+                record.update(callback(state) or {})
+        if not record:
+            return {}
+        return {"step": self.step, **record, "elapsed": self.elapsed}
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _rng_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {"rng/torch": torch.get_rng_state(), "rng/data": self.data_rng.get_state()}
+        device = self.fabric.device
+        if device.type == "cuda":
+            tensors["rng/cuda"] = torch.cuda.get_rng_state(device)
+        return tensors
+
+    def _save(self) -> None:
+        if self.fabric.is_global_zero:
+            modules = {"model": self.model}
+            tensors = self._rng_tensors()
+            if self.ema is not None:
+                modules["ema"] = self.ema.module
+                tensors["ema/n_averaged"] = self.ema.n_averaged
+            write_checkpoint(
+                self.checkpoint_dir,
+                modules=modules,
+                optimizers=dict(self.optimizers.items()),
+                tensors=tensors,
+                meta={"step": self.step, "elapsed": self.elapsed, "history": self.history},
+            )
+            atomic_write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
+        self.checkpoint_step = self.step
+        self.fabric.barrier()
+
+    def _restore(self) -> None:
+        checkpoint = read_checkpoint(self.checkpoint_dir)
+        checkpoint.load_module("model", self.model)
+        for player, optimizer in self.optimizers.items():
+            checkpoint.load_optimizer(player, optimizer)
+        if self.ema is not None:
+            if not checkpoint.has_module("ema"):
+                raise CheckpointError(
+                    f"{checkpoint.path} was saved without EMA; cannot resume with ema_decay set"
+                )
+            checkpoint.load_module("ema", self.ema.module)
+            self.ema.n_averaged.copy_(checkpoint.tensors["ema/n_averaged"])
+        tensors = checkpoint.tensors
+        torch.set_rng_state(tensors["rng/torch"])
+        self.data_rng.set_state(tensors["rng/data"])
+        if "rng/cuda" in tensors and self.fabric.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng/cuda"], self.fabric.device)
+        meta = checkpoint.meta
+        self.step, self.elapsed, self.history = meta["step"], meta["elapsed"], meta["history"]
+        self.checkpoint_step = self.step
+
+
+def _strategy(name: str, *, multi_player: bool) -> str | Strategy:
+    """Fabric's strategy; DDP must tolerate parameters a player's loss leaves unused."""
+    if name == "ddp" and multi_player:
+        return DDPStrategy(find_unused_parameters=True)
+    return name
