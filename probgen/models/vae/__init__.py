@@ -1,0 +1,28 @@
+"""Variational autoencoders: Gaussian encoders, decoders (observation models), the VAE."""
+
+from probgen.models.vae.build import DECODERS, build_networks
+from probgen.models.vae.decoders import (
+    BernoulliDecoder,
+    CategoricalDecoder,
+    Decoder,
+    DiscretizedLogisticDecoder,
+    GaussianDecoder,
+)
+from probgen.models.vae.encoders import GaussianEncoder, GaussianPosterior
+from probgen.models.vae.model import VAE
+from probgen.models.vae.objectives import ELBO, IWAE
+
+__all__ = [
+    "DECODERS",
+    "ELBO",
+    "IWAE",
+    "VAE",
+    "BernoulliDecoder",
+    "CategoricalDecoder",
+    "Decoder",
+    "DiscretizedLogisticDecoder",
+    "GaussianDecoder",
+    "GaussianEncoder",
+    "GaussianPosterior",
+    "build_networks",
+]

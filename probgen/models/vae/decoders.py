@@ -1,0 +1,265 @@
+"""Decoders p_θ(x|z): a network from latents to the parameters of an observation model.
+
+Every decoder owns a network ``net`` mapping z (B, Z) to P raw parameters per
+entry of the event, read as (B, P, *event_shape) (an MLP emitting (B, P·D), or
+a convolutional decoder emitting (B, P·C, H, W), both reshape to it), and
+gives log p_θ(x|z) summed over the event, shape (B,). Discrete observation
+models (Bernoulli, categorical, discretised logistic) give true probabilities
+of data held as floats with integer values 0 … K-1 (the library's convention,
+see ``probgen.data.quantized``).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from probgen.core import InvalidInput
+from probgen.tensors import sum_events
+
+__all__ = [
+    "BernoulliDecoder",
+    "CategoricalDecoder",
+    "Decoder",
+    "DiscretizedLogisticDecoder",
+    "GaussianDecoder",
+]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class Decoder(nn.Module, abc.ABC):
+    """An observation model p_θ(x|z) whose parameters a network computes from z.
+
+    Subclasses set ``n_params`` (P, raw parameters per event entry) and
+    implement ``log_prob_params``, ``sample_params`` and ``mean_params`` on
+    params of shape (B, P, *event_shape).
+
+    Args:
+        net: module mapping z (B, Z) to (B, P·prod(event_shape)) or any shape
+            with that many entries per example.
+        event_shape: shape of one observation x.
+    """
+
+    n_params: int = 1
+
+    def __init__(self, net: nn.Module, event_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.net = net
+        self.event_shape = tuple(int(s) for s in event_shape)
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Raw parameters of p_θ(x|z): z (B, Z) -> (B, P, *event_shape)."""
+        return self.net(z).reshape(z.shape[0], self.n_params, *self.event_shape)
+
+    def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p_θ(x|z) summed over the event: x (B, *event_shape), z (B, Z) -> (B,)."""
+        return self.log_prob_params(x, self(z))
+
+    def sample(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One draw x ~ p_θ(x|z) per latent: z (B, Z) -> (B, *event_shape)."""
+        return self.sample_params(self(z), generator)
+
+    def mean(self, z: Tensor) -> Tensor:
+        """E[x|z]: z (B, Z) -> (B, *event_shape)."""
+        return self.mean_params(self(z))
+
+    @abc.abstractmethod
+    def log_prob_params(self, x: Tensor, params: Tensor) -> Tensor:
+        """log p(x | params): x (B, *event_shape), params (B, P, *event_shape) -> (B,)."""
+
+    @abc.abstractmethod
+    def sample_params(self, params: Tensor, generator: torch.Generator | None) -> Tensor:
+        """x ~ p(x | params): (B, P, *event_shape) -> (B, *event_shape)."""
+
+    @abc.abstractmethod
+    def mean_params(self, params: Tensor) -> Tensor:
+        """E[x | params]: (B, P, *event_shape) -> (B, *event_shape)."""
+
+
+def _check_levels(x: Tensor, levels: int, name: str) -> Tensor:
+    """x as integer class indices (long), after checking every entry is in {0, …, K-1}."""
+    index = x.round()
+    if not (torch.equal(index, x) and (index >= 0).all() and (index <= levels - 1).all()):
+        raise InvalidInput(
+            f"{name}: expected integer values in {{0, …, {levels - 1}}}, "
+            f"got values in [{x.min().item():g}, {x.max().item():g}]"
+            + ("" if torch.equal(index, x) else " with non-integers")
+        )
+    return index.long()
+
+
+class BernoulliDecoder(Decoder):
+    """Independent Bernoulli pixels for binary data, x ∈ {0, 1}^D.
+
+    log p(x|z) = Σ_d x_d log π_d + (1 - x_d) log(1 - π_d), π = sigmoid(logits(z)),
+    computed from the logits without forming π. P = 1.
+    """
+
+    n_params = 1
+
+    def log_prob_params(self, x: Tensor, params: Tensor) -> Tensor:
+        _check_levels(x, 2, "BernoulliDecoder x")
+        logits = params[:, 0]
+        return -sum_events(F.binary_cross_entropy_with_logits(logits, x, reduction="none"))
+
+    def sample_params(self, params: Tensor, generator: torch.Generator | None) -> Tensor:
+        return torch.bernoulli(torch.sigmoid(params[:, 0]), generator=generator)
+
+    def mean_params(self, params: Tensor) -> Tensor:
+        return torch.sigmoid(params[:, 0])
+
+
+class GaussianDecoder(Decoder):
+    """Independent Gaussian entries, p(x|z) = N(x; μ(z), diag σ²), for continuous data.
+
+    log p(x|z) = -½ Σ_d ((x_d - μ_d)/σ_d)² - Σ_d log σ_d - (D/2) log 2π.
+
+    Args:
+        net: the network (see ``Decoder``).
+        event_shape: shape of one observation.
+        std: ``None``: the network also outputs log σ(z) per entry (P = 2);
+            a float: one σ shared by all entries (P = 1), fixed unless
+            ``learn_std``.
+        learn_std: learn the shared σ (stored as log σ) from its initial ``std``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        event_shape: tuple[int, ...],
+        std: float | None = 1.0,
+        learn_std: bool = False,
+    ) -> None:
+        super().__init__(net, event_shape)
+        if std is None and learn_std:
+            raise InvalidInput("GaussianDecoder: learn_std needs an initial std (got None)")
+        if std is not None and not std > 0:
+            raise InvalidInput(f"GaussianDecoder: expected std > 0, got {std}")
+        self.n_params = 1 if std is not None else 2
+        if std is not None:
+            log_std = torch.tensor(math.log(std))
+            if learn_std:
+                self.log_std = nn.Parameter(log_std)
+            else:
+                self.register_buffer("log_std", log_std)
+
+    def _log_std(self, params: Tensor) -> Tensor:
+        return (
+            params[:, 1] if self.n_params == 2 else self.log_std.to(params).expand_as(params[:, 0])
+        )
+
+    def log_prob_params(self, x: Tensor, params: Tensor) -> Tensor:
+        log_std = self._log_std(params)
+        u = (x - params[:, 0]) * torch.exp(-log_std)
+        return sum_events(-0.5 * u.square() - log_std - 0.5 * _LOG_2PI)
+
+    def sample_params(self, params: Tensor, generator: torch.Generator | None) -> Tensor:
+        mean = params[:, 0]
+        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        return mean + self._log_std(params).exp() * eps
+
+    def mean_params(self, params: Tensor) -> Tensor:
+        return params[:, 0]
+
+
+class CategoricalDecoder(Decoder):
+    """Independent categorical entries over K levels, x_d ∈ {0, …, K-1}.
+
+    log p(x|z) = Σ_d log softmax(logits_d(z))[x_d]; P = K.
+
+    Args:
+        net: the network (see ``Decoder``).
+        event_shape: shape of one observation.
+        levels: K, the number of values each entry takes.
+    """
+
+    def __init__(self, net: nn.Module, event_shape: tuple[int, ...], levels: int) -> None:
+        super().__init__(net, event_shape)
+        if levels < 2:
+            raise InvalidInput(f"CategoricalDecoder: expected levels >= 2, got {levels}")
+        self.levels = self.n_params = int(levels)
+
+    def log_prob_params(self, x: Tensor, params: Tensor) -> Tensor:
+        index = _check_levels(x, self.levels, "CategoricalDecoder x")
+        log_p = torch.log_softmax(params, dim=1)  # (B, K, *event)
+        return sum_events(log_p.gather(1, index.unsqueeze(1)).squeeze(1))
+
+    def sample_params(self, params: Tensor, generator: torch.Generator | None) -> Tensor:
+        probs = torch.softmax(params.movedim(1, -1), dim=-1)  # (B, *event, K)
+        flat = torch.multinomial(probs.reshape(-1, self.levels), 1, generator=generator)
+        return flat.reshape(probs.shape[:-1]).to(params.dtype)
+
+    def mean_params(self, params: Tensor) -> Tensor:
+        values = torch.arange(self.levels, dtype=params.dtype, device=params.device)
+        return torch.einsum("bk...,k->b...", torch.softmax(params, dim=1), values)
+
+
+class DiscretizedLogisticDecoder(Decoder):
+    """A logistic law on the real line, discretised to the K integers 0 … K-1.
+
+    With μ(z), s(z) = exp(log s(z)) per entry and the logistic CDF σ((t - μ)/s),
+    value k owns the bin [k - ½, k + ½), the end bins stretched to ±∞:
+        P(x = k | z) = σ((k + ½ - μ)/s) - σ((k - ½ - μ)/s),
+    so the K probabilities sum to exactly 1. The difference is evaluated as
+    log σ(a) + log σ(-b) + log(1 - e^{b-a}) (a > b), which is accurate in the
+    tails. P = 2: the network emits μ and log s on the scale of [-1, 1]
+    (output 0 means the middle level and a scale of half the range), mapped to
+    the units of the levels by μ = (K-1)/2 · (out₀ + 1), s = (K-1)/2 · e^{out₁}.
+
+    Reference: Salimans, Karpathy, Chen & Kingma (2017), "PixelCNN++: Improving
+    the PixelCNN with discretized logistic mixture likelihood and other
+    modifications"; Kingma et al. (2016), "Improved variational inference with
+    inverse autoregressive flow".
+
+    Args:
+        net: the network (see ``Decoder``).
+        event_shape: shape of one observation.
+        levels: K, the number of integer values.
+    """
+
+    n_params = 2
+
+    def __init__(self, net: nn.Module, event_shape: tuple[int, ...], levels: int) -> None:
+        super().__init__(net, event_shape)
+        if levels < 2:
+            raise InvalidInput(f"DiscretizedLogisticDecoder: expected levels >= 2, got {levels}")
+        self.levels = int(levels)
+
+    def _loc_log_scale(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        # The network works on the scale of [-1, 1]; map its location to the levels.
+        half = 0.5 * (self.levels - 1)
+        return half * (params[:, 0] + 1.0), params[:, 1] + math.log(half)
+
+    def log_prob_params(self, x: Tensor, params: Tensor) -> Tensor:
+        _check_levels(x, self.levels, "DiscretizedLogisticDecoder x")
+        loc, log_scale = self._loc_log_scale(params)
+        inv_scale = torch.exp(-log_scale)
+        upper = (x + 0.5 - loc) * inv_scale
+        lower = (x - 0.5 - loc) * inv_scale
+        inf = torch.tensor(math.inf, dtype=x.dtype, device=x.device)
+        first, last = x <= 0, x >= self.levels - 1
+        upper = torch.where(last, inf, upper)
+        lower = torch.where(first, -inf, lower)
+        # b - a = -1/s inside; -∞ for the end bins, where the last term vanishes.
+        gap = torch.where(first | last, -inf, -inv_scale)
+        log_mass = F.logsigmoid(upper) + F.logsigmoid(-lower) + torch.log(-torch.expm1(gap))
+        return sum_events(log_mass)
+
+    def sample_params(self, params: Tensor, generator: torch.Generator | None) -> Tensor:
+        loc, log_scale = self._loc_log_scale(params)
+        u = torch.rand(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
+        u = u.clamp(1e-12, 1.0 - 1e-12)
+        t = loc + log_scale.exp() * (torch.log(u) - torch.log1p(-u))
+        return t.round().clamp(0, self.levels - 1)
+
+    def mean_params(self, params: Tensor) -> Tensor:
+        loc, log_scale = self._loc_log_scale(params)
+        # E[x] = Σ_{k≥1} P(x ≥ k) = Σ_{k=1}^{K-1} σ((μ - k + ½)/s).
+        k = torch.arange(1, self.levels, dtype=loc.dtype, device=loc.device)
+        k = k.reshape(-1, *([1] * loc.dim()))
+        return torch.sigmoid((loc - k + 0.5) * torch.exp(-log_scale)).sum(dim=0)

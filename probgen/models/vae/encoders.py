@@ -1,0 +1,68 @@
+"""Amortised Gaussian encoders q_φ(z|x) = N(z; μ_φ(x), diag σ_φ(x)²), reparameterised."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["GaussianEncoder", "GaussianPosterior"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass(frozen=True)
+class GaussianPosterior:
+    """A batch of diagonal Gaussians N(μ_b, diag σ_b²), one per example.
+
+    Attributes:
+        mean: μ, shape (B, Z).
+        std: σ > 0, shape (B, Z).
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    def rsample(self, k: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """k reparameterised draws per example, z = μ + σ ⊙ ε, ε ~ N(0, I): (k, B, Z).
+
+        Reference: Kingma & Welling (2014), "Auto-encoding variational Bayes".
+        """
+        eps = torch.randn(
+            (k, *self.mean.shape),
+            generator=generator,
+            dtype=self.mean.dtype,
+            device=self.mean.device,
+        )
+        return self.mean + self.std * eps
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log q(z|x) = Σ_j [-½((z_j - μ_j)/σ_j)² - log σ_j - ½ log 2π]: (…, B, Z) -> (…, B)."""
+        u = (z - self.mean) / self.std
+        return (-0.5 * u.square() - self.std.log() - 0.5 * _LOG_2PI).sum(dim=-1)
+
+
+class GaussianEncoder(nn.Module):
+    """The inference network q_φ(z|x) = N(z; μ_φ(x), diag exp(2 ℓ_φ(x))).
+
+    ``net`` maps x (B, *event_shape) to (B, 2Z): the first Z outputs are the
+    mean μ, the last Z the log standard deviation ℓ = log σ.
+
+    Args:
+        net: the network, e.g. ``nn.Sequential(nn.Flatten(), MLP(D, 2 * Z))``
+            or ``ConvEncoder((C, H, W), 2 * Z)``.
+        latent_dim: Z.
+    """
+
+    def __init__(self, net: nn.Module, latent_dim: int) -> None:
+        super().__init__()
+        self.net = net
+        self.latent_dim = int(latent_dim)
+
+    def forward(self, x: Tensor) -> GaussianPosterior:
+        """q_φ(z|x) for a batch x (B, *event_shape)."""
+        out = self.net(x)  # (B, 2Z)
+        mean, log_std = out.split(self.latent_dim, dim=-1)
+        return GaussianPosterior(mean=mean, std=log_std.exp())

@@ -1,0 +1,207 @@
+"""The variational autoencoder: p_θ(x, z) = p_θ(x|z) p(z) with an amortised q_φ(z|x)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from probgen.core import DataSpec, GenerativeModel, InvalidInput, Likelihood
+from probgen.distributions import DiagonalGaussian, StandardNormal
+from probgen.divergences import kl_diagonal_gaussian
+from probgen.models.vae.build import build_networks
+from probgen.models.vae.decoders import Decoder
+from probgen.models.vae.encoders import GaussianEncoder, GaussianPosterior
+from probgen.models.vae.objectives import ELBO, IWAE
+from probgen.tensors import logmeanexp
+
+__all__ = ["VAE"]
+
+_MAX_ROWS = 1 << 16  # decoder rows per chunk of importance samples, to bound memory
+
+
+class VAE(GenerativeModel):
+    """Variational autoencoder with any prior, any decoder and a Gaussian encoder.
+
+    Generative model p_θ(x, z) = p_θ(x|z) p(z); inference model
+    q_φ(z|x) = N(μ_φ(x), diag σ_φ(x)²). The evidence lower bound
+
+        ELBO(x) = E_q[log p_θ(x|z)] - KL(q_φ(z|x) || p(z)) ≤ log p_θ(x),
+
+    with log p_θ(x) - ELBO(x) = KL(q_φ(z|x) || p_θ(z|x)). The KL term is
+    analytic when the prior is a diagonal Gaussian (``analytic_kl``), else
+    the Monte Carlo average of log q_φ(z|x) - log p(z) over the same draws. The
+    importance-weighted bound
+
+        L_K(x) = E[log (1/K) Σ_k w_k],  w_k = p_θ(x|z_k) p(z_k) / q_φ(z_k|x),
+
+    satisfies ELBO = L_1 ≤ L_K ≤ L_{K+1} ≤ log p_θ(x) and L_K → log p_θ(x).
+
+    ``log_prob(x)`` is a bound (``likelihood`` BOUND): the ELBO with one
+    sample and analytic KL when ``log_prob_k`` = 1 (the default), else L_K
+    with K = ``log_prob_k``. ``loss`` is minus the mean of ``objective``
+    (default ``ELBO()``; ``ELBO(beta=4.0)`` for a β-VAE, ``IWAE(k)`` to train
+    on the importance-weighted bound).
+
+    References: Kingma & Welling (2014), "Auto-encoding variational Bayes";
+    Rezende, Mohamed & Wierstra (2014), "Stochastic backpropagation and
+    approximate inference in deep generative models"; Burda, Grosse &
+    Salakhutdinov (2016), "Importance weighted autoencoders"; Higgins et al.
+    (2017), "β-VAE".
+
+    Args:
+        encoder: q_φ(z|x), a ``GaussianEncoder`` with latent size Z.
+        decoder: p_θ(x|z), a ``Decoder``; its ``event_shape`` is the model's.
+        prior: p(z), any GenerativeModel over (Z,) with ``log_prob`` and
+            ``sample(n, generator=...)`` (a Gaussian, a mixture, a flow);
+            default ``StandardNormal((Z,))``. Its parameters, if any, train
+            with the model.
+        objective: the per-example training objective (``ELBO`` or ``IWAE``).
+        log_prob_k: K of the bound ``log_prob`` returns (1: the ELBO).
+        analytic_kl: use the closed-form KL when the prior is a diagonal Gaussian.
+    """
+
+    likelihood = Likelihood.BOUND
+
+    def __init__(
+        self,
+        encoder: GaussianEncoder,
+        decoder: Decoder,
+        prior: GenerativeModel | None = None,
+        *,
+        objective: ELBO | IWAE | None = None,
+        log_prob_k: int = 1,
+        analytic_kl: bool = True,
+    ) -> None:
+        super().__init__(event_shape=decoder.event_shape)
+        latent_shape = (encoder.latent_dim,)
+        prior = StandardNormal(latent_shape) if prior is None else prior
+        if tuple(prior.event_shape) != latent_shape:
+            raise InvalidInput(
+                f"VAE: expected a prior over events of shape {latent_shape} (the encoder's "
+                f"latent size), got {tuple(prior.event_shape)}"
+            )
+        if log_prob_k < 1:
+            raise InvalidInput(f"VAE: expected log_prob_k >= 1, got {log_prob_k}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior = prior
+        self.objective = ELBO() if objective is None else objective
+        self.log_prob_k = int(log_prob_k)
+        self.analytic_kl = analytic_kl
+
+    @classmethod
+    def for_data(
+        cls,
+        spec: DataSpec,
+        latent_dim: int = 16,
+        decoder: str | None = None,
+        hidden: Sequence[int] = (256, 256),
+        channels: Sequence[int] = (32, 64),
+        beta: float = 1.0,
+        iwae_k: int | None = None,
+        log_prob_k: int = 1,
+    ) -> VAE:
+        """A VAE for data described by ``spec`` (used by configs and the CLI).
+
+        Networks and decoder as in ``build_networks`` (decoder by the data's
+        levels unless named: "gaussian", "bernoulli", "categorical",
+        "logistic"); standard normal prior; trained on ``IWAE(iwae_k)`` when
+        ``iwae_k`` is given, else on ``ELBO(beta)``.
+        """
+        encoder, dec = build_networks(spec, latent_dim, decoder, hidden, channels)
+        objective = ELBO(beta=beta) if iwae_k is None else IWAE(k=iwae_k)
+        return cls(encoder, dec, objective=objective, log_prob_k=log_prob_k)
+
+    @property
+    def latent_dim(self) -> int:
+        """Z, the size of the latent vector."""
+        return self.encoder.latent_dim
+
+    def encode(self, x: Tensor) -> GaussianPosterior:
+        """q_φ(z|x) for x (B, *event_shape): mean and std, each (B, Z)."""
+        return self.encoder(self._check(x))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """The decoder mean E_θ[x|z]: z (B, Z) -> (B, *event_shape)."""
+        return self.decoder.mean(z)
+
+    def kl(self, q: GaussianPosterior, z: Tensor) -> Tensor:
+        """KL(q_φ(z|x) || p(z)) per example, (B,).
+
+        Closed form when the prior is a diagonal Gaussian and ``analytic_kl``;
+        otherwise the Monte Carlo mean of log q_φ(z_k|x) - log p(z_k) over the
+        draws ``z`` (k, B, Z) from q.
+        """
+        if self.analytic_kl and isinstance(self.prior, DiagonalGaussian):
+            return kl_diagonal_gaussian(
+                q.mean, q.std, self.prior.mean.expand_as(q.mean), self.prior.std.expand_as(q.std)
+            )
+        return (q.log_prob(z) - self._prior_log_prob(z)).mean(dim=0)
+
+    def elbo(
+        self,
+        x: Tensor,
+        k: int = 1,
+        *,
+        beta: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Monte Carlo ELBO with k reparameterised draws per example: (B, *event_shape) -> (B,).
+
+        (1/k) Σ_k log p_θ(x|z_k) - β KL(q_φ(z|x) || p(z)), z_k ~ q_φ(z|x), with the
+        KL as in ``kl``; β = 1 gives the ELBO itself, unbiased for every k.
+        """
+        q = self.encode(x)
+        z = q.rsample(k, generator)  # (k, B, Z)
+        reconstruction = self._decoder_log_prob(x, z).mean(dim=0)  # (B,)
+        return reconstruction - beta * self.kl(q, z)
+
+    def iwae_bound(self, x: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """One draw of the importance-weighted estimate of L_K: (B, *event_shape) -> (B,).
+
+        log (1/K) Σ_k p_θ(x|z_k) p(z_k) / q_φ(z_k|x) with z_k ~ q_φ(z|x); its
+        expectation is the bound L_K (Burda et al., 2016). The decoder sees
+        the draws in chunks, so K = 5000 fits in memory.
+        """
+        if k < 1:
+            raise InvalidInput(f"iwae_bound: expected k >= 1, got {k}")
+        q = self.encode(x)
+        z = q.rsample(k, generator)  # (K, B, Z)
+        log_w = [
+            self._decoder_log_prob(x, zc) + self._prior_log_prob(zc) - q.log_prob(zc)
+            for zc in z.split(max(1, _MAX_ROWS // x.shape[0]))
+        ]  # chunks of (K', B)
+        return logmeanexp(torch.cat(log_w), dim=0)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """A lower bound on log p_θ(x): the ELBO, or L_K when ``log_prob_k`` = K > 1; (B,)."""
+        if self.log_prob_k == 1:
+            return self.elbo(x)
+        return self.iwae_bound(x, self.log_prob_k)
+
+    def loss(self, x: Tensor, player: str = "model") -> Tensor:
+        """Minus the batch mean of ``objective`` (e.g. -mean ELBO_β, or -mean L_K)."""
+        self._check_player(player)
+        return -self.objective(self, x).mean()
+
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, mean: bool = False
+    ) -> Tensor:
+        """x ~ p_θ(x) by ancestral sampling: z ~ p(z), x ~ p_θ(x|z); (n, *event_shape).
+
+        With ``mean``, return E_θ[x|z] instead of a draw from the decoder.
+        """
+        z = self.prior.sample(n, generator=generator)
+        return self.decoder.mean(z) if mean else self.decoder.sample(z, generator)
+
+    def _decoder_log_prob(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p_θ(x|z_k) for draws z (k, B, Z): (k, B)."""
+        k, b = z.shape[:2]
+        xs = x.expand(k, *x.shape).reshape(k * b, *x.shape[1:])
+        return self.decoder.log_prob(xs, z.reshape(k * b, -1)).reshape(k, b)
+
+    def _prior_log_prob(self, z: Tensor) -> Tensor:
+        """log p(z_k) for draws z (k, B, Z): (k, B)."""
+        return self.prior.log_prob(z.reshape(-1, z.shape[-1])).reshape(z.shape[:2])
