@@ -10,6 +10,7 @@ from probgen.models.autoregressive.conditionals import (
 )
 from probgen.models.autoregressive.made import MADEModel
 from probgen.models.autoregressive.sampling import LogitFilter, as_levels, sample_logits
+from probgen.models.autoregressive.transformer import Transformer, TransformerConfig
 
 __all__ = [
     "Bernoulli",
@@ -20,6 +21,8 @@ __all__ = [
     "Mixture",
     "MixtureOfGaussians",
     "MixtureOfLogistics",
+    "Transformer",
+    "TransformerConfig",
     "as_levels",
     "sample_logits",
 ]
