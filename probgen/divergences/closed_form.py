@@ -108,6 +108,8 @@ def kl_diagonal_gaussian(
         raise InvalidInput(
             f"event_dims: expected an integer in [0, {terms.dim()}], got {event_dims}"
         )
+    if event_dims == 0:  # sum(dim=()) would reduce every dimension
+        return terms
     return terms.sum(dim=tuple(range(terms.dim() - event_dims, terms.dim())))
 
 
