@@ -1,4 +1,4 @@
-"""Masked layers that make a network autoregressive: MaskedLinear and MADE.
+"""Masked layers that make a network autoregressive: MaskedLinear, MADE, MaskedConv2d.
 
 A network f: R^D -> R^{D×k} is autoregressive in an ordering π when output
 group i depends only on the inputs j with π(j) < π(i). MADE enforces this by
@@ -13,8 +13,12 @@ so a path from input j to output i exists only if m(j) < m(i). Context inputs
 (for conditional use) get degree 0, and hidden units of degree 0 carry them
 to every output, the first one included.
 
-Reference: Germain, Gregor, Murray & Larochelle, 2015, "MADE: Masked
-Autoencoder for Distribution Estimation".
+For images (PixelCNN) the ordering is raster order over pixels and, within a
+pixel, channel order; MaskedConv2d masks its kernel accordingly.
+
+References: Germain, Gregor, Murray & Larochelle, 2015, "MADE: Masked
+Autoencoder for Distribution Estimation"; van den Oord, Kalchbrenner &
+Kavukcuoglu, 2016, "Pixel Recurrent Neural Networks".
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ from torch import Tensor, nn
 
 from probgen.core import InvalidInput
 
-__all__ = ["MADE", "MaskedLinear", "hidden_degrees", "made_masks"]
+__all__ = [
+    "MADE",
+    "MaskedConv2d",
+    "MaskedLinear",
+    "channel_groups",
+    "hidden_degrees",
+    "made_masks",
+]
 
 
 class MaskedLinear(nn.Linear):
@@ -176,3 +187,54 @@ class MADE(nn.Module):
         elif context is not None:
             raise InvalidInput("MADE: got a context but was built with context=0")
         return self.net(x).reshape(x.shape[0], self.features, self.params_per_dim)
+
+
+def channel_groups(width: int, data_channels: int) -> Tensor:
+    """Data channel (0…C-1) that each of ``width`` feature maps belongs to, in contiguous blocks."""
+    return torch.arange(width) * data_channels // width
+
+
+class MaskedConv2d(nn.Conv2d):
+    """Convolution that sees only pixels before the current one in raster order.
+
+    Kernel taps above the centre row and left of the centre are kept; at the
+    centre, feature maps are split into C contiguous groups, one per data
+    channel, and output group g sees input groups g' < g (type A, the first
+    layer: x_{c,i,j} must not see itself) or g' ≤ g (type B, later layers).
+    Input (B, in_channels, H, W), output (B, out_channels, H, W) ("same" padding).
+
+    Args:
+        in_channels, out_channels: feature maps in and out.
+        kernel_size: odd kernel side.
+        include_center: False for type A, True for type B.
+        data_channels: C, the channels of the modelled image (ordering within a pixel).
+
+    Reference: van den Oord, Kalchbrenner & Kavukcuoglu, 2016, "Pixel
+    Recurrent Neural Networks" (masks A and B).
+    """
+
+    mask: Tensor
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        include_center: bool,
+        data_channels: int = 1,
+    ) -> None:
+        if kernel_size % 2 != 1:
+            raise InvalidInput(f"MaskedConv2d: kernel_size must be odd, got {kernel_size}")
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        c = kernel_size // 2
+        mask = torch.zeros(out_channels, in_channels, kernel_size, kernel_size)
+        mask[:, :, :c, :] = 1
+        mask[:, :, c, :c] = 1
+        g_out = channel_groups(out_channels, data_channels)[:, None]
+        g_in = channel_groups(in_channels, data_channels)[None, :]
+        mask[:, :, c, c] = (g_in <= g_out) if include_center else (g_in < g_out)
+        self.register_buffer("mask", mask.to(self.weight.dtype))
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, in, H, W) -> (B, out, H, W)
+        return self._conv_forward(x, self.weight * self.mask, self.bias)

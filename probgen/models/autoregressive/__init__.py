@@ -9,6 +9,7 @@ from probgen.models.autoregressive.conditionals import (
     MixtureOfLogistics,
 )
 from probgen.models.autoregressive.made import MADEModel
+from probgen.models.autoregressive.pixelcnn import PixelCNN, ResidualMaskedBlock
 from probgen.models.autoregressive.sampling import LogitFilter, as_levels, sample_logits
 from probgen.models.autoregressive.transformer import Transformer, TransformerConfig
 
@@ -21,6 +22,8 @@ __all__ = [
     "Mixture",
     "MixtureOfGaussians",
     "MixtureOfLogistics",
+    "PixelCNN",
+    "ResidualMaskedBlock",
     "Transformer",
     "TransformerConfig",
     "as_levels",
