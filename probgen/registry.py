@@ -75,6 +75,7 @@ MODELS = Registry(
         "nsf": "probgen.models.flows:NSF",
         "glow": "probgen.models.flows:Glow",
         "made": "probgen.models.autoregressive.made:MADEModel",
+        "pixelcnn": "probgen.models.autoregressive.pixelcnn:PixelCNN",
         "transformer": "probgen.models.autoregressive.transformer:Transformer",
         "vae": "probgen.models.vae:VAE",
     },
