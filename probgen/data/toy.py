@@ -10,6 +10,7 @@ from torch import Tensor
 
 from probgen.core import DataSpec, GenerativeModel, InvalidInput
 from probgen.data.base import SPLITS, Dataset
+from probgen.distributions.shapes import make_shape
 
 __all__ = ["ToyDataset", "split_seed"]
 
@@ -51,8 +52,6 @@ class ToyDataset(Dataset):
         **shape_options: Any,
     ) -> None:
         if isinstance(shape, str):
-            from probgen.distributions import make_shape
-
             self.truth = make_shape(shape, **shape_options)
         elif shape_options:
             raise InvalidInput(
