@@ -70,15 +70,15 @@ def plot_samples(
     return path
 
 
-def image_grid(images: np.ndarray, ncols: int | None = None) -> np.ndarray:
+def image_grid(images: np.ndarray, ncols: int | None = None, fill: float = 0.5) -> np.ndarray:
     """Tile images (B, C, H, W) into one array (rows·H + gaps, cols·W + gaps, C).
 
-    Gaps of one pixel hold the images' minimum, so tiles stay apart on any scale.
+    Tiles are laid out row by row, ``ncols`` per row (default ⌈√B⌉), with
+    one-pixel gaps holding ``fill``.
     """
     b, c, h, w = images.shape
     ncols = ncols or math.ceil(math.sqrt(b))
     nrows = math.ceil(b / ncols)
-    fill = images.min() if images.size else 0
     grid = np.full((nrows * (h + 1) - 1, ncols * (w + 1) - 1, c), fill, dtype=images.dtype)
     for k, img in enumerate(images):
         r, q = divmod(k, ncols)
@@ -121,9 +121,8 @@ def _image_figure(x: np.ndarray, ref: np.ndarray | None, levels: int | None) -> 
     fig = Figure(figsize=(4 * len(panels), 4.4))
     for k, (name, images) in enumerate(panels):
         ax: Axes = fig.add_subplot(1, len(panels), k + 1)
-        grid = np.clip(
-            (image_grid(images).astype(np.float64) - vmin) / max(vmax - vmin, 1e-12), 0, 1
-        )
+        scaled = np.clip((images.astype(np.float64) - vmin) / max(vmax - vmin, 1e-12), 0, 1)
+        grid = image_grid(scaled)
         ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
         ax.set_title(name)
         ax.axis("off")

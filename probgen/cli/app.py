@@ -1,0 +1,281 @@
+"""The ``probgen`` command: list, train, sample, evaluate.
+
+Every user error (unknown names, malformed or ill-typed configs, missing or
+unreadable files and checkpoints, bad flags) ends the command with exactly
+one line ``error: <problem and valid choices>`` on stderr and exit code 2,
+never a traceback. Programming errors still show their traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+import typer
+import yaml
+from rich.console import Console
+from safetensors import SafetensorError
+from safetensors.torch import save_file
+from typer.core import TyperGroup
+
+from probgen.cli.listing import KINDS, registry_table
+from probgen.cli.metrics import default_metrics, evaluate, metrics_table, write_metrics
+from probgen.core import GenerativeModel, ProbgenError
+from probgen.data.base import SPLITS, Dataset
+from probgen.evaluate.plots import plot_samples
+from probgen.train import RunConfig, fit, load_config, load_run, parse_overrides
+
+__all__ = ["EXIT_USER_ERROR", "SAMPLE_FORMATS", "app", "main"]
+
+EXIT_USER_ERROR = 2
+"""Exit code of every user error (as for command-line usage errors)."""
+
+SAMPLE_FORMATS = (".png", ".npy", ".safetensors")
+"""File types ``probgen sample --out`` writes: a picture or the array itself."""
+
+_USER_ERRORS = (ProbgenError, yaml.YAMLError, OSError, SafetensorError, typer.TyperException)
+
+
+class _OneLineErrors(TyperGroup):
+    """Runs the command and turns every user error into one line on stderr, exit code 2."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _USER_ERRORS as e:
+            message = e.format_message() if isinstance(e, typer.TyperException) else _describe(e)
+            typer.echo(f"error: {' '.join(message.split())}", err=True)
+            code = EXIT_USER_ERROR
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            code = 1
+        if standalone_mode:
+            sys.exit(code if isinstance(code, int) else 0)
+        return code
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, OSError) and not isinstance(e, ProbgenError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e) or type(e).__name__
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    help="probgen: train, sample and evaluate generative models on one probabilistic footing.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback(invoke_without_command=True)
+def _root(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
+
+def main() -> None:
+    """Console-script entry point (``probgen = probgen.cli:main``)."""
+    app()
+
+
+@app.command("list")
+def list_(
+    kind: Annotated[
+        str | None,
+        typer.Argument(help="One of: models, data, metrics, samplers (default: all)."),
+    ] = None,
+    targets: Annotated[bool, typer.Option(help="Also show each module:attribute.")] = False,
+) -> None:
+    """Show the registered models, data sets, metrics and samplers."""
+    if kind is not None and kind not in KINDS:
+        raise typer.BadParameter(f"unknown kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    console = Console()
+    for name, registry in KINDS.items():
+        if kind in (None, name):
+            console.print(registry_table(name, registry, targets=targets))
+
+
+@app.command()
+def train(
+    config_path: Annotated[
+        Path | None, typer.Argument(metavar="[CONFIG.yaml]", help="Run config (YAML).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (see probgen list).")] = None,
+    data: Annotated[str | None, typer.Option(help="Data set name (see probgen list).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training rounds.")] = None,
+    time_budget: Annotated[float | None, typer.Option(help="Stop after this many s.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per batch.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name: outputs go to OUT/NAME.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder holding run folders.")] = Path("runs"),
+    resume: Annotated[bool, typer.Option(help="Continue the run in OUT/NAME.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run OUT/NAME.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any config key, e.g. --set model.options.hidden=[64,64]."),
+    ] = None,
+    n_samples: Annotated[int, typer.Option(help="Samples for sample metrics/picture.")] = 2000,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a model (YAML config and/or flags; flags win) and write runs/NAME/."""
+    overrides = parse_overrides(set_ or [])
+    flags = {
+        "model.name": model,
+        "data.name": data,
+        "train.steps": steps,
+        "train.time_budget": time_budget,
+        "train.batch_size": batch_size,
+        "train.lr": lr,
+        "seed": seed,
+        "name": name,
+        "train.device": device,
+    }
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    if resume and config_path is None:
+        config_path = out / (name or RunConfig.name) / "config.yaml"
+    config = load_config(config_path, overrides)
+    run_dir = out / config.name
+    _check_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if overwrite:
+        for stale in ("metrics.json", "samples.png"):
+            (run_dir / stale).unlink(missing_ok=True)
+    console = Console()
+    result = fit(config, run_dir, resume=resume, progress=progress)
+    last = result.history[-1] if result.history else {}
+    losses = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if _is_loss(k, v))
+    console.print(
+        f"trained {config.model.name} on {config.data.name}: {result.steps} steps in "
+        f"{result.wall_time:.1f} s ({result.stop_reason}); final {losses or 'loss n/a'}"
+    )
+    _report(console, result.model, result.dataset, run_dir, "test", None, n_samples, config.seed)
+    console.print(
+        f"outputs in {run_dir}/: config.yaml, checkpoint/, history.json, metrics.json, samples.png"
+    )
+
+
+@app.command()
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by probgen train.")],
+    n: Annotated[int, typer.Option("-n", "--n", help="Number of samples.")] = 64,
+    out: Annotated[
+        Path | None, typer.Option(help="Output file: .png, .npy or .safetensors.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the samples.")] = 0,
+) -> None:
+    """Draw samples from a trained run: a picture (.png) or an array (.npy, .safetensors)."""
+    out = out or run_dir / "samples.npy"
+    if out.suffix not in SAMPLE_FORMATS:
+        raise typer.BadParameter(
+            f"cannot write {out.suffix or 'a file without suffix'} ({out}); "
+            f"choose one of: {', '.join(SAMPLE_FORMATS)}"
+        )
+    if n < 1:
+        raise typer.BadParameter(f"-n must be positive, got {n}")
+    model, _, dataset = load_run(run_dir)
+    x = _draw(model, n, seed).cpu()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".png":
+        _picture(x, dataset, out, title=f"{n} samples from {run_dir.name}")
+    elif out.suffix == ".npy":
+        np.save(out, x.numpy())
+    else:
+        save_file({"samples": x.contiguous()}, str(out))
+    Console().print(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {out}")
+
+
+@app.command("evaluate")
+def evaluate_(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by probgen train.")],
+    split: Annotated[str, typer.Option(help="train, validation or test.")] = "test",
+    metrics: Annotated[
+        str | None, typer.Option(help="Comma-separated metric names (see probgen list metrics).")
+    ] = None,
+    n_samples: Annotated[int, typer.Option(help="Samples for sample metrics.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed of the samples.")] = 0,
+) -> None:
+    """Evaluate a trained run on a split; print a table and update RUN_DIR/metrics.json."""
+    if split not in SPLITS:
+        raise typer.BadParameter(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    names = None if metrics is None else [m.strip() for m in metrics.split(",") if m.strip()]
+    model, _, dataset = load_run(run_dir)
+    _report(Console(), model, dataset, run_dir, split, names, n_samples, seed, picture=False)
+
+
+def _report(
+    console: Console,
+    model: GenerativeModel,
+    dataset: Dataset,
+    run_dir: Path,
+    split: str,
+    names: list[str] | None,
+    n_samples: int,
+    seed: int,
+    *,
+    picture: bool = True,
+) -> None:
+    """Compute metrics, write metrics.json (and samples.png), print the table."""
+    results = evaluate(
+        model,
+        dataset,
+        names or default_metrics(model, dataset),
+        split=split,
+        n_samples=n_samples,
+        seed=seed,
+    )
+    write_metrics(run_dir / "metrics.json", split, results)
+    console.print(metrics_table(results, f"{split} split ({len(dataset.split(split))} examples)"))
+    if picture:
+        _picture(
+            _draw(model, n_samples, seed).cpu(),
+            dataset,
+            run_dir / "samples.png",
+            title=run_dir.name,
+        )
+
+
+def _check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    exists = (run_dir / "checkpoint").exists()
+    if resume and not exists:
+        raise typer.BadParameter(f"--resume: no checkpoint in {run_dir} to continue")
+    if exists and not (resume or overwrite):
+        raise typer.BadParameter(
+            f"run {run_dir} already exists; pass --resume to continue it, --overwrite to "
+            "replace it, or choose another --name"
+        )
+
+
+def _draw(model: GenerativeModel, n: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    model.eval()
+    with torch.no_grad():
+        return model.sample(n, generator=generator)
+
+
+def _picture(x: torch.Tensor, dataset: Dataset, path: Path, title: str) -> None:
+    reference = dataset.split("test")[: len(x)]
+    plot_samples(
+        x,
+        path,
+        data=reference,
+        title=title,
+        levels=dataset.spec.levels,
+        decoder=getattr(dataset, "decode", None),
+    )
+
+
+def _is_loss(key: str, value: Any) -> bool:
+    return isinstance(value, float) and key not in ("step", "elapsed")
