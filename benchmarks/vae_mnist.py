@@ -1,0 +1,152 @@
+"""VAE on dynamically binarized MNIST: test NLL (IWAE-K bound) against CPU time.
+
+Recipe (Burda, Grosse & Salakhutdinov 2016, "Importance weighted
+autoencoders", one stochastic layer): encoder 784-200-200-2·50 and decoder
+50-200-200-784, tanh, Bernoulli pixels, standard normal prior, Adam
+(lr 1e-3, β = (0.9, 0.999), ε = 1e-4), trained on the negative ELBO (or on
+IWAE-k with ``--objective iwae``), fresh binarization of every training
+batch. The test NLL is -L_K with K = 5000 importance samples, an upper bound
+on the true NLL; the paper's VAE reaches 86.76 nats after 3280 epochs.
+
+The training budget is CPU time (``time.process_time``), with torch pinned to
+``--threads`` threads (see /work/shared/BENCHMARKING.md). Every ``--eval-every``
+CPU-seconds the IWAE-``--curve-k`` NLL of the first ``--curve-n`` test images
+is recorded; the final NLL uses ``--final-k`` samples on ``--n-test`` images.
+Writes a table and ``benchmarks/results/vae_mnist.json``.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vae_mnist.py --minutes 60
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vae_mnist.py --minutes 2 --n-test 500 \\
+        --final-k 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from probgen.core import Estimate
+from probgen.data.mnist import MNIST
+from probgen.models.vae import ELBO, IWAE, VAE, BernoulliDecoder, GaussianEncoder
+from probgen.nn.mlp import MLP
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def burda_vae(objective: ELBO | IWAE) -> VAE:
+    """The one-stochastic-layer architecture of Burda et al. (2016), Bernoulli decoder."""
+    encoder = GaussianEncoder(nn.Sequential(nn.Flatten(), MLP(784, 100, (200, 200), nn.Tanh)), 50)
+    decoder = BernoulliDecoder(MLP(50, 784, (200, 200), nn.Tanh), (1, 28, 28))
+    return VAE(encoder, decoder, objective=objective)
+
+
+@torch.no_grad()
+def test_nll(vae: VAE, x: torch.Tensor, k: int, batch: int, seed: int) -> Estimate:
+    """-L_K per test image averaged, with its standard error over images (kind "bound")."""
+    generator = torch.Generator().manual_seed(seed)
+    bounds = torch.cat([vae.iwae_bound(xb, k, generator=generator) for xb in x.split(batch)])
+    return Estimate.from_samples(-bounds, kind="bound")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60.0, help="CPU-time training budget")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--root", default=None, help="folder of the MNIST IDX files")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--objective", choices=["elbo", "iwae"], default="elbo")
+    parser.add_argument("--k", type=int, default=5, help="k of the IWAE training objective")
+    parser.add_argument("--eval-every", type=float, default=60.0, help="CPU-seconds")
+    parser.add_argument("--curve-k", type=int, default=100)
+    parser.add_argument("--curve-n", type=int, default=500)
+    parser.add_argument("--final-k", type=int, default=5000)
+    parser.add_argument("--n-test", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "vae_mnist.json")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    data = MNIST(root=args.root, binarize=True)
+    test = data.split("test").float()
+    objective = IWAE(k=args.k) if args.objective == "iwae" else ELBO()
+    vae = burda_vae(objective).float()
+    optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr, eps=1e-4)
+    generator = torch.Generator().manual_seed(args.seed)
+    eval_batch = max(1, 20_000 // args.curve_k)
+
+    curve: list[dict[str, float]] = []
+    budget = 60.0 * args.minutes
+    train_cpu, steps, next_eval, last_loss = 0.0, 0, 0.0, math.nan
+    wall_start = time.perf_counter()
+    while True:
+        if train_cpu >= next_eval or train_cpu >= budget:
+            nll = test_nll(vae, test[: args.curve_n], args.curve_k, eval_batch, seed=1)
+            curve.append(
+                {
+                    "train_cpu_s": train_cpu,
+                    "wall_s": time.perf_counter() - wall_start,
+                    "steps": steps,
+                    "epochs": steps * args.batch_size / 60_000,
+                    "train_loss": last_loss,
+                    "test_nll": nll.value,
+                    "test_nll_stderr": nll.stderr,
+                }
+            )
+            print(
+                f"cpu {train_cpu:7.1f}s  steps {steps:7d}  epochs {curve[-1]['epochs']:6.2f}  "
+                f"IWAE-{args.curve_k} NLL (first {args.curve_n} test) {nll}",
+                flush=True,
+            )
+            next_eval += args.eval_every
+            if train_cpu >= budget:
+                break
+        start = time.process_time()
+        x = data.batch("train", args.batch_size, generator).float()
+        optimizer.zero_grad()
+        loss_value = vae.loss(x)
+        loss_value.backward()
+        optimizer.step()
+        train_cpu += time.process_time() - start
+        steps += 1
+        last_loss = loss_value.item()
+
+    start = time.process_time()
+    final = test_nll(vae, test[: args.n_test], args.final_k, max(1, 20_000 // args.final_k), 2)
+    eval_cpu = time.process_time() - start
+    print(f"final IWAE-{args.final_k} test NLL on {args.n_test} images: {final} (nats)")
+    print(f"paper (Burda et al. 2016, VAE, 1 layer, k=1): 86.76; eval took {eval_cpu:.0f} CPU-s")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "benchmark": "vae_mnist",
+        "recipe": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "architecture": "784-200-200-50 tanh, Bernoulli decoder, N(0, I) prior (Burda 2016)",
+        "final": {
+            "test_nll": final.value,
+            "stderr": final.stderr,
+            "kind": final.kind,
+            "k": args.final_k,
+            "n_test": min(args.n_test, len(test)),
+            "eval_cpu_s": eval_cpu,
+        },
+        "curve": curve,
+        "target_nll": 86.76,
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "threads": torch.get_num_threads(),
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+    }
+    args.out.write_text(json.dumps(record, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
