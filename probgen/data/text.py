@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -45,8 +46,8 @@ class TextCorpus(Dataset):
             raise InvalidInput(f"train_fraction must be in (0, 1), got {train_fraction}")
         self.path = Path(path)
         text = _read_text(self.path)
-        self.vocab = sorted(set(text))
-        self._index = {c: i for i, c in enumerate(self.vocab)}
+        self._codes = np.unique(_code_points(text))  # sorted code points of the vocabulary
+        self.vocab = [chr(c) for c in self._codes]
         self.context = context
         self.spec = DataSpec((context,), levels=len(self.vocab))
         tokens = self.encode(text)
@@ -66,19 +67,20 @@ class TextCorpus(Dataset):
 
     def encode(self, text: str) -> Tensor:
         """Token ids of ``text``, shape ``(len(text),)``, torch.long."""
-        try:
-            ids = [self._index[c] for c in text]
-        except KeyError as err:
-            raise InvalidInput(f"character {err.args[0]!r} is not in the vocabulary") from err
-        return torch.tensor(ids, dtype=torch.long)
+        codes = _code_points(text)
+        ids = np.searchsorted(self._codes, codes).clip(max=len(self._codes) - 1)
+        unknown = np.flatnonzero(self._codes[ids] != codes)
+        if len(unknown):
+            raise InvalidInput(f"character {text[unknown[0]]!r} is not in the vocabulary")
+        return torch.from_numpy(ids.astype(np.int64))
 
     def decode(self, ids: Tensor | Iterable[int]) -> str:
         """The text of a 1-D sequence of token ids (inverse of ``encode``)."""
-        values = ids.tolist() if isinstance(ids, Tensor) else list(ids)
-        bad = [i for i in values if not 0 <= i < len(self.vocab)]
-        if bad:
-            raise InvalidInput(f"token ids {bad[:5]} outside 0…{len(self.vocab) - 1}")
-        return "".join(self.vocab[i] for i in values)
+        values = ids.cpu().numpy() if isinstance(ids, Tensor) else np.fromiter(ids, np.int64)
+        bad = values[(values < 0) | (values >= len(self._codes))]
+        if len(bad):
+            raise InvalidInput(f"token ids {bad[:5].tolist()} outside 0…{len(self._codes) - 1}")
+        return self._codes[values].astype("<u4").tobytes().decode("utf-32-le")
 
     def tokens(self, split: str) -> Tensor:
         """The whole split as one token sequence ``(N,)``, torch.long."""
@@ -117,6 +119,11 @@ class TinyShakespeare(TextCorpus):
             f"Download it (needs internet) from {TINY_SHAKESPEARE_URL}.",
         )
         super().__init__(folder / "input.txt", context=context)
+
+
+def _code_points(text: str) -> np.ndarray:
+    """The Unicode code points of ``text``, shape ``(len(text),)``."""
+    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
 
 
 def _read_text(path: Path) -> str:
