@@ -8,6 +8,7 @@ never a traceback. Programming errors still show their traceback.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -151,7 +152,8 @@ def train(
     run_dir = out / config.name
     _check_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if overwrite:
-        for stale in ("metrics.json", "samples.png"):
+        shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+        for stale in ("history.json", "metrics.json", "samples.png"):
             (run_dir / stale).unlink(missing_ok=True)
     console = Console()
     result = fit(config, run_dir, resume=resume, progress=progress)
