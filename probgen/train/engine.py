@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning_fabric import Fabric
-from lightning_fabric.strategies import DDPStrategy, Strategy
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from probgen.core import GenerativeModel, IntractableLikelihood, Likelihood, ProbgenError
@@ -197,6 +195,10 @@ class _Run:
         dataset: Dataset,
         callbacks: list[Callback],
     ) -> None:
+        # Imported here: lightning_fabric pulls in torch._dynamo (seconds), which
+        # configs, load_run and the CLI's help never need.
+        from lightning_fabric import Fabric
+
         t = config.train
         self.config, self.run_dir, self.model, self.dataset = config, run_dir, model, dataset
         self.callbacks = callbacks
@@ -408,8 +410,10 @@ class _Run:
         self.checkpoint_step = self.step
 
 
-def _strategy(name: str, *, multi_player: bool) -> str | Strategy:
+def _strategy(name: str, *, multi_player: bool) -> Any:
     """Fabric's strategy; DDP must tolerate parameters a player's loss leaves unused."""
     if name == "ddp" and multi_player:
+        from lightning_fabric.strategies import DDPStrategy
+
         return DDPStrategy(find_unused_parameters=True)
     return name
