@@ -13,7 +13,9 @@ __all__ = ["sample_pair"]
 
 
 def sample_pair(x: Tensor, y: Tensor, min_size: int = 1) -> tuple[Tensor, Tensor]:
-    """Check x (N, *event) and y (M, *event) share an event shape; return them as (N, D), (M, D).
+    """Check x (N, *event) and y (M, *event) share an event shape; return (N, D), (M, D).
+
+    Both are returned in their promoted floating dtype.
 
     Raises ``InvalidInput`` for non-tensors, mismatched event shapes, non-finite
     values or fewer than ``min_size`` examples in either batch.
@@ -28,7 +30,8 @@ def sample_pair(x: Tensor, y: Tensor, min_size: int = 1) -> tuple[Tensor, Tensor
     for name, t in (("x", x), ("y", y)):
         if t.shape[0] < min_size:
             raise InvalidInput(f"{name}: expected at least {min_size} examples, got {t.shape[0]}")
-    return flatten_events(x), flatten_events(y)
+    dtype = torch.promote_types(x.dtype, y.dtype)
+    return flatten_events(x).to(dtype), flatten_events(y).to(dtype)
 
 
 def _describe(x: object) -> str:

@@ -124,8 +124,10 @@ def wasserstein(x: Tensor, y: Tensor, p: float = 2.0) -> Tensor:
     cost = torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist").pow(p)  # (N, M)
     plan_cost = cost.detach().cpu().numpy()
     if x.shape[0] == y.shape[0]:
-        rows, cols = linear_sum_assignment(plan_cost)
-        total = cost[torch.as_tensor(rows), torch.as_tensor(cols)].mean()
+        rows, cols = (
+            torch.as_tensor(i, device=cost.device) for i in linear_sum_assignment(plan_cost)
+        )
+        total = cost[rows, cols].mean()
     else:
         import ot  # POT takes ~1 s to import; load it only for unequal sizes
 

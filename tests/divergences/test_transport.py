@@ -146,3 +146,10 @@ def test_invalid_inputs() -> None:
         wasserstein1_cdf(ndtr, ndtr, torch.tensor([0.0, 0.0, 1.0]))
     with pytest.raises(InvalidInput, match="n_projections"):
         sliced_wasserstein(torch.randn(5, 3), torch.randn(5, 3), n_projections=0)
+
+
+def test_mixed_dtypes_are_promoted() -> None:
+    x, y = torch.randn(8, 2, dtype=torch.float32), torch.randn(11, 2)
+    value = wasserstein(x, y)
+    assert value.dtype == torch.float64
+    torch.testing.assert_close(value, wasserstein(x.double(), y))
