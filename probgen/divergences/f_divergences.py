@@ -167,7 +167,7 @@ class JensenShannon(FDivergence):
 
 
 class GANJensenShannon(FDivergence):
-    """The original GAN's divergence, 2·JSD(P ‖ Q) − in [0, ln 4].
+    """The original GAN's divergence, 2·JSD(P ‖ Q) ∈ [0, ln 4].
 
     f(t) = t ln t − (t+1) ln(t+1) + ln 4 (Nowozin et al.'s "GAN" generator shifted by
     ln 4 so that f(1) = 0), f'(t) = ln(t/(t+1)), f*(u) = −ln(1 − e^u) − ln 4 on u < 0,
