@@ -66,7 +66,7 @@ class LogitFilter:
             probs = sorted_logits.softmax(dim=-1)
             mass_before = probs.cumsum(dim=-1) - probs
             drop_sorted = mass_before >= self.top_p
-            drop = drop_sorted.scatter(-1, idx, drop_sorted)
+            drop = torch.zeros_like(drop_sorted).scatter(-1, idx, drop_sorted)
             logits = logits.masked_fill(drop, -torch.inf)
         return logits
 
