@@ -231,7 +231,7 @@ def _build_dataclass(cls: type, raw: Any, prefix: str) -> Any:
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ConfigError(
-            f"unknown key {prefix}{unknown[0]!r}; valid keys: {', '.join(sorted(fields))}"
+            f"unknown key {prefix + unknown[0]!r}; valid keys: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
     kwargs = {}
@@ -239,7 +239,7 @@ def _build_dataclass(cls: type, raw: Any, prefix: str) -> Any:
         if name in raw:
             kwargs[name] = _coerce(raw[name], hints[name], f"{prefix}{name}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"missing required key {prefix}{name!r}")
+            raise ConfigError(f"missing required key {prefix + name!r}")
     return cls(**kwargs)
 
 
@@ -313,6 +313,12 @@ def _check_options(
         ) from e
     try:
         params = inspect.signature(target).parameters
+        # A model is built by for_data; when that names its own options, check those.
+        for_data = getattr(target, "for_data", None)
+        if for_data is not None:
+            own = inspect.signature(for_data).parameters
+            if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in own.values()):
+                params = own
     except (TypeError, ValueError):
         return
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -339,7 +345,7 @@ def _positive(key: str, value: float | None, *, allow_zero: bool = False) -> Non
 
 
 def _validate(config: RunConfig) -> None:
-    _check_options(config.model, MODELS, "model", reserved=("event_shape",))
+    _check_options(config.model, MODELS, "model", reserved=("event_shape", "spec"))
     _check_options(config.data, DATASETS, "data")
     t = config.train
     _choice("train.optimizer", t.optimizer, OPTIMIZERS)
