@@ -28,7 +28,15 @@ from probgen.cli.metrics import default_metrics, evaluate, metrics_table, write_
 from probgen.core import GenerativeModel, ProbgenError
 from probgen.data.base import SPLITS, Dataset
 from probgen.evaluate.plots import plot_samples
-from probgen.train import RunConfig, fit, load_config, load_run, parse_overrides
+from probgen.train import (
+    ConfigError,
+    RunConfig,
+    build,
+    fit,
+    load_config,
+    load_run,
+    parse_overrides,
+)
 
 __all__ = ["EXIT_USER_ERROR", "SAMPLE_FORMATS", "app", "main"]
 
@@ -155,8 +163,9 @@ def train(
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
         for stale in ("history.json", "metrics.json", "samples.png"):
             (run_dir / stale).unlink(missing_ok=True)
+    model_, dataset = _build(config)
     console = Console()
-    result = fit(config, run_dir, resume=resume, progress=progress)
+    result = fit(config, run_dir, resume=resume, progress=progress, model=model_, dataset=dataset)
     last = result.history[-1] if result.history else {}
     losses = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if _is_loss(k, v))
     console.print(
@@ -247,6 +256,21 @@ def _report(
             run_dir / "samples.png",
             title=run_dir.name,
         )
+
+
+def _build(config: RunConfig) -> tuple[GenerativeModel, Dataset]:
+    """``build(config)``, with options the constructors reject reported as a ConfigError.
+
+    Validation checks option names against signatures, but a constructor
+    taking ``**options`` (a toy shape's parameters) can only reject them here.
+    """
+    try:
+        return build(config)
+    except TypeError as e:
+        raise ConfigError(
+            f"cannot build model {config.model.name!r} on data {config.data.name!r} with "
+            f"options {config.model.options} / {config.data.options}: {e}"
+        ) from e
 
 
 def _check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
