@@ -141,8 +141,10 @@ def _as_nchw(x: np.ndarray) -> np.ndarray:
 
 def _text_figure(x: np.ndarray, decoder: Callable[[Sequence[int]], str] | None) -> Figure:
     decode = decoder or (lambda ids: " ".join(str(i) for i in ids))
-    lines = [decode(row.tolist()) for row in x[:_MAX_LINES]]
-    text = "\n\n".join(lines)
-    fig = Figure(figsize=(10, 0.3 + 0.25 * text.count("\n") + 0.5))
-    fig.text(0.01, 0.98, text, family="monospace", fontsize=8, va="top", parse_math=False)
+    blocks = [f"── sample {k} ──\n{decode(row.tolist())}" for k, row in enumerate(x[:_MAX_LINES])]
+    text = "\n".join(blocks)
+    height = 0.8 + 0.17 * (text.count("\n") + 1)  # inches: room for a title, then the lines
+    fig = Figure(figsize=(10, height))
+    fig.text(0.01, 1 - 0.6 / height, text, family="monospace", fontsize=9, va="top",
+             parse_math=False)  # fmt: skip
     return fig
