@@ -111,4 +111,12 @@ METRICS = Registry(
     },
 )
 
-SAMPLERS: Registry = Registry("sampler", {})
+SAMPLERS: Registry = Registry(
+    "sampler",
+    {
+        "langevin": "probgen.sampling:Langevin",
+        "mala": "probgen.sampling:MALA",
+        "hmc": "probgen.sampling:HMC",
+        "annealed_langevin": "probgen.sampling:AnnealedLangevin",
+    },
+)
