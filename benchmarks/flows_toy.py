@@ -1,0 +1,200 @@
+"""RealNVP, MAF and NSF on the 2-D toy shapes: KL gap to the exact density after a CPU-time budget.
+
+Recipe (/work/shared/BENCHMARKING.md, "Flow peers"): 5 transforms separated
+by order reversals, conditioners with two hidden layers of 64, 8 spline bins
+(spline on [-5, 5], identity outside), standard normal base, batch 512,
+Adam (lr 1e-3), a fresh exact sample of the shape at every step, float32.
+The budget is CPU time (``time.process_time``) per training run, with torch
+pinned to ``--threads`` threads (1 by default).
+
+The figure of merit is the KL gap on a fixed test set of ``--n-test`` exact
+samples x_i of the true law p:
+
+    gap = 1/n Σ_i [log p(x_i) - log p_θ(x_i)]  (≈ KL(p ‖ p_θ) ≥ 0),
+
+i.e. test NLL minus the true test NLL on the same points, with the standard
+error of the paired difference. Each (flow, shape) is trained with
+``--seeds`` seeds; the table reports the median gap and its min–max.
+Writes ``benchmarks/results/flows_toy.json``.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flows_toy.py              # 300 CPU-s per run
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flows_toy.py --budget 20 --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from probgen.core import Estimate
+from probgen.data.toy import ToyDataset
+from probgen.models.flows import MAF, NSF, RealNVP
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RECIPE: dict[str, Any] = {
+    "transforms": 5,
+    "hidden": [64, 64],
+    "bins": 8,
+    "spline_bound": 5.0,
+    "batch": 512,
+    "optimizer": "Adam",
+    "lr": 1e-3,
+    "data": "fresh exact samples every step",
+    "dtype": "float32",
+    "budget": "CPU seconds (time.process_time) per training run",
+}
+SHAPES = ["8gaussians", "two_moons", "checkerboard", "pinwheel"]
+
+
+@dataclass
+class Contender:
+    """A trainable density under benchmark: its module and how to score and sample it."""
+
+    name: str
+    module: nn.Module
+    log_prob: Callable[[Tensor], Tensor]  # (B, 2) -> (B,)
+    sample: Callable[[int], Tensor]  # n -> (n, 2)
+
+
+def ours(name: str) -> Contender:
+    """probgen's flow ``name`` ("realnvp", "maf" or "nsf") built with the recipe."""
+    k, hidden = RECIPE["transforms"], tuple(RECIPE["hidden"])
+    builders: dict[str, Callable[[], nn.Module]] = {
+        "realnvp": lambda: RealNVP((2,), transforms=k, hidden=hidden),
+        "maf": lambda: MAF((2,), transforms=k, hidden=hidden),
+        "nsf": lambda: NSF(
+            (2,), transforms=k, hidden=hidden, bins=RECIPE["bins"], bound=RECIPE["spline_bound"]
+        ),
+    }
+    flow = builders[name]()
+    return Contender(f"probgen {name}", flow, flow.log_prob, flow.sample)
+
+
+def train(contender: Contender, dataset: ToyDataset, budget: float, seed: int) -> dict[str, float]:
+    """Adam on the mean NLL of fresh batches until ``budget`` CPU-seconds have been spent."""
+    optimizer = torch.optim.Adam(contender.module.parameters(), lr=RECIPE["lr"])
+    generator = torch.Generator().manual_seed(seed)
+    steps, start = 0, time.process_time()
+    while time.process_time() - start < budget:
+        x = dataset.batch("train", RECIPE["batch"], generator)
+        optimizer.zero_grad()
+        loss = -contender.log_prob(x).mean()
+        loss.backward()
+        optimizer.step()
+        steps += 1
+    spent = time.process_time() - start
+    return {"steps": steps, "cpu_seconds": spent, "steps_per_cpu_second": steps / spent}
+
+
+@torch.no_grad()
+def kl_gap(contender: Contender, dataset: ToyDataset) -> dict[str, float]:
+    """Test NLL, true test NLL and their paired difference (the KL gap) with standard errors."""
+    test = dataset.split("test")
+    log_q = torch.cat([contender.log_prob(x) for x in test.split(4096)]).double()
+    log_p = dataset.truth.log_prob(test).double()
+    nll = Estimate.from_samples(-log_q, kind="exact")
+    gap = Estimate.from_samples(log_p - log_q, kind="exact")
+    return {
+        "test_nll": nll.value,
+        "test_nll_stderr": nll.stderr,
+        "true_nll": -log_p.mean().item(),
+        "kl_gap": gap.value,
+        "kl_gap_stderr": gap.stderr,
+    }
+
+
+@torch.no_grad()
+def sampling_rate(contender: Contender, n: int = 10_000) -> float:
+    """Points per CPU-second of ``contender.sample(n)``."""
+    start = time.process_time()
+    contender.sample(n)
+    return n / max(time.process_time() - start, 1e-9)
+
+
+def run_info(threads: int) -> dict[str, Any]:
+    """Versions, threads and a timestamp for the JSON record."""
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": threads,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def spread(values: list[float]) -> str:
+    """'median [min–max]' of a list of figures."""
+    return f"{statistics.median(values):.4f} [{min(values):.4f}–{max(values):.4f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=300.0, help="CPU seconds per run")
+    parser.add_argument("--flows", nargs="+", default=["realnvp", "maf", "nsf"])
+    parser.add_argument("--data", nargs="+", default=SHAPES)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--n-test", type=int, default=10_000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS / "flows_toy.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    runs: list[dict[str, Any]] = []
+    print(
+        f"{'flow':10} {'data':14} {'seed':>4} {'steps/s':>8} {'test NLL':>9} "
+        f"{'true NLL':>9} {'KL gap':>16}"
+    )
+    for shape in args.data:
+        dataset = ToyDataset(shape, n_test=args.n_test, seed=0)
+        for name in args.flows:
+            for seed in range(args.seeds):
+                torch.manual_seed(seed)
+                contender = ours(name)
+                run = {"flow": name, "data": shape, "seed": seed}
+                run |= train(contender, dataset, args.budget, seed)
+                run |= kl_gap(contender, dataset)
+                runs.append(run)
+                print(
+                    f"{name:10} {shape:14} {seed:4d} {run['steps_per_cpu_second']:8.1f} "
+                    f"{run['test_nll']:9.4f} {run['true_nll']:9.4f} "
+                    f"{run['kl_gap']:8.4f} ± {run['kl_gap_stderr']:.4f}"
+                )
+
+    print("\nmedian KL gap [min–max] over seeds, nats")
+    summary = {}
+    for shape in args.data:
+        for name in args.flows:
+            gaps = [r["kl_gap"] for r in runs if r["flow"] == name and r["data"] == shape]
+            summary[f"{name}/{shape}"] = {
+                "median_kl_gap": statistics.median(gaps),
+                "min": min(gaps),
+                "max": max(gaps),
+            }
+            print(f"{name:10} {shape:14} {spread(gaps)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "benchmark": "flows_toy",
+        "recipe": RECIPE,
+        "budget_cpu_seconds": args.budget,
+        "seeds": args.seeds,
+        "n_test": args.n_test,
+        **run_info(args.threads),
+        "runs": runs,
+        "summary": summary,
+    }
+    args.out.write_text(json.dumps(record, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
