@@ -1,0 +1,177 @@
+"""The adversarial game: a generator and a critic, each with its own objective.
+
+One class plays every game of this package; what differs is passed in:
+the critic objective (an f-divergence, or the Kantorovich–Rubinstein dual),
+the Lipschitz constraint (none, weight clipping, gradient penalty) and the
+generator's loss (saturating or non-saturating).
+
+    critic:     max_ψ  E_P[g(V_ψ(x))] − E_Q[f*(g(V_ψ(x̃)))] − penalty,  x̃ = G_θ(z) detached
+    generator:  min_θ  −E_z[f*(g(V_ψ(G_θ(z))))]      (saturating, the minimax game)
+                min_θ  −E_z[g(V_ψ(G_θ(z)))]           (non-saturating)
+
+References: Goodfellow et al. 2014, "Generative Adversarial Nets"; Nowozin,
+Cseke & Tomioka 2016, "f-GAN", Eq. (6) and Section 3.2; Arjovsky, Chintala &
+Bottou 2017, "Wasserstein GAN".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from probgen.core import GenerativeModel, InvalidInput, Likelihood, ProbgenError
+from probgen.models.gan.constraints import LipschitzConstraint, NoConstraint
+from probgen.models.gan.networks import Critic, Generator, build_networks
+from probgen.models.gan.objectives import CriticObjective
+
+__all__ = ["AdversarialGame", "CriticDiverged"]
+
+
+class CriticDiverged(ProbgenError, RuntimeError):
+    """The critic's output left the bound ``max_critic`` (or became non-finite)."""
+
+
+class AdversarialGame(GenerativeModel):
+    """A two-player generative model: generator G_θ and critic V_ψ (see the module docstring).
+
+    ``players()`` is ``{"generator": θ, "critic": ψ}``; ``loss(x, "critic")``
+    computes only the critic's objective (generated samples detached) and
+    ``loss(x, "generator")`` only the generator's (``x`` then only sets the
+    batch size). ``log_prob`` raises ``IntractableLikelihood``.
+
+    Args:
+        event_shape: shape of one example.
+        objective: the critic objective, e.g. ``probgen.divergences.KullbackLeibler()``
+            or ``KantorovichRubinstein()``.
+        constraint: the critic's Lipschitz constraint (default: none).
+        non_saturating: generator minimises −E[g(V(G(z)))] instead of −E[f*(g(V(G(z))))].
+        latent_dim, hidden: sizes of the default MLP networks (``build_networks``).
+        generator, critic: networks to use instead of the defaults.
+        max_critic: bound on |V(x)|; a critic beyond it (or non-finite) raises
+            ``CriticDiverged`` rather than training on meaningless numbers.
+    """
+
+    likelihood = Likelihood.NONE
+
+    def __init__(
+        self,
+        event_shape: tuple[int, ...],
+        objective: CriticObjective,
+        *,
+        constraint: LipschitzConstraint | None = None,
+        non_saturating: bool = True,
+        latent_dim: int = 8,
+        hidden: Sequence[int] = (128, 128, 128),
+        generator: Generator | None = None,
+        critic: Critic | None = None,
+        max_critic: float = 1e4,
+    ) -> None:
+        super().__init__(event_shape)
+        if not isinstance(objective, CriticObjective):
+            raise InvalidInput(
+                f"objective: expected an object with activation and f_star_of_activation, "
+                f"got {type(objective).__name__}"
+            )
+        if not max_critic > 0:
+            raise InvalidInput(f"max_critic: expected > 0, got {max_critic}")
+        default_g, default_c = (
+            build_networks(self.event_shape, latent_dim, hidden)
+            if generator is None or critic is None
+            else (generator, critic)
+        )
+        self.generator = default_g if generator is None else generator
+        self.critic = default_c if critic is None else critic
+        for name, net in (("generator", self.generator), ("critic", self.critic)):
+            if tuple(net.event_shape) != self.event_shape:
+                raise InvalidInput(
+                    f"{name}: expected event_shape {self.event_shape}, got {tuple(net.event_shape)}"
+                )
+        self.objective = objective
+        self.constraint = NoConstraint() if constraint is None else constraint
+        self.non_saturating = bool(non_saturating)
+        self.max_critic = float(max_critic)
+
+    # ------------------------------------------------------------------ protocol
+
+    def players(self) -> dict[str, list[nn.Parameter]]:
+        """θ for ``"generator"``, ψ for ``"critic"``."""
+        return {
+            "generator": list(self.generator.parameters()),
+            "critic": list(self.critic.parameters()),
+        }
+
+    def loss(self, x: Tensor, player: str = "model") -> Tensor:
+        """The objective ``player`` minimises on a data batch ``x`` (B, *event_shape)."""
+        self._check_player(player)
+        x = self._check(x)
+        if player == "critic":
+            return self.critic_loss(x)
+        return self.generator_loss(len(x))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """x = G_θ(z), z ~ p(z): (n, *event_shape), without gradients."""
+        with torch.no_grad():
+            return self.generator.sample(n, generator=generator)
+
+    # ------------------------------------------------------------------ the two objectives
+
+    def critic_loss(self, x: Tensor) -> Tensor:
+        """−(E_P[g(V(x))] − E_Q[f*(g(V(x̃)))]) + penalty on x (B, …) and B fresh x̃ ~ Q."""
+        self.constraint.prepare(self.critic)
+        with torch.no_grad():
+            fake = self.generator.sample(len(x)).to(x)
+        v = self.critic_output(torch.cat([x, fake]))
+        v_real, v_fake = v[: len(x)], v[len(x) :]
+        loss = -self._value(v_real, v_fake)
+        return loss + self.constraint.penalty(self.critic, x, fake)
+
+    def generator_loss(self, n: int) -> Tensor:
+        """−E_z[g(V(G(z)))] (non-saturating) or −E_z[f*(g(V(G(z))))] over n draws of z."""
+        self.constraint.prepare(self.critic)
+        v_fake = self.critic_output(self.generator.sample(n))
+        if self.non_saturating:
+            return -self.objective.activation(v_fake).mean()
+        return -self.objective.f_star_of_activation(v_fake).mean()
+
+    # ------------------------------------------------------------------ estimates
+
+    def critic_output(self, x: Tensor) -> Tensor:
+        """V_ψ(x), shape (B,); raises ``CriticDiverged`` if any |V| > ``max_critic`` or is NaN."""
+        v = self.critic(x)
+        worst = v.detach().abs().max().item() if v.numel() else 0.0
+        if not worst <= self.max_critic:  # also catches NaN
+            raise CriticDiverged(
+                f"{type(self).__name__}: critic output |V(x)| reached {worst:.4g}, beyond "
+                f"max_critic={self.max_critic:g}; the critic is diverging (lower its learning "
+                f"rate, take fewer critic steps per round, or constrain it)"
+            )
+        return v
+
+    def witness(self, x: Tensor) -> Tensor:
+        """The critic's value T(x) = g(V(x)), shape (B,); estimates f'(p/q) at the optimum."""
+        return self.objective.activation(self.critic_output(self._check(x)))
+
+    def variational_value(self, real: Tensor, fake: Tensor | None = None) -> Tensor:
+        """E_P[T] − E_Q[f*(T)] on data ``real`` and generated ``fake`` (drawn if None).
+
+        A lower bound on D_f(P ‖ Q) for every critic, tight at T* = f'(p/q)
+        (Nguyen, Wainwright & Jordan 2010); for the Wasserstein objective, the
+        dual E_P[V] − E_Q[V] ≤ W_1 when V is 1-Lipschitz. 0-dim tensor.
+        """
+        real = self._check(real, name="real")
+        fake = self.sample(len(real)).to(real) if fake is None else self._check(fake, name="fake")
+        return self._value(self.critic_output(real), self.critic_output(fake))
+
+    def _value(self, v_real: Tensor, v_fake: Tensor) -> Tensor:
+        return (
+            self.objective.activation(v_real).mean()
+            - self.objective.f_star_of_activation(v_fake).mean()
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"objective={self.objective!r}, constraint={self.constraint!r}, "
+            f"non_saturating={self.non_saturating}"
+        )

@@ -1,0 +1,106 @@
+"""The two players of an adversarial game: a generator G_θ(z) with its prior p(z), a critic V_ψ."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from probgen.core import InvalidInput, check_input
+from probgen.distributions import Distribution, StandardNormal
+from probgen.nn.mlp import MLP
+from probgen.tensors import flatten_events
+
+__all__ = ["Critic", "Generator", "build_networks"]
+
+
+class Generator(nn.Module):
+    """An implicit sampler x = G_θ(z), z ~ p(z): a push-forward with no tractable density.
+
+    The network maps latent vectors (B, Z) to (B, D) with D = prod(event_shape);
+    its output is reshaped to (B, *event_shape), so the same class serves points,
+    images and sequences.
+
+    Args:
+        network: module (B, Z) -> (B, D).
+        prior: p(z), a distribution over (Z,) with exact ``sample``; its
+            buffers set the dtype and device of the noise.
+        event_shape: shape of one generated example.
+
+    Reference: Goodfellow et al. 2014, "Generative Adversarial Nets", Section 3.
+    """
+
+    def __init__(
+        self, network: nn.Module, prior: Distribution, event_shape: tuple[int, ...]
+    ) -> None:
+        super().__init__()
+        if len(prior.event_shape) != 1:
+            raise InvalidInput(
+                f"prior: expected events of shape (Z,), got {tuple(prior.event_shape)}"
+            )
+        self.network = network
+        self.prior = prior
+        self.event_shape = tuple(int(s) for s in event_shape)
+
+    @property
+    def latent_dim(self) -> int:
+        """Z, the size of the latent vector."""
+        return self.prior.event_shape[0]
+
+    def forward(self, z: Tensor) -> Tensor:
+        """G_θ(z): (B, Z) -> (B, *event_shape)."""
+        z = check_input(z, self.prior.event_shape, name="z")
+        return self.network(z).reshape(len(z), *self.event_shape)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """x = G_θ(z), z ~ p(z) drawn by ``generator``: (n, *event_shape), differentiable in θ."""
+        return self(self.prior.sample(n, generator=generator))
+
+
+class Critic(nn.Module):
+    """The critic's raw output V_ψ(x) ∈ ℝ, one number per example: (B, *event_shape) -> (B,).
+
+    What V means is set by the game's objective: for an f-GAN the critic's
+    value is T(x) = g_f(V(x)) (for the GAN, V is the logit of D(x) = σ(V(x)));
+    for a Wasserstein GAN, V itself is the 1-Lipschitz potential.
+
+    Args:
+        network: module (B, D) -> (B, 1) acting on flattened examples.
+        event_shape: shape of one example.
+
+    Reference: Nowozin, Cseke & Tomioka 2016, "f-GAN", Section 3.
+    """
+
+    def __init__(self, network: nn.Module, event_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.network = network
+        self.event_shape = tuple(int(s) for s in event_shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """V_ψ(x): (B, *event_shape) -> (B,)."""
+        return self.network(flatten_events(x)).reshape(len(x))
+
+
+def build_networks(
+    event_shape: tuple[int, ...],
+    latent_dim: int = 8,
+    hidden: Sequence[int] = (128, 128, 128),
+    activation: Callable[[], nn.Module] = nn.ReLU,
+) -> tuple[Generator, Critic]:
+    """An MLP generator with a standard normal prior N(0, I_Z) and an MLP critic.
+
+    Generator (B, Z) -> hidden… -> (B, D); critic (B, D) -> hidden… -> (B, 1);
+    both with ``activation`` between linear layers, D = prod(event_shape).
+    """
+    if latent_dim < 1:
+        raise InvalidInput(f"latent_dim: expected >= 1, got {latent_dim}")
+    d = math.prod(event_shape)
+    generator = Generator(
+        MLP(latent_dim, d, hidden, activation=activation),
+        StandardNormal((latent_dim,)),
+        event_shape,
+    )
+    critic = Critic(MLP(d, 1, hidden, activation=activation), event_shape)
+    return generator, critic
