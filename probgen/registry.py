@@ -78,6 +78,10 @@ MODELS = Registry(
         "pixelcnn": "probgen.models.autoregressive.pixelcnn:PixelCNN",
         "transformer": "probgen.models.autoregressive.transformer:Transformer",
         "vae": "probgen.models.vae:VAE",
+        "gan": "probgen.models.gan:GAN",
+        "fgan": "probgen.models.gan:FGAN",
+        "wgan": "probgen.models.gan:WGAN",
+        "wgan_gp": "probgen.models.gan:WGANGP",
     },
 )
 
