@@ -43,8 +43,6 @@ __all__ = ["EXIT_USER_ERROR", "SAMPLE_FORMATS", "app", "main"]
 EXIT_USER_ERROR = 2
 """Exit code of every user error (as for command-line usage errors)."""
 
-SAMPLE_FORMATS = (".png", ".npy", ".safetensors")
-"""File types ``probgen sample --out`` writes: a picture or the array itself."""
 
 _USER_ERRORS = (ProbgenError, yaml.YAMLError, OSError, SafetensorError, typer.TyperException)
 
@@ -199,12 +197,7 @@ def sample(
     model, _, dataset = load_run(run_dir)
     x = _draw(model, n, seed).cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".png":
-        _picture(x, dataset, out, title=f"{n} samples from {run_dir.name}")
-    elif out.suffix == ".npy":
-        np.save(out, x.numpy())
-    else:
-        save_file({"samples": x.contiguous()}, str(out))
+    _SAMPLE_WRITERS[out.suffix](x, out, dataset, f"{n} samples from {run_dir.name}")
     Console().print(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {out}")
 
 
@@ -251,10 +244,7 @@ def _report(
     console.print(metrics_table(results, f"{split} split ({len(dataset.split(split))} examples)"))
     if picture:
         _picture(
-            _draw(model, n_samples, seed).cpu(),
-            dataset,
-            run_dir / "samples.png",
-            title=run_dir.name,
+            _draw(model, n_samples, seed).cpu(), run_dir / "samples.png", dataset, run_dir.name
         )
 
 
@@ -274,6 +264,8 @@ def _build(config: RunConfig) -> tuple[GenerativeModel, Dataset]:
 
 
 def _check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise typer.BadParameter("--resume and --overwrite exclude each other; choose one")
     exists = (run_dir / "checkpoint").exists()
     if resume and not exists:
         raise typer.BadParameter(f"--resume: no checkpoint in {run_dir} to continue")
@@ -291,7 +283,7 @@ def _draw(model: GenerativeModel, n: int, seed: int) -> torch.Tensor:
         return model.sample(n, generator=generator)
 
 
-def _picture(x: torch.Tensor, dataset: Dataset, path: Path, title: str) -> None:
+def _picture(x: torch.Tensor, path: Path, dataset: Dataset, title: str) -> None:
     reference = dataset.split("test")[: len(x)]
     plot_samples(
         x,
@@ -301,6 +293,19 @@ def _picture(x: torch.Tensor, dataset: Dataset, path: Path, title: str) -> None:
         levels=dataset.spec.levels,
         decoder=getattr(dataset, "decode", None),
     )
+
+
+def _write_npy(x: torch.Tensor, path: Path, dataset: Dataset, title: str) -> None:
+    np.save(path, x.numpy())
+
+
+def _write_safetensors(x: torch.Tensor, path: Path, dataset: Dataset, title: str) -> None:
+    save_file({"samples": x.contiguous()}, str(path))
+
+
+_SAMPLE_WRITERS = {".png": _picture, ".npy": _write_npy, ".safetensors": _write_safetensors}
+SAMPLE_FORMATS = tuple(_SAMPLE_WRITERS)
+"""File types ``probgen sample --out`` writes: a picture or the array (key ``samples``)."""
 
 
 def _is_loss(key: str, value: Any) -> bool:

@@ -90,6 +90,9 @@ def test_train_refuses_to_clobber_or_resume_nothing(
     assert_one_line_error(result, "already exists", "--resume", "--overwrite")
     result = cli("train", *TOY, "--name", "fresh", "--out", out, "--resume")
     assert_one_line_error(result, "fresh")
+    result = cli("train", *TOY, "--name", "tiny", "--out", out, "--resume", "--overwrite")
+    assert_one_line_error(result, "--resume", "--overwrite")
+    assert (run_copy / "checkpoint" / "model.safetensors").is_file()
 
 
 def _garbage(run: Path) -> None:
