@@ -78,6 +78,7 @@ MODELS = Registry(
         "pixelcnn": "probgen.models.autoregressive.pixelcnn:PixelCNN",
         "transformer": "probgen.models.autoregressive.transformer:Transformer",
         "vae": "probgen.models.vae:VAE",
+        "ebm": "probgen.models.ebm:EBM",
         "gan": "probgen.models.gan:GAN",
         "fgan": "probgen.models.gan:FGAN",
         "wgan": "probgen.models.gan:WGAN",
