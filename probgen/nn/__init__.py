@@ -1,6 +1,7 @@
 """Building blocks shared by the model families."""
 
+from probgen.nn.conv import ConvDecoder, ConvEncoder
 from probgen.nn.masked import MADE, MaskedConv2d, MaskedLinear
 from probgen.nn.mlp import MLP
 
-__all__ = ["MADE", "MLP", "MaskedConv2d", "MaskedLinear"]
+__all__ = ["MADE", "MLP", "ConvDecoder", "ConvEncoder", "MaskedConv2d", "MaskedLinear"]
