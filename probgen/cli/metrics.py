@@ -50,9 +50,9 @@ KL_TO_DATA = "kl_data_model"
 """Name of the extra result KL(p_data || p_θ) = E[log p_data(x) - log p_θ(x)], in nats.
 
 Reported beside ``nll`` whenever the data set knows its exact distribution
-(``dataset.truth``): the per-example differences on the same examples give a
-paired estimate with a small standard error, and ``nll`` minus it is the data
-entropy, the best NLL any model can reach."""
+(``dataset.truth``) and the model's density is normalized: the per-example
+differences on the same examples give a paired estimate with a small standard
+error, and ``nll`` minus it is the data entropy, the best NLL any model can reach."""
 
 
 class MetricUnavailable(ProbgenError):
@@ -98,7 +98,7 @@ def evaluate(
     for name, fn in functions.items():
         if _takes_model(fn):
             results[name] = _as_estimate(fn(model, x, **_data_options(fn, dataset)))
-            if name == "nll" and dataset.truth is not None:
+            if name == "nll" and _kl_is_meaningful(model, dataset):
                 results[KL_TO_DATA] = _kl_to_data(model, dataset.truth, x)
         else:
             if pair is None:
@@ -177,6 +177,11 @@ def _as_estimate(value: Any) -> Estimate:
     if isinstance(value, Tensor):
         value = value.detach().double().item()
     return Estimate(value=float(value), stderr=math.nan, kind="estimate")
+
+
+def _kl_is_meaningful(model: GenerativeModel, dataset: Dataset) -> bool:
+    # an unnormalized log-density is off by log Z, and so would the KL be
+    return dataset.truth is not None and model.likelihood is not Likelihood.UNNORMALIZED
 
 
 def _kl_to_data(model: GenerativeModel, truth: GenerativeModel, x: Tensor) -> Estimate:

@@ -11,7 +11,13 @@ import torch
 from torch import Tensor
 
 from probgen.cli.metrics import KL_TO_DATA, default_metrics, evaluate, write_metrics
-from probgen.core import DataSpec, Estimate, GenerativeModel, IntractableLikelihood
+from probgen.core import (
+    DataSpec,
+    Estimate,
+    GenerativeModel,
+    IntractableLikelihood,
+    Likelihood,
+)
 from probgen.data.base import ArrayDataset
 from probgen.data.toy import ToyDataset
 from probgen.distributions import DiagonalGaussian
@@ -61,6 +67,14 @@ def test_sample_metrics_tell_a_shifted_sampler_from_the_truth(toy: ToyDataset) -
     for name in ("mmd", "energy_distance"):
         assert math.isnan(exact[name].stderr) and exact[name].kind == "estimate"
         assert shifted[name].value > 20 * abs(exact[name].value), name
+
+
+def test_no_kl_for_an_unnormalized_density(toy: ToyDataset) -> None:
+    """-E(x) is off by log Z, so the KL to the data would be too: only the energy is reported."""
+    energy = DiagonalGaussian(torch.zeros(2), torch.ones(2))
+    energy.likelihood = Likelihood.UNNORMALIZED
+    results = evaluate(energy, toy, ["nll"])
+    assert set(results) == {"nll"} and results["nll"].kind == "unnormalized"
 
 
 def test_likelihood_metric_of_a_sampler_is_refused(toy: ToyDataset) -> None:
