@@ -155,7 +155,9 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:
     """The resolved config as plain YAML-able data (tuples become lists)."""
-    return _plain(dataclasses.asdict(config))
+    fields = dataclasses.asdict(config)
+    order = ("name", "seed", "model", "data", "train")  # how a reader scans a run file
+    return _plain({key: fields[key] for key in order})
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:

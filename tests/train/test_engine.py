@@ -299,3 +299,9 @@ def test_load_run_errors_name_the_missing_or_broken_file(
     (tmp_path / "checkpoint" / "state.json").unlink()
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_run(tmp_path)
+
+
+def test_progress_bar_shows_losses_and_speed(make_config, tmp_path, gaussian_data, capsys) -> None:
+    fit(make_config(steps=3), tmp_path, model=GaussianModel((2,)), dataset=gaussian_data)
+    out = capsys.readouterr().out
+    assert "3/3" in out and "model " in out and "steps/s" in out
