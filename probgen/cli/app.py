@@ -117,7 +117,7 @@ def list_(
 @app.command()
 def train(
     config_path: Annotated[
-        Path | None, typer.Argument(metavar="[CONFIG.yaml]", help="Run config (YAML).")
+        Path | None, typer.Argument(metavar="CONFIG.yaml", help="Run config (YAML).")
     ] = None,
     model: Annotated[str | None, typer.Option(help="Model name (see probgen list).")] = None,
     data: Annotated[str | None, typer.Option(help="Data set name (see probgen list).")] = None,
@@ -129,8 +129,10 @@ def train(
     name: Annotated[str | None, typer.Option(help="Run name: outputs go to OUT/NAME.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
     out: Annotated[Path, typer.Option(help="Folder holding run folders.")] = Path("runs"),
-    resume: Annotated[bool, typer.Option(help="Continue the run in OUT/NAME.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing run OUT/NAME.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT/NAME.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing run OUT/NAME.")
+    ] = False,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Any config key, e.g. --set model.options.hidden=[64,64]."),
