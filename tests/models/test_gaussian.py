@@ -95,5 +95,5 @@ def test_fit_converges_to_closed_form_mle(tmp_path) -> None:
     model = result.model
     mean = x.mean(0)
     cov = (x - mean).T @ (x - mean) / len(x)  # the biased MLE, 1/N
-    torch.testing.assert_close(model.loc.detach(), mean, atol=1e-6, rtol=0)
-    torch.testing.assert_close(model.covariance.detach(), cov, atol=1e-6, rtol=0)
+    torch.testing.assert_close(model.loc.detach(), mean, atol=1e-9, rtol=0)
+    torch.testing.assert_close(model.covariance.detach(), cov, atol=1e-9, rtol=0)
