@@ -1,0 +1,102 @@
+"""Diffusion and score-based models: forward processes, parametrizations, objectives,
+samplers, likelihoods and the model. See docs/diffusion.md."""
+
+from probgen.models.diffusion.builders import DDPM, ScoreSDE, default_network
+from probgen.models.diffusion.gaussian import ExactGaussianDenoiser
+from probgen.models.diffusion.likelihood import (
+    DiscretizedGaussianDecoder,
+    Divergence,
+    ExactDivergence,
+    GaussianDecoder,
+    HutchinsonDivergence,
+    ode_log_likelihood,
+    prior_term,
+    variational_bound,
+    vlb_term,
+)
+from probgen.models.diffusion.model import (
+    Diffusion,
+    LikelihoodMethod,
+    ODELikelihood,
+    VLBLikelihood,
+)
+from probgen.models.diffusion.objectives import (
+    DiffusionWeighting,
+    NoiseMatching,
+    Objective,
+    ScoreMatching,
+    SigmaSquaredWeighting,
+    VariationalBound,
+    Weighting,
+)
+from probgen.models.diffusion.parametrizations import (
+    DataPrediction,
+    Denoiser,
+    NetworkDenoiser,
+    NoisePrediction,
+    Prediction,
+    ScorePrediction,
+)
+from probgen.models.diffusion.processes import (
+    DDPMChain,
+    ForwardProcess,
+    SubVariancePreserving,
+    VarianceExploding,
+    VariancePreserving,
+)
+from probgen.models.diffusion.samplers import (
+    DDIM,
+    Ancestral,
+    AnnealedLangevin,
+    DiffusionSampler,
+    EulerMaruyama,
+    PredictorCorrector,
+    ProbabilityFlow,
+    probability_flow_velocity,
+)
+
+__all__ = [
+    "DDIM",
+    "DDPM",
+    "Ancestral",
+    "AnnealedLangevin",
+    "DDPMChain",
+    "DataPrediction",
+    "Denoiser",
+    "Diffusion",
+    "DiffusionSampler",
+    "DiffusionWeighting",
+    "DiscretizedGaussianDecoder",
+    "Divergence",
+    "EulerMaruyama",
+    "ExactDivergence",
+    "ExactGaussianDenoiser",
+    "ForwardProcess",
+    "GaussianDecoder",
+    "HutchinsonDivergence",
+    "LikelihoodMethod",
+    "NetworkDenoiser",
+    "NoiseMatching",
+    "NoisePrediction",
+    "ODELikelihood",
+    "Objective",
+    "Prediction",
+    "PredictorCorrector",
+    "ProbabilityFlow",
+    "ScoreMatching",
+    "ScorePrediction",
+    "ScoreSDE",
+    "SigmaSquaredWeighting",
+    "SubVariancePreserving",
+    "VLBLikelihood",
+    "VarianceExploding",
+    "VariancePreserving",
+    "VariationalBound",
+    "Weighting",
+    "default_network",
+    "ode_log_likelihood",
+    "prior_term",
+    "probability_flow_velocity",
+    "variational_bound",
+    "vlb_term",
+]

@@ -1,0 +1,241 @@
+"""Ready-made diffusion models for the CLI: the discrete DDPM chain and continuous score SDEs.
+
+Both are ``Diffusion`` models configured by keyword arguments (YAML-friendly
+names map to objects in the tables below, in one place). ``for_data`` picks
+the network from the data: a time-conditioned MLP for vectors (B, D), a small
+U-Net for images (B, C, H, W).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import nn
+
+from probgen.core import DataSpec, InvalidInput
+from probgen.models.diffusion.likelihood import HutchinsonDivergence
+from probgen.models.diffusion.model import (
+    Diffusion,
+    LikelihoodMethod,
+    ODELikelihood,
+    VLBLikelihood,
+)
+from probgen.models.diffusion.objectives import (
+    DiffusionWeighting,
+    NoiseMatching,
+    Objective,
+    ScoreMatching,
+    VariationalBound,
+)
+from probgen.models.diffusion.parametrizations import (
+    DataPrediction,
+    NetworkDenoiser,
+    NoisePrediction,
+    ScorePrediction,
+)
+from probgen.models.diffusion.processes import (
+    DDPMChain,
+    ForwardProcess,
+    SubVariancePreserving,
+    VarianceExploding,
+    VariancePreserving,
+)
+from probgen.models.diffusion.samplers import DiffusionSampler
+from probgen.nn.time_embedding import TimeMLP
+from probgen.nn.unet import UNet
+
+__all__ = [
+    "DDPM",
+    "EXACT_DIVERGENCE_MAX_DIM",
+    "LIKELIHOODS",
+    "OBJECTIVES",
+    "PARAMETRIZATIONS",
+    "SDE_PROCESSES",
+    "ScoreSDE",
+    "default_network",
+]
+
+EXACT_DIVERGENCE_MAX_DIM = 16
+"""Up to this many dimensions ``likelihood="auto"`` uses the exact divergence (EXACT)."""
+
+SDE_PROCESSES: dict[str, Callable[[], ForwardProcess]] = {
+    "vp": VariancePreserving,
+    "subvp": SubVariancePreserving,
+    "ve": VarianceExploding,
+}
+PARAMETRIZATIONS: dict[str, type[NetworkDenoiser]] = {
+    "noise": NoisePrediction,
+    "score": ScorePrediction,
+    "data": DataPrediction,
+}
+OBJECTIVES: dict[str, Callable[[int], Objective]] = {
+    "simple": lambda steps: NoiseMatching(),
+    "dsm": lambda steps: ScoreMatching(),
+    "dsm_likelihood": lambda steps: ScoreMatching(DiffusionWeighting()),
+    "vlb": VariationalBound,
+}
+LIKELIHOODS: dict[str, Callable[[int], LikelihoodMethod]] = {
+    "ode": lambda steps: ODELikelihood(),
+    "hutchinson": lambda steps: ODELikelihood(HutchinsonDivergence()),
+    "vlb": VLBLikelihood,
+}
+
+
+def default_network(
+    event_shape: tuple[int, ...], hidden: Sequence[int] = (128, 128, 128)
+) -> nn.Module:
+    """A small U-Net for images (C, H, W); a ``TimeMLP`` with ``hidden`` widths otherwise."""
+    if len(event_shape) == 3:
+        return UNet(event_shape[0])
+    return TimeMLP(math.prod(event_shape), hidden)
+
+
+def _choose(table: dict[str, Any], name: str, what: str) -> Any:
+    if name not in table:
+        raise InvalidInput(f"unknown {what} {name!r}; choose one of: {', '.join(sorted(table))}")
+    return table[name]
+
+
+def _sampler(name: str) -> DiffusionSampler:
+    from probgen.registry import SAMPLERS
+
+    sampler = SAMPLERS.get(name)()
+    if not isinstance(sampler, DiffusionSampler):
+        raise InvalidInput(f"sampler {name!r} is not a diffusion sampler")
+    return sampler
+
+
+def _likelihood(name: str, dim: int, steps: int) -> LikelihoodMethod:
+    if name == "auto":
+        name = "ode" if dim <= EXACT_DIVERGENCE_MAX_DIM else "hutchinson"
+    return _choose(LIKELIHOODS, name, "likelihood")(steps)
+
+
+class _Configured(Diffusion):
+    """A ``Diffusion`` assembled from names; ``for_data`` passes event shape and levels."""
+
+    def __init__(
+        self,
+        event_shape: tuple[int, ...],
+        process: ForwardProcess,
+        parametrization: str,
+        objective: str,
+        sampler: str,
+        sample_steps: int,
+        likelihood: str,
+        vlb_steps: int,
+        hidden: Sequence[int],
+        levels: int | None,
+    ) -> None:
+        shape = tuple(int(s) for s in event_shape)
+        net = default_network(shape, hidden)
+        denoiser = _choose(PARAMETRIZATIONS, parametrization, "parametrization")(net, process)
+        super().__init__(
+            shape,
+            denoiser,
+            objective=_choose(OBJECTIVES, objective, "objective")(vlb_steps),
+            sampler=_sampler(sampler),
+            steps=sample_steps,
+            likelihood_method=_likelihood(likelihood, math.prod(shape), vlb_steps),
+            levels=levels,
+        )
+
+    @classmethod
+    def for_data(cls, spec: DataSpec, **options: Any) -> Diffusion:
+        """This model for ``spec``: its event shape and, for discrete data, its levels."""
+        return cls(event_shape=spec.event_shape, levels=spec.levels, **options)
+
+
+class DDPM(_Configured):
+    """DDPM: the discrete chain (linear or cosine β), ε-prediction, ancestral sampling.
+
+    Args:
+        event_shape: shape of one example.
+        chain_steps: N, the length of the chain.
+        schedule: ``"linear"`` (Ho et al. 2020) or ``"cosine"`` (Nichol & Dhariwal 2021).
+        parametrization: ``"noise"``, ``"score"`` or ``"data"``.
+        objective: ``"simple"`` (L_simple), ``"dsm"``, ``"dsm_likelihood"`` or ``"vlb"``.
+        sampler: a registered diffusion sampler name.
+        sample_steps: default sampler steps (≤ N); N runs the exact chain.
+        likelihood: ``"auto"`` (exact ODE up to 16 dimensions, Hutchinson above),
+            ``"ode"``, ``"hutchinson"`` or ``"vlb"``.
+        hidden: hidden widths of the MLP (vector data).
+        levels: K for discrete data (set by ``for_data``).
+
+    Reference: Ho, Jain & Abbeel (2020), "Denoising diffusion probabilistic models".
+    """
+
+    def __init__(
+        self,
+        event_shape: tuple[int, ...],
+        chain_steps: int = 1000,
+        schedule: str = "linear",
+        parametrization: str = "noise",
+        objective: str = "simple",
+        sampler: str = "ancestral",
+        sample_steps: int = 1000,
+        likelihood: str = "auto",
+        hidden: Sequence[int] = (128, 128, 128),
+        levels: int | None = None,
+    ) -> None:
+        chains = {"linear": DDPMChain.linear, "cosine": DDPMChain.cosine}
+        process = _choose(chains, schedule, "schedule")(chain_steps)
+        super().__init__(
+            event_shape,
+            process,
+            parametrization,
+            objective,
+            sampler,
+            sample_steps,
+            likelihood,
+            chain_steps,
+            hidden,
+            levels,
+        )
+
+
+class ScoreSDE(_Configured):
+    """A continuous score SDE (VP, sub-VP or VE) trained by denoising score matching.
+
+    Args:
+        event_shape: shape of one example.
+        process: ``"vp"``, ``"subvp"`` or ``"ve"``.
+        parametrization: ``"noise"``, ``"score"`` or ``"data"``.
+        objective: ``"dsm"`` (λ = σ²), ``"dsm_likelihood"`` (λ = g²), ``"simple"`` or ``"vlb"``.
+        sampler: a registered diffusion sampler name.
+        sample_steps: default sampler steps.
+        likelihood: ``"auto"``, ``"ode"``, ``"hutchinson"`` or ``"vlb"``.
+        vlb_steps: grid of the VLB objective / likelihood.
+        hidden: hidden widths of the MLP (vector data).
+        levels: K for discrete data (set by ``for_data``).
+
+    Reference: Song et al. (2021), "Score-based generative modeling through SDEs".
+    """
+
+    def __init__(
+        self,
+        event_shape: tuple[int, ...],
+        process: str = "vp",
+        parametrization: str = "noise",
+        objective: str = "dsm",
+        sampler: str = "euler_maruyama",
+        sample_steps: int = 500,
+        likelihood: str = "auto",
+        vlb_steps: int = 1000,
+        hidden: Sequence[int] = (128, 128, 128),
+        levels: int | None = None,
+    ) -> None:
+        super().__init__(
+            event_shape,
+            _choose(SDE_PROCESSES, process, "process")(),
+            parametrization,
+            objective,
+            sampler,
+            sample_steps,
+            likelihood,
+            vlb_steps,
+            hidden,
+            levels,
+        )

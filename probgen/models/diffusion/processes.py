@@ -1,0 +1,270 @@
+"""Forward noising processes: one abstraction t -> (α_t, σ_t) from which everything follows.
+
+A process perturbs data x_0 by q(x_t | x_0) = N(α_t x_0, σ_t² I) for t ∈ [0, 1].
+Every such marginal is that of the linear SDE
+
+    dx = f(t) x dt + g(t) dW,   f(t) = d log α_t / dt,   g(t)² = dσ_t²/dt − 2 f(t) σ_t²,
+
+so a process only states its schedule (α_t, σ_t); the drift and diffusion come
+from its derivative by autograd, and the transitions
+q(x_t | x_s), the posteriors q(x_s | x_t, x_0), the prior and the time grids
+of the samplers are generic. A new process is a new schedule, nothing else.
+
+Per-example times t are tensors (B,); coefficients come back as (B,) and are
+broadcast over events of any shape with ``append_dims``.
+
+References: Song, Sohl-Dickstein, Kingma, Kumar, Ermon & Poole (2021),
+"Score-based generative modeling through stochastic differential equations";
+Kingma, Salimans, Poole & Ho (2021), "Variational diffusion models", eq. (1)-(4);
+Ho, Jain & Abbeel (2020), "Denoising diffusion probabilistic models".
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+
+import torch
+from torch import Tensor, nn
+
+from probgen.core import InvalidInput
+from probgen.tensors import append_dims, sum_events
+
+__all__ = [
+    "DDPMChain",
+    "ForwardProcess",
+    "SubVariancePreserving",
+    "VarianceExploding",
+    "VariancePreserving",
+]
+
+
+class ForwardProcess(nn.Module, abc.ABC):
+    """A Gaussian forward process q(x_t | x_0) = N(α_t x_0, σ_t² I), t ∈ [0, 1].
+
+    Subclasses implement ``alpha_sigma``; the rest is derived. ``t_min`` is
+    the smallest time at which a network is trained and evaluated (scores
+    blow up as σ_t → 0); samplers stop the network there.
+    """
+
+    def __init__(self, t_min: float) -> None:
+        super().__init__()
+        if not 0.0 < t_min < 1.0:
+            raise InvalidInput(f"t_min: expected a number in (0, 1), got {t_min}")
+        self.t_min = float(t_min)
+
+    @abc.abstractmethod
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(α_t, σ_t) for times t of any shape, differentiable in t."""
+
+    def drift_diffusion(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(f(t), g(t)²) of the SDE dx = f(t) x dt + g(t) dW with the same marginals, shaped as t.
+
+        f = α'/α and g² = 2 σ σ' − 2 f σ², with α', σ' by autograd (the
+        schedule is elementwise in t, so the gradient of the sum is the derivative).
+        """
+        with torch.enable_grad():
+            t = t.detach().requires_grad_(True)
+            alpha, sigma = self.alpha_sigma(t)
+            d_alpha, d_sigma = _derivative(alpha, t), _derivative(sigma, t)
+        f = (d_alpha / alpha).detach()
+        return f, (2.0 * sigma * d_sigma - 2.0 * f * sigma.square()).detach()
+
+    def marginal(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """x_t = α_t x_0 + σ_t ε for x_0, ε (B, *event) and t (B,)."""
+        alpha, sigma = self.alpha_sigma(t)
+        return append_dims(alpha, x0.dim()) * x0 + append_dims(sigma, x0.dim()) * noise
+
+    def transition(self, t: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+        """(α_{t|s}, σ_{t|s}) of q(x_t | x_s) = N(α_{t|s} x_s, σ_{t|s}² I) for s < t.
+
+        α_{t|s} = α_t / α_s and σ_{t|s}² = σ_t² − α_{t|s}² σ_s².
+        """
+        alpha_t, sigma_t = self.alpha_sigma(t)
+        alpha_s, sigma_s = self.alpha_sigma(s)
+        ratio = alpha_t / alpha_s
+        return ratio, (sigma_t.square() - ratio.square() * sigma_s.square()).clamp_min(0.0).sqrt()
+
+    def posterior(self, x_t: Tensor, x0: Tensor, t: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean (B, *event) and std (B,) of q(x_s | x_t, x_0) for s < t.
+
+            μ̃ = α_{t|s} σ_s² / σ_t² · x_t + α_s σ_{t|s}² / σ_t² · x_0,
+            σ̃² = σ_{t|s}² σ_s² / σ_t²;
+
+        on the DDPM grid this is Ho et al. (2020) eq. (6)-(7).
+        """
+        alpha_s, sigma_s = self.alpha_sigma(s)
+        _, sigma_t = self.alpha_sigma(t)
+        ratio, sigma_ts = self.transition(t, s)
+        var_t = sigma_t.square()
+        c_t = ratio * sigma_s.square() / var_t
+        c_0 = alpha_s * sigma_ts.square() / var_t
+        n = x_t.dim()
+        mean = append_dims(c_t, n) * x_t + append_dims(c_0, n) * x0
+        return mean, sigma_ts * sigma_s / sigma_t
+
+    def prior_std(self) -> float:
+        """Std of the prior p_1 = N(0, (α_1² + σ_1²) I), p_1 for unit-variance data."""
+        alpha, sigma = self.alpha_sigma(torch.ones((), dtype=torch.float64))
+        return math.sqrt(alpha.item() ** 2 + sigma.item() ** 2)
+
+    def prior_sample(
+        self,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        *,
+        like: Tensor,
+    ) -> Tensor:
+        """x_1 ~ N(0, prior_std² I) of ``shape`` (B, *event), on ``like``'s device and dtype."""
+        z = torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+        return self.prior_std() * z
+
+    def prior_log_prob(self, x: Tensor) -> Tensor:
+        """log N(x; 0, prior_std² I) summed over events: (B, *event) -> (B,)."""
+        std = self.prior_std()
+        d = x[0].numel()
+        return -0.5 * sum_events(x.square()) / std**2 - d * (
+            math.log(std) + 0.5 * math.log(2 * math.pi)
+        )
+
+    def sample_times(
+        self, n: int, generator: torch.Generator | None = None, *, like: Tensor
+    ) -> Tensor:
+        """Training times t ~ U[t_min, 1], shape (n,)."""
+        u = torch.rand(n, generator=generator, dtype=like.dtype, device=like.device)
+        return self.t_min + (1.0 - self.t_min) * u
+
+    def grid(self, steps: int, *, like: Tensor) -> Tensor:
+        """Sampler times 1 = t_0 > t_1 > … > t_steps = 0, shape (steps + 1,)."""
+        if steps < 1:
+            raise InvalidInput(f"steps: expected a positive integer, got {steps}")
+        return torch.linspace(1.0, 0.0, steps + 1, dtype=like.dtype, device=like.device)
+
+
+def _derivative(y: Tensor, t: Tensor) -> Tensor:
+    """dy/dt of an elementwise function y(t); zero where y does not depend on t."""
+    if not y.requires_grad:
+        return torch.zeros_like(t)
+    (grad,) = torch.autograd.grad(y.sum(), t, retain_graph=True)
+    return grad
+
+
+class VariancePreserving(ForwardProcess):
+    """VP SDE, the continuous limit of DDPM: dx = −½ β(t) x dt + √β(t) dW.
+
+    β(t) = β_min + t (β_max − β_min), α_t = exp(−½ ∫_0^t β), σ_t² = 1 − α_t².
+
+    Reference: Song et al. (2021), "Score-based generative modeling through SDEs", eq. (11).
+    """
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3) -> None:
+        super().__init__(t_min)
+        if not 0.0 < beta_min <= beta_max:
+            raise InvalidInput(f"expected 0 < beta_min <= beta_max, got {beta_min}, {beta_max}")
+        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
+
+    def integral(self, t: Tensor) -> Tensor:
+        """∫_0^t β(u) du = β_min t + ½ t² (β_max − β_min)."""
+        return self.beta_min * t + 0.5 * t.square() * (self.beta_max - self.beta_min)
+
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        b = self.integral(t)
+        return torch.exp(-0.5 * b), torch.sqrt(-torch.expm1(-b))
+
+
+class SubVariancePreserving(VariancePreserving):
+    """sub-VP SDE: dx = −½ β x dt + √(β (1 − e^{−2∫β})) dW; σ_t = 1 − α_t² ≤ the VP's.
+
+    Reference: Song et al. (2021), "Score-based generative modeling through SDEs", eq. (13).
+    """
+
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        b = self.integral(t)
+        return torch.exp(-0.5 * b), -torch.expm1(-b)
+
+
+class VarianceExploding(ForwardProcess):
+    """VE SDE (NCSN's continuous limit): α_t = 1, σ_t = σ_min (σ_max / σ_min)^t.
+
+    dx = σ_t √(2 log(σ_max/σ_min)) dW.
+
+    Reference: Song et al. (2021), "Score-based generative modeling through SDEs", eq. (9);
+    Song & Ermon (2019), "Generative modeling by estimating gradients of the data distribution".
+    """
+
+    def __init__(
+        self, sigma_min: float = 0.01, sigma_max: float = 10.0, t_min: float = 1e-5
+    ) -> None:
+        super().__init__(t_min)
+        if not 0.0 < sigma_min < sigma_max:
+            raise InvalidInput(f"expected 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        sigma = self.sigma_min * torch.exp(t * math.log(self.sigma_max / self.sigma_min))
+        return torch.ones_like(t), sigma
+
+
+class DDPMChain(ForwardProcess):
+    """The discrete DDPM chain q(x_n | x_{n-1}) = N(√(1 − β_n) x_{n-1}, β_n I), n = 1…N.
+
+    Closed form q(x_n | x_0) = N(√ᾱ_n x_0, (1 − ᾱ_n) I) with ᾱ_n = Π_{i≤n} (1 − β_i).
+    Step n sits at time t = n / N; between grid times log ᾱ is interpolated
+    linearly (a piecewise-constant β(t)), which is the chain's continuous
+    limit used by the SDE and ODE samplers. The tables ``betas`` (N,) and
+    ``log_alpha_bar`` (N + 1,) are computed in float64 and stored as buffers.
+
+    Reference: Ho, Jain & Abbeel (2020), "Denoising diffusion probabilistic
+    models", eq. (2)-(4); Nichol & Dhariwal (2021), "Improved denoising
+    diffusion probabilistic models", eq. (17) for the cosine schedule.
+    """
+
+    def __init__(self, betas: Tensor) -> None:
+        betas = torch.as_tensor(betas, dtype=torch.float64)
+        if betas.dim() != 1 or len(betas) < 1 or not ((betas > 0) & (betas < 1)).all():
+            raise InvalidInput("betas: expected a 1-D tensor of values in (0, 1)")
+        super().__init__(t_min=1.0 / len(betas))
+        log_alpha_bar = torch.cat([betas.new_zeros(1), torch.cumsum(torch.log1p(-betas), 0)])
+        dtype = torch.get_default_dtype()
+        self.register_buffer("betas", betas.to(dtype))
+        self.register_buffer("log_alpha_bar", log_alpha_bar.to(dtype))
+
+    @property
+    def steps(self) -> int:
+        """N, the number of steps of the chain."""
+        return len(self.betas)
+
+    @classmethod
+    def linear(cls, steps: int = 1000, beta_1: float = 1e-4, beta_n: float = 0.02) -> DDPMChain:
+        """β_n linear from β_1 to β_N (Ho et al. 2020's 1e-4 … 0.02 for N = 1000)."""
+        return cls(torch.linspace(beta_1, beta_n, steps, dtype=torch.float64))
+
+    @classmethod
+    def cosine(cls, steps: int = 1000, offset: float = 0.008, max_beta: float = 0.999) -> DDPMChain:
+        """ᾱ_n = h(n/N) / h(0), h(u) = cos²(π/2 (u + s)/(1 + s)); β_n = 1 − ᾱ_n/ᾱ_{n-1} ≤ 0.999."""
+        u = torch.arange(steps + 1, dtype=torch.float64) / steps
+        h = torch.cos(0.5 * math.pi * (u + offset) / (1 + offset)).square()
+        betas = (1.0 - h[1:] / h[:-1]).clamp(max=max_beta)
+        return cls(betas)
+
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        table = self.log_alpha_bar.to(t.dtype)
+        pos = t * self.steps
+        index = pos.detach().floor().clamp(0, self.steps - 1).long()
+        weight = pos - index.to(t.dtype)
+        log_ab = torch.lerp(table[index], table[index + 1], weight)
+        return torch.exp(0.5 * log_ab), torch.sqrt(-torch.expm1(log_ab))
+
+    def sample_times(
+        self, n: int, generator: torch.Generator | None = None, *, like: Tensor
+    ) -> Tensor:
+        """Training times t = n/N with n ~ U{1, …, N}, shape (n,)."""
+        k = torch.randint(1, self.steps + 1, (n,), generator=generator, device=like.device)
+        return k.to(like.dtype) / self.steps
+
+    def grid(self, steps: int, *, like: Tensor) -> Tensor:
+        """``steps`` + 1 distinct grid times n/N from 1 to 0 (evenly spaced n); steps ≤ N."""
+        if not 1 <= steps <= self.steps:
+            raise InvalidInput(f"steps: expected an integer in [1, {self.steps}], got {steps}")
+        n = torch.linspace(self.steps, 0, steps + 1, dtype=torch.float64).round()
+        return (n / self.steps).to(dtype=like.dtype, device=like.device)
