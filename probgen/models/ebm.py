@@ -89,7 +89,7 @@ class EBM(GenerativeModel):
         sample_steps: int = 200,
         buffer_size: int = 10_000,
         reinit_prob: float = 0.05,
-        alpha: float = 0.1,
+        alpha: float = 0.01,
     ) -> None:
         super().__init__(event_shape)
         for name, value in (("train_steps", train_steps), ("sample_steps", sample_steps)):
