@@ -61,7 +61,8 @@ class Distribution(GenerativeModel, abc.ABC):
     def _dtype_device(self) -> dict[str, torch.dtype | torch.device]:
         """Keyword arguments creating a tensor on this distribution's dtype and device."""
         for t in (*self.parameters(), *self.buffers()):
-            return {"dtype": t.dtype, "device": t.device}
+            if t.is_floating_point():
+                return {"dtype": t.dtype, "device": t.device}
         return {"dtype": torch.get_default_dtype(), "device": torch.device("cpu")}
 
     def _randn(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
