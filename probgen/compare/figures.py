@@ -1,0 +1,146 @@
+"""The comparison's pictures: samples beside the data, 2-D density heatmaps, training curves.
+
+Every picture is a PNG file drawn with matplotlib's object API (no pyplot
+state, no display). Heatmaps show what a model's ``log_prob`` means, labelled
+by its likelihood kind:
+
+    exact / estimate   p_θ(x) = exp log p_θ(x)
+    bound              exp ELBO(x) ≤ p_θ(x)
+    unnormalized       exp(−E_θ(x)) / Ẑ, with Ẑ = Σ_grid exp(−E_θ) ΔA the Riemann
+                       sum over the plotted box (the model's own log Z is unknown)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from probgen.core import GenerativeModel, Likelihood
+from probgen.data.base import Dataset
+from probgen.evaluate.likelihood import log_probs
+from probgen.evaluate.plots import plot_samples
+
+__all__ = [
+    "Box",
+    "density_grid",
+    "heatmap_label",
+    "plot_density",
+    "plot_samples_beside_data",
+    "plot_training",
+]
+
+_DPI = 80
+_HEATMAP_LABELS = {
+    Likelihood.EXACT: "p_θ(x)",
+    Likelihood.ESTIMATE: "p_θ(x) (estimate)",
+    Likelihood.BOUND: "exp ELBO(x) ≤ p_θ(x)",
+    Likelihood.UNNORMALIZED: "exp(−E_θ(x)) / Ẑ_grid",
+}
+
+
+class Box:
+    """An axis-aligned 2-D box [x0, x1] × [y0, y1] around data, padded by ``pad`` of its size."""
+
+    def __init__(self, data: Tensor, pad: float = 0.1) -> None:
+        x = data.detach().double().cpu().reshape(len(data), -1)
+        lo, hi = x.min(dim=0).values, x.max(dim=0).values
+        margin = pad * (hi - lo).clamp_min(1e-6)
+        self.lo, self.hi = (lo - margin).tolist(), (hi + margin).tolist()
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """(x0, x1, y0, y1), matplotlib's ``imshow`` extent."""
+        return (self.lo[0], self.hi[0], self.lo[1], self.hi[1])
+
+    def grid(self, resolution: int) -> tuple[Tensor, float]:
+        """Cell centres (R², 2), row-major from the bottom row, and the cell area ΔA."""
+        axes = [
+            torch.linspace(a, b, resolution + 1, dtype=torch.float64)
+            for a, b in zip(self.lo, self.hi, strict=True)
+        ]
+        centres = [(t[1:] + t[:-1]) / 2 for t in axes]
+        yy, xx = torch.meshgrid(centres[1], centres[0], indexing="ij")
+        area = math.prod((b - a) / resolution for a, b in zip(self.lo, self.hi, strict=True))
+        return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1), area
+
+
+def density_grid(model: GenerativeModel, box: Box, resolution: int) -> np.ndarray:
+    """The heatmap values (R, R) of ``model`` on ``box`` (see the module docstring).
+
+    Rows run bottom to top (``imshow(origin="lower")``). Raises
+    ``IntractableLikelihood`` for a model without a density.
+    """
+    points, area = box.grid(resolution)
+    logp = log_probs(model, points).detach().double().cpu()
+    if model.likelihood is Likelihood.UNNORMALIZED:
+        logp = logp - torch.logsumexp(logp, dim=0) - math.log(area)
+    return logp.exp().reshape(resolution, resolution).numpy()
+
+
+def plot_density(values: np.ndarray, box: Box, path: Path, title: str, label: str) -> Path:
+    """Save a heatmap of ``values`` (R, R) over ``box`` with a colour bar labelled ``label``."""
+    fig = Figure(figsize=(4.4, 4))
+    ax = fig.add_subplot()
+    image = ax.imshow(values, origin="lower", extent=box.extent, cmap="magma", aspect="equal")
+    fig.colorbar(image, ax=ax, shrink=0.8, label=label)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def heatmap_label(model: GenerativeModel) -> str:
+    """What the heatmap of ``model`` shows, by its likelihood kind."""
+    return _HEATMAP_LABELS[model.likelihood]
+
+
+def plot_samples_beside_data(samples: Tensor, dataset: Dataset, path: Path, title: str) -> Path:
+    """Samples drawn over (2-D) or beside (images, text) as many examples of the test split."""
+    reference = dataset.split("test")[: len(samples)]
+    return plot_samples(
+        samples,
+        path,
+        data=reference,
+        title=title,
+        levels=dataset.spec.levels,
+        decoder=getattr(dataset, "decode", None),
+    )
+
+
+def plot_training(history: Sequence[dict[str, Any]], path: Path, title: str) -> Path | None:
+    """Each player's loss and the validation NLL (when recorded) against training seconds.
+
+    ``history`` holds the engine's records (``elapsed``, ``loss/<player>``,
+    ``val_nll…``); returns None when it has no loss to draw.
+    """
+    keys = sorted({k for r in history for k in r if k.startswith("loss/")})
+    val_keys = sorted({k for r in history for k in r if k.startswith("val_nll")})
+    if not keys:
+        return None
+    panels = [("training loss", keys), *([("validation NLL (nats)", val_keys)] if val_keys else [])]
+    fig = Figure(figsize=(4.4 * len(panels), 3.4))
+    for i, (name, group) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for key in group:
+            points = [(r["elapsed"], r[key]) for r in history if key in r and "elapsed" in r]
+            if points:
+                t, v = zip(*points, strict=True)
+                ax.plot(t, v, lw=1.2, label=key.removeprefix("loss/"))
+        ax.set_xlabel("training time (s)")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=_DPI)
+    return path

@@ -1,0 +1,313 @@
+"""Running a comparison: train or load every model, score each the same way, draw the pictures.
+
+    for each entry of the config:                 (a progress bar across models)
+        model ← train with probgen.train.fit under the shared time budget, or load a run
+        metrics ← evaluator(model, data)          (the same evaluator for every model)
+        samples ← model.sample(n) with a generator seeded alike; timed
+        modes ← probgen.evaluate.modes            (when the data is a Gaussian mixture)
+        pictures: samples beside the data, the 2-D density heatmap, training curves
+
+A model whose training or evaluation fails (a diverged loss, say) keeps its
+row, with the error in place of the numbers; the others go on.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from probgen.compare.config import CompareConfig, ModelEntry, TrainedEntry
+from probgen.compare.figures import (
+    Box,
+    density_grid,
+    heatmap_label,
+    plot_density,
+    plot_samples_beside_data,
+    plot_training,
+)
+from probgen.core import Estimate, GenerativeModel, Likelihood, ProbgenError
+from probgen.data.base import Dataset
+from probgen.distributions import GaussianMixture
+from probgen.evaluate.modes import mode_metrics_for
+from probgen.evaluate.plots import plot_samples
+from probgen.registry import DATASETS
+from probgen.train import TrainState
+
+__all__ = ["Comparison", "ComparisonExists", "Evaluator", "ModelResult", "run_comparison"]
+
+
+class ComparisonExists(ProbgenError, FileExistsError):
+    """The output folder already holds runs of a comparison; pass ``overwrite=True``."""
+
+
+class Evaluator(Protocol):
+    """Scores one model on one data set; every model of a comparison gets the same one."""
+
+    def __call__(
+        self, model: GenerativeModel, dataset: Dataset, *, split: str, n_samples: int, seed: int
+    ) -> dict[str, Estimate]: ...
+
+
+@dataclass
+class ModelResult:
+    """One row of the comparison.
+
+    Attributes:
+        label: the row's name (the model family unless the config names it).
+        family: the registered model name.
+        likelihood: what ``log_prob`` means (``Likelihood`` value).
+        parameters: number of trainable scalars.
+        source: ``"trained"`` here or ``"loaded"`` from a run folder.
+        train_seconds, steps, stop_reason: the training record.
+        metrics: the evaluator's results, each an ``Estimate`` with its kind.
+        sample_seconds: wall time of drawing ``n_samples`` samples.
+        modes: modes covered, high-quality fraction and reverse KL (mixtures only).
+        figures: picture name (``samples``, ``density``, ``training``) -> PNG path.
+        history: the engine's training records.
+        error: why the row has no numbers, when training or evaluation failed.
+    """
+
+    label: str
+    family: str
+    likelihood: str
+    parameters: int = 0
+    source: str = "trained"
+    train_seconds: float = math.nan
+    steps: int = 0
+    stop_reason: str = ""
+    metrics: dict[str, Estimate] = field(default_factory=dict)
+    sample_seconds: float = math.nan
+    n_samples: int = 0
+    modes: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Comparison:
+    """The outcome of ``run_comparison``: one ``ModelResult`` per entry, in config order."""
+
+    config: CompareConfig
+    out_dir: Path
+    results: list[ModelResult]
+    data_figures: dict[str, Path]
+    wall_time: float
+
+
+def run_comparison(
+    config: CompareConfig,
+    out_dir: str | Path,
+    *,
+    evaluator: Evaluator,
+    overwrite: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+) -> Comparison:
+    """Train or load every model of ``config``, evaluate each with ``evaluator``, draw pictures.
+
+    Runs go to ``out_dir/runs/<label>/`` (config.yaml, checkpoint/,
+    history.json) and pictures to ``out_dir/figures/``. Raises
+    ``ComparisonExists`` when a run folder is already there, unless
+    ``overwrite`` (then it is replaced). The reports are written by
+    ``probgen.compare.report.write_reports``.
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    _prepare(config, out_dir, overwrite)
+    dataset = DATASETS.get(config.data.name)(**config.data.options)
+    data_figures = _data_figures(config, dataset, out_dir / "figures")
+    results = []
+    with _ModelProgress(len(config.models), progress, console) as bar:
+        for entry in config.models:
+            results.append(_one(entry, config, dataset, out_dir, evaluator, bar))
+    return Comparison(config, out_dir, results, data_figures, time.perf_counter() - start)
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+def _prepare(config: CompareConfig, out_dir: Path, overwrite: bool) -> None:
+    trained = [out_dir / "runs" / e.label for e in config.models if isinstance(e, TrainedEntry)]
+    existing = [d for d in trained if d.exists()]
+    if existing and not overwrite:
+        raise ComparisonExists(
+            f"{existing[0]} already exists; pass --overwrite to replace the comparison in "
+            f"{out_dir}, or choose another --out"
+        )
+    for d in existing:
+        shutil.rmtree(d)
+    shutil.rmtree(out_dir / "figures", ignore_errors=True)
+
+
+def _one(
+    entry: ModelEntry,
+    config: CompareConfig,
+    dataset: Dataset,
+    out_dir: Path,
+    evaluator: Evaluator,
+    bar: _ModelProgress,
+) -> ModelResult:
+    """Train (or load), evaluate and draw one model; a ``ProbgenError`` becomes the row's error."""
+    row = ModelResult(entry.label, entry.family, "", source=_source(entry))
+    try:
+        budget = entry.config.train.time_budget if isinstance(entry, TrainedEntry) else None
+        bar.phase(f"training {entry.label}", budget)
+        trained = entry.obtain(out_dir / "runs" / entry.label, dataset, [bar.callback()])
+        model = trained.model
+        row.likelihood = model.likelihood.value
+        row.parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        row.train_seconds, row.steps = trained.seconds, trained.steps
+        row.stop_reason, row.history = trained.stop_reason, trained.history
+        bar.phase(f"evaluating {entry.label}", None)
+        e = config.evaluation
+        row.metrics = evaluator(model, dataset, split=e.split, n_samples=e.n_samples, seed=e.seed)
+        samples, row.sample_seconds = _timed_samples(model, e.n_samples, e.seed)
+        row.n_samples = len(samples)
+        if isinstance(dataset.truth, GaussianMixture):
+            report = mode_metrics_for(dataset.truth, samples)
+            row.modes = {**report.as_dict(), "n_modes": float(report.n_modes)}
+        row.figures = _model_figures(
+            entry.label, model, trained.history, samples, dataset, config, out_dir / "figures"
+        )
+    except ProbgenError as err:
+        row.error = f"{type(err).__name__}: {' '.join(str(err).split())}"
+    bar.done()
+    return row
+
+
+def _source(entry: ModelEntry) -> str:
+    return "trained" if isinstance(entry, TrainedEntry) else "loaded"
+
+
+def _timed_samples(model: GenerativeModel, n: int, seed: int) -> tuple[torch.Tensor, float]:
+    """``n`` samples (eval mode, generator seeded by ``seed``) and the seconds they took."""
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    model.eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        samples = model.sample(n, generator=generator)
+    return samples.detach().cpu(), time.perf_counter() - start
+
+
+def _is_2d(dataset: Dataset) -> bool:
+    return dataset.spec.event_shape == (2,) and dataset.spec.levels is None
+
+
+def _data_figures(config: CompareConfig, dataset: Dataset, folder: Path) -> dict[str, Path]:
+    """The data alone, and its true density when known (2-D)."""
+    e = config.evaluation
+    reference = dataset.split(e.split)[: e.n_samples]
+    figures = {
+        "samples": plot_samples(
+            reference,
+            folder / "data_samples.png",
+            title=f"{config.data.name} ({e.split} split)",
+            levels=dataset.spec.levels,
+            decoder=getattr(dataset, "decode", None),
+        )
+    }
+    if _is_2d(dataset) and dataset.truth is not None:
+        box = Box(reference)
+        values = density_grid(dataset.truth, box, e.heatmap_resolution)
+        figures["density"] = plot_density(
+            values, box, folder / "data_density.png", "true density", "p(x)"
+        )
+    return figures
+
+
+def _model_figures(
+    label: str,
+    model: GenerativeModel,
+    history: list[dict[str, Any]],
+    samples: torch.Tensor,
+    dataset: Dataset,
+    config: CompareConfig,
+    folder: Path,
+) -> dict[str, Path]:
+    """Samples beside the data; the density heatmap (2-D data, models with a density); curves."""
+    figures = {
+        "samples": plot_samples_beside_data(
+            samples, dataset, folder / f"{label}_samples.png", f"{label}: samples"
+        )
+    }
+    if _is_2d(dataset) and model.likelihood is not Likelihood.NONE:
+        reference = dataset.split(config.evaluation.split)[: config.evaluation.n_samples]
+        box = Box(reference)
+        values = density_grid(model, box, config.evaluation.heatmap_resolution)
+        title = f"{label} ({model.likelihood.value})"
+        figures["density"] = plot_density(
+            values, box, folder / f"{label}_density.png", title, heatmap_label(model)
+        )
+    curves = plot_training(history, folder / f"{label}_training.png", f"{label}: training")
+    if curves is not None:
+        figures["training"] = curves
+    return figures
+
+
+class _ModelProgress:
+    """A rich progress bar across models, and one for the current phase's time budget."""
+
+    def __init__(self, total: int, enabled: bool, console: Console | None) -> None:
+        self._progress = (
+            Progress(
+                TextColumn("[bold]{task.description:<28}"),
+                BarColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                console=console,
+            )
+            if enabled
+            else None
+        )
+        self._total = total
+        self._finished = 0
+        self._budget: float | None = None
+        self._started = time.perf_counter()
+        if self._progress is not None:
+            self._models = self._progress.add_task("models", total=total, detail=f"0/{total}")
+            self._phase = self._progress.add_task("", total=None, detail="")
+
+    def __enter__(self) -> _ModelProgress:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def phase(self, description: str, budget: float | None) -> None:
+        """Show ``description``; with a ``budget`` in seconds, a bar filling over it."""
+        self._started, self._budget = time.perf_counter(), budget
+        if self._progress is not None:
+            self._progress.reset(self._phase, description=description, detail="")
+            self._progress.update(self._phase, total=budget or 1.0)
+
+    def callback(self) -> Callable[[TrainState], None]:
+        """A training callback moving the phase bar to the seconds spent."""
+
+        def update(state: TrainState) -> None:
+            if self._progress is not None and self._budget is not None:
+                seconds = time.perf_counter() - self._started
+                detail = f"{seconds:.0f}/{self._budget:.0f} s, step {state.step}"
+                self._progress.update(self._phase, completed=seconds, detail=detail)
+
+        return update
+
+    def done(self) -> None:
+        """One more model finished."""
+        self._finished += 1
+        if self._progress is not None:
+            self._progress.update(
+                self._models, completed=self._finished, detail=f"{self._finished}/{self._total}"
+            )
