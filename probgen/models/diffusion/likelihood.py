@@ -33,6 +33,7 @@ from __future__ import annotations
 import abc
 import itertools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -117,12 +118,14 @@ def ode_log_likelihood(
     atol: float = 1e-5,
     method: str = "dopri5",
     generator: torch.Generator | None = None,
+    prior_log_prob: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """log p_{t_min}(x) through the probability-flow ODE, (B, *event) -> (B,), detached.
 
     ``divergence`` defaults to ``ExactDivergence()``; with
     ``HutchinsonDivergence`` the result is an unbiased estimate (one probe per
-    example, fixed along the solve).
+    example, fixed along the solve). ``prior_log_prob`` is log p_1, by default
+    the process's N(0, prior_std² I) (the true p_1 only up to α_1 x_0 ≈ 0).
     """
     divergence = divergence if divergence is not None else ExactDivergence()
     process = denoiser.process
@@ -138,7 +141,8 @@ def ode_log_likelihood(
     start = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     times = torch.tensor([process.t_min, 1.0], dtype=x.dtype, device=x.device)
     x1, integral = odeint(dynamics, (x.detach(), start), times, rtol=rtol, atol=atol, method=method)
-    return process.prior_log_prob(x1[-1]) + integral[-1]
+    prior_log_prob = prior_log_prob if prior_log_prob is not None else process.prior_log_prob
+    return prior_log_prob(x1[-1]) + integral[-1]
 
 
 class GaussianDecoder:

@@ -186,14 +186,16 @@ class SubVariancePreserving(VariancePreserving):
 class VarianceExploding(ForwardProcess):
     """VE SDE (NCSN's continuous limit): α_t = 1, σ_t = σ_min (σ_max / σ_min)^t.
 
-    dx = σ_t √(2 log(σ_max/σ_min)) dW.
+    dx = σ_t √(2 log(σ_max/σ_min)) dW. σ_max should exceed the largest distance between
+    data points (Song & Ermon 2020, "Improved techniques for training score-based
+    generative models"), else the N(0, σ_max² I) prior misses the data's offset.
 
     Reference: Song et al. (2021), "Score-based generative modeling through SDEs", eq. (9);
     Song & Ermon (2019), "Generative modeling by estimating gradients of the data distribution".
     """
 
     def __init__(
-        self, sigma_min: float = 0.01, sigma_max: float = 10.0, t_min: float = 1e-5
+        self, sigma_min: float = 0.01, sigma_max: float = 50.0, t_min: float = 1e-5
     ) -> None:
         super().__init__(t_min)
         if not 0.0 < sigma_min < sigma_max:
