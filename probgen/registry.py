@@ -14,7 +14,7 @@ from typing import Any
 
 from probgen.core import ProbgenError
 
-__all__ = ["DATASETS", "METRICS", "MODELS", "SAMPLERS", "Registry", "UnknownName"]
+__all__ = ["DATASETS", "METRICS", "MODELS", "POSTERIORS", "SAMPLERS", "Registry", "UnknownName"]
 
 
 class UnknownName(ProbgenError, KeyError):
@@ -131,5 +131,13 @@ SAMPLERS: Registry = Registry(
         "predictor_corrector": "probgen.models.diffusion:PredictorCorrector",
         "probability_flow": "probgen.models.diffusion:ProbabilityFlow",
         "ncsn": "probgen.models.diffusion:AnnealedLangevin",
+    },
+)
+
+POSTERIORS = Registry(
+    "posterior",
+    {
+        "mean_field": "probgen.bayes.mean_field:MeanField",
+        "sgld": "probgen.bayes.sgld:SGLD",
     },
 )
