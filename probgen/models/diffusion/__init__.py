@@ -53,6 +53,7 @@ from probgen.models.diffusion.samplers import (
     PredictorCorrector,
     ProbabilityFlow,
     probability_flow_velocity,
+    sampler_by_name,
 )
 
 __all__ = [
@@ -97,6 +98,7 @@ __all__ = [
     "ode_log_likelihood",
     "prior_term",
     "probability_flow_velocity",
+    "sampler_by_name",
     "variational_bound",
     "vlb_term",
 ]

@@ -42,7 +42,7 @@ from probgen.models.diffusion.processes import (
     VarianceExploding,
     VariancePreserving,
 )
-from probgen.models.diffusion.samplers import DiffusionSampler
+from probgen.models.diffusion.samplers import sampler_by_name
 from probgen.nn.time_embedding import TimeMLP
 from probgen.nn.unet import UNet
 
@@ -98,15 +98,6 @@ def _choose(table: dict[str, Any], name: str, what: str) -> Any:
     return table[name]
 
 
-def _sampler(name: str) -> DiffusionSampler:
-    from probgen.registry import SAMPLERS
-
-    sampler = SAMPLERS.get(name)()
-    if not isinstance(sampler, DiffusionSampler):
-        raise InvalidInput(f"sampler {name!r} is not a diffusion sampler")
-    return sampler
-
-
 def _likelihood(name: str, dim: int, steps: int) -> LikelihoodMethod:
     if name == "auto":
         name = "ode" if dim <= EXACT_DIVERGENCE_MAX_DIM else "hutchinson"
@@ -136,7 +127,7 @@ class _Configured(Diffusion):
             shape,
             denoiser,
             objective=_choose(OBJECTIVES, objective, "objective")(vlb_steps),
-            sampler=_sampler(sampler),
+            sampler=sampler_by_name(sampler),
             steps=sample_steps,
             likelihood_method=_likelihood(likelihood, math.prod(shape), vlb_steps),
             levels=levels,

@@ -38,7 +38,7 @@ from probgen.models.diffusion.likelihood import (
 from probgen.models.diffusion.objectives import NoiseMatching, Objective
 from probgen.models.diffusion.parametrizations import Denoiser
 from probgen.models.diffusion.processes import ForwardProcess
-from probgen.models.diffusion.samplers import Ancestral, DiffusionSampler
+from probgen.models.diffusion.samplers import Ancestral, DiffusionSampler, sampler_by_name
 from probgen.sampling import SampleResult
 
 __all__ = ["Diffusion", "LikelihoodMethod", "ODELikelihood", "VLBLikelihood"]
@@ -148,6 +148,11 @@ class Diffusion(GenerativeModel):
         self.likelihood = Likelihood.BOUND if levels is not None else kind
 
     @property
+    def handles_levels(self) -> bool:
+        """Whether the model dequantizes discrete data itself (``levels`` given)."""
+        return self.levels is not None
+
+    @property
     def process(self) -> ForwardProcess:
         """The forward process of the denoiser."""
         return self.denoiser.process
@@ -207,9 +212,7 @@ class Diffusion(GenerativeModel):
         if sampler is None:
             return self.sampler
         if isinstance(sampler, str):
-            from probgen.registry import SAMPLERS
-
-            sampler = SAMPLERS.get(sampler)()
+            sampler = sampler_by_name(sampler)
         if not isinstance(sampler, DiffusionSampler):
             raise InvalidInput(
                 f"sampler: expected a diffusion sampler, got {type(sampler).__name__}"

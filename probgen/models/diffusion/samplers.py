@@ -44,7 +44,20 @@ __all__ = [
     "PredictorCorrector",
     "ProbabilityFlow",
     "probability_flow_velocity",
+    "sampler_by_name",
 ]
+
+
+def sampler_by_name(name: str) -> DiffusionSampler:
+    """The diffusion sampler registered as ``name`` in ``SAMPLERS``, built with its defaults."""
+    from probgen.registry import SAMPLERS  # the registry imports this package lazily
+
+    cls = SAMPLERS.get(name)
+    if not (isinstance(cls, type) and issubclass(cls, DiffusionSampler)):
+        raise InvalidInput(
+            f"sampler: expected a diffusion sampler, got {name!r} ({SAMPLERS.target(name)})"
+        )
+    return cls()
 
 
 class CountingDenoiser:
