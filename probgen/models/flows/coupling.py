@@ -71,7 +71,10 @@ class Coupling(Transform):
         h = h.reshape(h.shape[0], len(self.changed), self.univariate.num_params, *h.shape[2:])
         return h.movedim(2, -1)
 
-    def _apply(self, v: Tensor, step: Callable) -> tuple[Tensor, Tensor]:
+    def _apply(
+        self, v: Tensor, step: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+    ) -> tuple[Tensor, Tensor]:
+        """Apply ``step`` (τ or τ⁻¹) to the B entries, conditioned on the A entries."""
         a, b = v.index_select(1, self.kept), v.index_select(1, self.changed)
         b, logdet = step(b, self._params(a))
         return torch.cat([a, b], dim=1).index_select(1, self.restore), sum_events(logdet)
