@@ -1,0 +1,188 @@
+"""Feature networks for Fréchet distance, KID and precision/recall: φ: (B, *event_shape) -> (B, F).
+
+Sample metrics on images compare feature vectors rather than pixels. Three kinds:
+
+- ``FlatFeatures``: the flattened event itself (φ(x) = x), the right choice for
+  low-dimensional data such as the 2-D toy shapes (the Fréchet distance is
+  then the exact W₂ between the Gaussian fits of the raw samples).
+- ``ClassifierFeatures``: the last hidden layer of a small MLP classifier
+  trained on labelled digits. Weights for the 8×8 scikit-learn digits and for
+  MNIST ship with the package (``probgen/evaluate/weights/*.safetensors``,
+  trained by ``benchmarks/feature_net.py``; test accuracy in the file's
+  metadata and in docs/evaluation.md), so the metrics work offline.
+- ``InceptionFeatures``: the 2048-d pool features of Inception-v3 (the FID of
+  Heusel et al. 2017) when the user has torch-fidelity and its weights.
+
+``default_features(event_shape)`` picks the shipped classifier for (1, 8, 8) and
+(1, 28, 28) events and ``FlatFeatures`` otherwise. Every feature module has an
+integer ``num_features`` (F), as torchmetrics expects of a custom extractor.
+
+Reference: Heusel et al. 2017, "GANs trained by a two time-scale update rule
+converge to a local Nash equilibrium"; Kynkäänniemi et al. 2019, Section 2
+(features of a pretrained classifier).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from probgen.core import InvalidInput, ProbgenError
+from probgen.tensors import flatten_events
+
+__all__ = [
+    "WEIGHTS",
+    "ClassifierFeatures",
+    "FlatFeatures",
+    "InceptionFeatures",
+    "default_features",
+    "load_classifier",
+]
+
+WEIGHTS = Path(__file__).with_name("weights")
+"""Folder of the shipped classifier weights: ``digits.safetensors``, ``mnist.safetensors``."""
+
+_SHIPPED = {(1, 8, 8): "digits", (1, 28, 28): "mnist"}
+
+
+class FlatFeatures(nn.Module):
+    """φ(x) = x flattened: (B, *event_shape) -> (B, D); ``num_features`` = D."""
+
+    def __init__(self, event_shape: Sequence[int]) -> None:
+        super().__init__()
+        self.event_shape = tuple(int(s) for s in event_shape)
+        self.num_features = math.prod(self.event_shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return flatten_events(x)
+
+
+class ClassifierFeatures(nn.Module):
+    """An MLP classifier on x / (levels − 1); its last hidden layer is the feature vector.
+
+    features(x) = h_L, h_ℓ = SiLU(W_ℓ h_{ℓ−1} + b_ℓ), h_0 = flatten(x) / (levels − 1);
+    logits = W_out h_L + b_out. Input (B, *event_shape) in data units (integers
+    0…levels − 1, as the data sets hold them); output (B, F), F = hidden[-1],
+    in the input's dtype.
+
+    Args:
+        event_shape: shape of one image, e.g. (1, 8, 8).
+        levels: intensity levels of the data (17 for digits, 256 for MNIST).
+        hidden: hidden widths; the last is F.
+        n_classes: classes of the training labels.
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        levels: int,
+        hidden: Sequence[int] = (128, 64),
+        n_classes: int = 10,
+    ) -> None:
+        super().__init__()
+        self.event_shape = tuple(int(s) for s in event_shape)
+        self.levels = int(levels)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.num_features = self.hidden[-1]
+        widths = [math.prod(self.event_shape), *self.hidden]
+        layers: list[nn.Module] = []
+        for a, b in itertools.pairwise(widths):
+            layers += [nn.Linear(a, b), nn.SiLU()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(self.hidden[-1], n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Features (B, F) of images x (B, *event_shape)."""
+        if tuple(x.shape[1:]) != self.event_shape:
+            raise InvalidInput(
+                f"{type(self).__name__}: expected images of shape (B, "
+                f"{', '.join(map(str, self.event_shape))}), got {tuple(x.shape)}"
+            )
+        weight = self.head.weight
+        h = flatten_events(x).to(weight) / (self.levels - 1)
+        return self.body(h).to(x.dtype if x.is_floating_point() else weight.dtype)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Class logits (B, n_classes)."""
+        return self.head(self(x).to(self.head.weight))
+
+    def save(self, path: Path, metadata: dict[str, str] | None = None) -> None:
+        """Write the weights and the architecture (and ``metadata``) as one safetensors file."""
+        config = {
+            "event_shape": list(self.event_shape),
+            "levels": self.levels,
+            "hidden": list(self.hidden),
+            "n_classes": self.head.out_features,
+        }
+        tensors = {k: v.detach().float().contiguous() for k, v in self.state_dict().items()}
+        save_file(tensors, str(path), metadata={"config": json.dumps(config), **(metadata or {})})
+
+
+def load_classifier(path: str | Path) -> ClassifierFeatures:
+    """A ``ClassifierFeatures`` from a file written by ``ClassifierFeatures.save`` (eval mode)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    if "config" not in metadata:
+        raise InvalidInput(f"{path}: not a probgen feature network (no 'config' metadata)")
+    config = json.loads(metadata["config"])
+    net = ClassifierFeatures(
+        config["event_shape"], config["levels"], config["hidden"], config["n_classes"]
+    )
+    net.load_state_dict(load_file(str(path)))
+    return net.eval().requires_grad_(False)
+
+
+class InceptionFeatures(nn.Module):
+    """The 2048-d pool3 features of Inception-v3 as used by FID (needs ``torch-fidelity``).
+
+    Images (B, C, H, W) with C ∈ {1, 3} in data units 0…levels − 1 are scaled to
+    0…255 bytes, grey images repeated to three channels, and resized to 299×299
+    inside the network. ``weights``: a local copy of the FID Inception weights
+    (``pt_inception-2015-12-05``); without it torch-fidelity downloads them.
+
+    Reference: Szegedy et al. 2016, "Rethinking the Inception architecture for
+    computer vision"; Heusel et al. 2017.
+    """
+
+    num_features = 2048
+
+    def __init__(self, levels: int = 256, weights: str | Path | None = None) -> None:
+        super().__init__()
+        try:
+            from torchmetrics.image.fid import NoTrainInceptionV3
+
+            self.net = NoTrainInceptionV3(
+                name="inception-v3-compat",
+                features_list=["2048"],
+                feature_extractor_weights_path=None if weights is None else str(weights),
+            )
+        except (ImportError, ModuleNotFoundError) as e:
+            raise ProbgenError(
+                "InceptionFeatures needs torch-fidelity (pip install torch-fidelity) and the "
+                "Inception weights; use the shipped ClassifierFeatures offline"
+            ) from e
+        self.levels = int(levels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] not in (1, 3):
+            raise InvalidInput(f"InceptionFeatures: expected (B, 1|3, H, W), got {tuple(x.shape)}")
+        pixels = (x.double() * (255 / (self.levels - 1))).round().clamp(0, 255).to(torch.uint8)
+        return self.net(pixels.expand(-1, 3, -1, -1)).to(x.dtype)
+
+
+def default_features(event_shape: Sequence[int]) -> nn.Module:
+    """The shipped classifier for (1, 8, 8) and (1, 28, 28) events, else ``FlatFeatures``."""
+    shape = tuple(int(s) for s in event_shape)
+    name = _SHIPPED.get(shape)
+    if name is not None and (WEIGHTS / f"{name}.safetensors").is_file():
+        return load_classifier(WEIGHTS / f"{name}.safetensors")
+    return FlatFeatures(shape)
