@@ -92,7 +92,11 @@ def build_networks(
     """An MLP generator with a standard normal prior N(0, I_Z) and an MLP critic.
 
     Generator (B, Z) -> hidden… -> (B, D); critic (B, D) -> hidden… -> (B, 1);
-    both with ``activation`` between linear layers, D = prod(event_shape).
+    both with ``activation`` between linear layers, D = prod(event_shape). The
+    critic's output layer starts at zero (V ≡ 0): its first steps then follow
+    the objective's linear term, whereas a random start can sit near the
+    wrong-signed local maximum of the gradient-penalised dual (‖∇V‖ ≈ 1 with
+    E_P[V] < E_Q[V]), which training does not leave (docs/gan.md).
     """
     if latent_dim < 1:
         raise InvalidInput(f"latent_dim: expected >= 1, got {latent_dim}")
@@ -102,5 +106,5 @@ def build_networks(
         StandardNormal((latent_dim,)),
         event_shape,
     )
-    critic = Critic(MLP(d, 1, hidden, activation=activation), event_shape)
+    critic = Critic(MLP(d, 1, hidden, activation=activation, zero_last=True), event_shape)
     return generator, critic
