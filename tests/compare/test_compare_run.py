@@ -1,0 +1,123 @@
+"""Running a comparison: equal budgets, one row per model, pictures, failures kept per row."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from probgen.compare import CompareConfig
+from probgen.compare.figures import Box, density_grid
+from probgen.compare.run import ComparisonExists, Evaluator, run_comparison
+from probgen.core import DataSpec, Estimate, GenerativeModel, ProbgenError
+from probgen.data.base import Dataset
+from probgen.data.toy import ToyDataset
+from probgen.evaluate.likelihood import nll
+from probgen.models.ebm import EBM
+from probgen.train import fit, load_config, load_run
+
+
+def test_density_grid_of_an_exact_model_is_its_density_and_integrates_to_one() -> None:
+    truth = ToyDataset("8gaussians").truth
+    box = Box(truth.sample(5000, generator=torch.Generator().manual_seed(0)))
+    values = density_grid(truth, box, 96)
+    points, area = box.grid(96)
+    torch.testing.assert_close(
+        torch.from_numpy(values).reshape(-1), truth.log_prob(points).exp(), rtol=1e-12, atol=0
+    )
+    # midpoint rule over a box holding all but ~1e-3 of the mass (cell = 0.25 σ)
+    assert abs(values.sum() * area - 1) < 5e-3
+
+
+def test_density_grid_of_an_energy_model_is_normalised_on_the_grid() -> None:
+    ebm = EBM.for_data(DataSpec((2,)))
+    box = Box(torch.tensor([[-2.0, -1.0], [2.0, 3.0]]))
+    values = torch.from_numpy(density_grid(ebm, box, 20)).reshape(-1)
+    points, area = box.grid(20)
+    assert math.isclose(values.sum().item() * area, 1.0, rel_tol=1e-12)
+    with torch.no_grad():
+        energy = ebm.energy(points)
+    # ratios of the picture are ratios of exp(−E): exp(−E_i) / exp(−E_0)
+    torch.testing.assert_close(values / values[0], (energy[0] - energy).exp(), rtol=1e-10, atol=0)
+
+
+def test_every_model_is_trained_for_the_same_budget_and_scored_alike(
+    tmp_path: Path, tiny: Callable[..., CompareConfig], evaluator: Evaluator
+) -> None:
+    config = tiny(["gaussian", "gan"], budget=0.5)
+    out = tmp_path / "cmp"
+    comparison = run_comparison(config, out, evaluator=evaluator, progress=False)
+    gaussian, gan = comparison.results
+    assert [r.label for r in comparison.results] == ["gaussian", "gan"]
+    assert (gaussian.likelihood, gan.likelihood) == ("exact", "none")
+    for row in comparison.results:
+        assert row.error is None
+        assert row.stop_reason == "time_budget" and row.steps > 0
+        assert 0.5 <= row.train_seconds < 5.0  # stopped at the first round past the budget
+        assert row.modes["n_modes"] == 8 and 0 <= row.modes["modes"] <= 8
+        assert row.n_samples == 300 and row.sample_seconds > 0
+        assert "energy_distance" in row.metrics
+        assert set(row.figures) >= {"samples", "training"}
+        assert all(p.is_file() and p.read_bytes()[:4] == b"\x89PNG" for p in row.figures.values())
+        history = json.loads((out / "runs" / row.label / "history.json").read_text())
+        assert history == row.history
+    assert "density" in gaussian.figures and "density" not in gan.figures
+    assert set(comparison.data_figures) == {"samples", "density"}
+    # the row's NLL is the evaluator's on the saved weights
+    model, _, dataset = load_run(out / "runs" / "gaussian")
+    assert gaussian.metrics["nll"] == nll(model, dataset.split("test"))
+
+
+def test_a_failing_model_keeps_its_row_with_the_error(
+    tmp_path: Path, tiny: Callable[..., CompareConfig], evaluator: Evaluator
+) -> None:
+    def failing(model: GenerativeModel, dataset: Dataset, **options: Any) -> dict[str, Estimate]:
+        if model.likelihood.value == "none":
+            raise ProbgenError("no way to score this\nmodel")
+        return evaluator(model, dataset, **options)
+
+    config = tiny(["gaussian", "gan"], budget=0.2)
+    rows = run_comparison(config, tmp_path, evaluator=failing, progress=False).results
+    assert rows[0].error is None and rows[0].metrics
+    assert rows[1].error == "ProbgenError: no way to score this model"
+
+
+def test_an_existing_comparison_is_replaced_only_when_asked(
+    tmp_path: Path, tiny: Callable[..., CompareConfig], evaluator: Evaluator
+) -> None:
+    config = tiny(["gaussian"], budget=0.1)
+    run_comparison(config, tmp_path, evaluator=evaluator, progress=False)
+    with pytest.raises(ComparisonExists, match="--overwrite"):
+        run_comparison(config, tmp_path, evaluator=evaluator, progress=False)
+    again = run_comparison(config, tmp_path, evaluator=evaluator, overwrite=True, progress=False)
+    assert again.results[0].error is None
+
+
+def test_a_loaded_run_is_scored_without_training(
+    tmp_path: Path, tiny: Callable[..., CompareConfig], evaluator: Evaluator
+) -> None:
+    data = tiny(["gaussian"]).data  # the comparison's data, so the run can join it
+    run = load_config(
+        None,
+        {
+            "model": {"name": "gaussian"},
+            "data": {"name": data.name, "options": data.options},
+            "train": {"steps": 30, "batch_size": 64, "log_every": 10, "device": "cpu"},
+        },
+    )
+    fit(run, tmp_path / "mine", progress=False)
+    before = (tmp_path / "mine" / "checkpoint").stat().st_mtime_ns
+    config = tiny([{"run": str(tmp_path / "mine")}])
+    (row,) = run_comparison(config, tmp_path / "cmp", evaluator=evaluator, progress=False).results
+    history = json.loads((tmp_path / "mine" / "history.json").read_text())
+    assert (row.label, row.family, row.source) == ("mine", "gaussian", "loaded")
+    assert (row.steps, row.stop_reason) == (30, "loaded")
+    assert row.train_seconds == history[-1]["elapsed"]
+    assert (tmp_path / "mine" / "checkpoint").stat().st_mtime_ns == before
+    model, _, dataset = load_run(tmp_path / "mine")
+    assert row.metrics["nll"] == nll(model, dataset.split("test"))
