@@ -9,13 +9,13 @@ In a run's YAML file:
       samples: 16               # posterior draws per log_prob / uncertainty
       options: {init_std: 0.01} # keyword arguments of the posterior class
 
-``probgen.train.build`` wraps the model it built with ``make_bayesian``.
+The section is ``probgen.train.config.BayesConfig``; ``probgen.train.build``
+wraps the model it built with ``make_bayesian``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probgen.bayes.model import BayesianModel
 from probgen.bayes.posterior import WeightPosterior
@@ -23,28 +23,10 @@ from probgen.core import GenerativeModel, InvalidInput
 from probgen.data.base import Dataset
 from probgen.registry import POSTERIORS
 
-__all__ = ["BayesConfig", "make_bayesian", "make_posterior"]
+if TYPE_CHECKING:  # the dataclass lives with the other run-config sections
+    from probgen.train.config import BayesConfig
 
-
-@dataclass
-class BayesConfig:
-    """How to make a run's model Bayesian.
-
-    Attributes:
-        method: posterior name in ``POSTERIORS`` (``mean_field``, ``sgld``).
-        layers: module or parameter paths of the Bayesian weights; ``None`` for all.
-        prior_std: s in the prior p(θ_i) = N(0, s²).
-        samples: posterior draws S per ``log_prob`` and ``uncertainty``.
-        num_data: N in the objective; ``None`` takes the size of the training split.
-        options: further keyword arguments of the posterior class.
-    """
-
-    method: str = "mean_field"
-    layers: list | None = None
-    prior_std: float = 1.0
-    samples: int = 16
-    num_data: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+__all__ = ["make_bayesian", "make_posterior"]
 
 
 def make_posterior(config: BayesConfig, train: Any) -> WeightPosterior:

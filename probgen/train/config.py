@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from probgen.core import ProbgenError
+from probgen.core import InvalidInput, ProbgenError
 from probgen.registry import DATASETS, MODELS, Registry
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "PRECISIONS",
     "SCHEDULES",
     "STRATEGIES",
+    "BayesConfig",
     "ComponentConfig",
     "ConfigError",
     "RunConfig",
@@ -102,6 +103,24 @@ class TrainConfig:
 
 
 @dataclass
+class BayesConfig:
+    """Makes the run's model Bayesian (see docs/bayes.md and ``probgen.bayes.make_bayesian``).
+
+    ``method`` names a posterior in ``POSTERIORS``; ``layers`` lists module or
+    parameter paths (``None``: all weights); the prior is N(0, ``prior_std``²);
+    ``samples`` posterior draws per log_prob; ``num_data`` is N (``None``: the
+    training split's size); ``options`` go to the posterior class.
+    """
+
+    method: str = "mean_field"
+    layers: list | None = None
+    prior_std: float = 1.0
+    samples: int = 16
+    num_data: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RunConfig:
     """Everything needed to reproduce a run: name, seed, model, data and training settings."""
 
@@ -110,6 +129,7 @@ class RunConfig:
     name: str = "run"
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
+    bayes: BayesConfig | None = None
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -156,8 +176,8 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
 def config_to_dict(config: RunConfig) -> dict[str, Any]:
     """The resolved config as plain YAML-able data (tuples become lists)."""
     fields = dataclasses.asdict(config)
-    order = ("name", "seed", "model", "data", "train")  # how a reader scans a run file
-    return _plain({key: fields[key] for key in order})
+    order = ("name", "seed", "model", "data", "train", "bayes")  # how a reader scans a run file
+    return _plain({key: fields[key] for key in order if fields[key] is not None})
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:
@@ -369,3 +389,10 @@ def _validate(config: RunConfig) -> None:
         raise ConfigError(f"train.ema_decay: must be in (0, 1) or null, got {t.ema_decay!r}")
     if not all(0.0 <= b < 1.0 for b in t.betas):
         raise ConfigError(f"train.betas: each must be in [0, 1), got {list(t.betas)}")
+    if config.bayes is not None:
+        from probgen.bayes.config import make_posterior  # only runs that use it pay the import
+
+        try:
+            make_posterior(config.bayes, t)
+        except InvalidInput as e:
+            raise ConfigError(str(e)) from e

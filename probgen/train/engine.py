@@ -32,7 +32,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from probgen.core import GenerativeModel, IntractableLikelihood, Likelihood, ProbgenError
 from probgen.data.base import Dataset
-from probgen.registry import DATASETS, MODELS
+from probgen.models import build_model
+from probgen.registry import DATASETS
 from probgen.train.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from probgen.train.config import RunConfig, atomic_write_text, load_config, save_config
 from probgen.train.optim import make_optimizers, make_schedule, set_lr
@@ -105,11 +106,17 @@ def build(config: RunConfig) -> tuple[GenerativeModel, Dataset]:
     """Build the data set, then the model for its spec, seeding torch with ``config.seed`` first.
 
     ``DATASETS.get(data.name)(**data.options)``, then
-    ``MODELS.get(model.name).for_data(dataset.spec, **model.options)``.
+    ``probgen.models.build_model(model.name, dataset.spec, **model.options)``
+    (``for_data``, a density model dequantized on discrete data), wrapped
+    by ``probgen.bayes.make_bayesian`` when the config has a ``bayes`` section.
     """
     torch.manual_seed(config.seed)
     dataset = DATASETS.get(config.data.name)(**config.data.options)
-    model = MODELS.get(config.model.name).for_data(dataset.spec, **config.model.options)
+    model = build_model(config.model.name, dataset.spec, **config.model.options)
+    if config.bayes is not None:
+        from probgen.bayes import make_bayesian  # only Bayesian runs pay the import
+
+        model = make_bayesian(model, config.bayes, dataset, config.train)
     return model, dataset
 
 
