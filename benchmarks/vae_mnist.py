@@ -11,8 +11,14 @@ on the true NLL; the paper's VAE reaches 86.76 nats after 3280 epochs.
 The training budget is CPU time (``time.process_time``), with torch pinned to
 ``--threads`` threads (see /work/shared/BENCHMARKING.md). Every ``--eval-every``
 CPU-seconds the IWAE-``--curve-k`` NLL of the first ``--curve-n`` test images
-is recorded; the final NLL uses ``--final-k`` samples on ``--n-test`` images.
-Writes a table and ``benchmarks/results/vae_mnist.json``.
+is recorded; the final NLL uses ``--final-k`` samples on ``--n-test`` images,
+evaluated in chunks of ``--chunk`` images. ``--train-until`` and ``--deadline``
+(UTC wall-clock times, HH:MM) bound a run on a shared machine: training stops
+at whichever of the CPU budget and ``--train-until`` comes first, and the final
+evaluation stops after the last chunk finished before ``--deadline``, the record
+stating how many test images were evaluated. The JSON
+(``benchmarks/results/vae_mnist.json``) is rewritten after every curve point
+and every chunk, so an interrupted run still leaves its figures.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vae_mnist.py --minutes 60
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vae_mnist.py --minutes 2 --n-test 500 \\
@@ -26,6 +32,7 @@ import json
 import math
 import platform
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -48,11 +55,39 @@ def burda_vae(objective: ELBO | IWAE) -> VAE:
 
 
 @torch.no_grad()
+def iwae_bounds(
+    vae: VAE, x: torch.Tensor, k: int, batch: int, generator: torch.Generator
+) -> torch.Tensor:
+    """L_K(x) = log (1/K) Σ_k p(x, z_k) / q(z_k | x) per image; x (B, 1, 28, 28) -> (B,)."""
+    return torch.cat([vae.iwae_bound(xb, k, generator=generator) for xb in x.split(batch)])
+
+
 def test_nll(vae: VAE, x: torch.Tensor, k: int, batch: int, seed: int) -> Estimate:
     """-L_K per test image averaged, with its standard error over images (kind "bound")."""
-    generator = torch.Generator().manual_seed(seed)
-    bounds = torch.cat([vae.iwae_bound(xb, k, generator=generator) for xb in x.split(batch)])
+    bounds = iwae_bounds(vae, x, k, batch, torch.Generator().manual_seed(seed))
     return Estimate.from_samples(-bounds, kind="bound")
+
+
+def chunked_nll(
+    vae: VAE, x: torch.Tensor, k: int, chunk: int, seed: int
+) -> Iterator[tuple[Estimate, int, float]]:
+    """-L_K over the first 1, 2, ... chunks of x, with the image count and CPU-seconds so far."""
+    generator = torch.Generator().manual_seed(seed)
+    bounds: list[torch.Tensor] = []
+    start = time.process_time()
+    for xc in x.split(chunk):
+        bounds.append(iwae_bounds(vae, xc, k, max(1, 20_000 // k), generator))
+        done = torch.cat(bounds)
+        yield Estimate.from_samples(-done, kind="bound"), len(done), time.process_time() - start
+
+
+def utc_today_at(hhmm: str | None) -> float:
+    """A UTC wall-clock time HH:MM today as a POSIX timestamp (infinity when None)."""
+    if hhmm is None:
+        return math.inf
+    hour, minute = (int(part) for part in hhmm.split(":"))
+    now = datetime.now(timezone.utc)
+    return now.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
 
 
 def main() -> None:
@@ -69,6 +104,9 @@ def main() -> None:
     parser.add_argument("--curve-n", type=int, default=500)
     parser.add_argument("--final-k", type=int, default=5000)
     parser.add_argument("--n-test", type=int, default=10_000)
+    parser.add_argument("--chunk", type=int, default=250, help="test images per final chunk")
+    parser.add_argument("--train-until", default=None, help="UTC HH:MM: stop training then")
+    parser.add_argument("--deadline", default=None, help="UTC HH:MM: stop the final evaluation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "vae_mnist.json")
     args = parser.parse_args()
@@ -84,11 +122,29 @@ def main() -> None:
     eval_batch = max(1, 20_000 // args.curve_k)
 
     curve: list[dict[str, float]] = []
+    record: dict[str, object] = {
+        "benchmark": "vae_mnist",
+        "recipe": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "architecture": "784-200-200-50 tanh, Bernoulli decoder, N(0, I) prior (Burda 2016)",
+        "final": None,
+        "curve": curve,
+        "target_nll": 86.76,
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "threads": torch.get_num_threads(),
+    }
+
+    def save() -> None:
+        record["timestamp"] = datetime.now(timezone.utc).isoformat()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2))
+
+    train_until, deadline = utc_today_at(args.train_until), utc_today_at(args.deadline)
     budget = 60.0 * args.minutes
     train_cpu, steps, next_eval, last_loss = 0.0, 0, 0.0, math.nan
     wall_start = time.perf_counter()
     while True:
-        if train_cpu >= next_eval or train_cpu >= budget:
+        out_of_time = train_cpu >= budget or time.time() >= train_until
+        if train_cpu >= next_eval or out_of_time:
             nll = test_nll(vae, test[: args.curve_n], args.curve_k, eval_batch, seed=1)
             curve.append(
                 {
@@ -106,8 +162,9 @@ def main() -> None:
                 f"IWAE-{args.curve_k} NLL (first {args.curve_n} test) {nll}",
                 flush=True,
             )
+            save()
             next_eval += args.eval_every
-            if train_cpu >= budget:
+            if out_of_time:
                 break
         start = time.process_time()
         x = data.batch("train", args.batch_size, generator).float()
@@ -119,32 +176,22 @@ def main() -> None:
         steps += 1
         last_loss = loss_value.item()
 
-    start = time.process_time()
-    final = test_nll(vae, test[: args.n_test], args.final_k, max(1, 20_000 // args.final_k), 2)
-    eval_cpu = time.process_time() - start
-    print(f"final IWAE-{args.final_k} test NLL on {args.n_test} images: {final} (nats)")
-    print(f"paper (Burda et al. 2016, VAE, 1 layer, k=1): 86.76; eval took {eval_cpu:.0f} CPU-s")
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "benchmark": "vae_mnist",
-        "recipe": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "architecture": "784-200-200-50 tanh, Bernoulli decoder, N(0, I) prior (Burda 2016)",
-        "final": {
+    eval_cpu = 0.0
+    evaluation = chunked_nll(vae, test[: args.n_test], args.final_k, args.chunk, 2)
+    for final, n_done, eval_cpu in evaluation:
+        record["final"] = {
             "test_nll": final.value,
             "stderr": final.stderr,
             "kind": final.kind,
             "k": args.final_k,
-            "n_test": min(args.n_test, len(test)),
+            "n_test": n_done,
             "eval_cpu_s": eval_cpu,
-        },
-        "curve": curve,
-        "target_nll": 86.76,
-        "versions": {"torch": torch.__version__, "python": platform.python_version()},
-        "threads": torch.get_num_threads(),
-        "timestamp": datetime.now(timezone.utc).isoformat(),
-    }
-    args.out.write_text(json.dumps(record, indent=2))
+        }
+        save()
+        print(f"IWAE-{args.final_k} test NLL on the first {n_done} images: {final}", flush=True)
+        if time.time() >= deadline:
+            break
+    print(f"paper (Burda et al. 2016, VAE, 1 layer, k=1): 86.76; eval took {eval_cpu:.0f} CPU-s")
     print(f"wrote {args.out}")
 
 
