@@ -82,7 +82,7 @@ class NoisyCurve(Distribution):
     panel) on panels of arc length ``panel_length`` × σ; log_prob sums in the
     log domain, so far points keep an accurate log-density. The defaults keep
     |Δp| < 1e-8 and |Δ log p| < 1e-6 wherever p > 1e-4 on the library's shapes
-    (tests/distributions/test_curves.py checks it against a 3× finer rule and,
+    (tests/distributions/test_shapes.py checks it against a 3× finer rule and,
     for circles, against the closed form with a Bessel function). Events have
     shape (D,), the curve's dimension.
 
