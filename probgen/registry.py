@@ -115,6 +115,12 @@ METRICS = Registry(
         "mmd": "probgen.divergences:mmd",
         "energy_distance": "probgen.divergences:energy_distance",
         "sliced_wasserstein": "probgen.divergences:sliced_wasserstein",
+        "fid": "probgen.evaluate.samples:frechet_distance",
+        "kid": "probgen.evaluate.samples:kernel_inception_distance",
+        "precision": "probgen.evaluate.samples:precision",
+        "recall": "probgen.evaluate.samples:recall",
+        "density": "probgen.evaluate.samples:density",
+        "coverage": "probgen.evaluate.samples:coverage",
     },
 )
 

@@ -111,19 +111,21 @@ def kernel_inception_distance(
     features: nn.Module | None = None,
     *,
     subsets: int = 50,
-    subset_size: int = 1000,
+    subset_size: int | None = None,
     generator: torch.Generator | None = None,
 ) -> Estimate:
     """KID: unbiased MMD² of φ(samples) and φ(data) with the cubic polynomial kernel.
 
     k(a, b) = (aᵀb / F + 1)³ over F features, averaged over ``subsets`` random
-    subsets of min(``subset_size``, M, N) examples of each set (torchmetrics'
+    subsets of min(``subset_size``, M, N) examples of each set (default
+    min(1000, M/2, N/2), so that subsets differ; torchmetrics'
     ``KernelInceptionDistance``; subsets drawn from ``generator``). ``stderr`` is
     the standard deviation over subsets (a conservative error). Zero in
     expectation when the two laws are equal.
     """
     fy, fx = _feature_pair(samples, data, features)
-    size = min(subset_size, len(fx), len(fy))
+    size = min(len(fx), len(fy))
+    size = min(1000, max(2, size // 2)) if subset_size is None else min(subset_size, size)
     with warnings.catch_warnings():  # the features are ours and already in memory
         warnings.filterwarnings("ignore", message=".*save all extracted features.*")
         metric = KernelInceptionDistance(

@@ -1,0 +1,347 @@
+"""One entry point scoring any model on any data set: ``evaluate_model``.
+
+Each metric is an object that says whether it applies (from the model's
+likelihood kind and the data set's spec and truth) and returns named results;
+``evaluate_model`` draws the model's samples once, timing them and counting
+network evaluations, and runs every metric that applies:
+
+    NLL               nll (and bpd on discrete data): log_prob, an estimator, or E + log Ẑ
+    KLDataModel       kl_data_model   = KL(p_data ‖ p_θ)       (data with a known law)
+    KLModelData       kl_model_data   = KL(p_θ ‖ p_data)       (exact, or via a KDE)
+    SampleDistances   mmd, energy_distance, sliced_wasserstein on raw samples
+    FeatureDistances  fid (Fréchet distance), kid on features
+    PrecisionRecall   precision, recall, density, coverage on features
+    ModeCoverage      modes, high_quality, reverse_kl (data from a Gaussian mixture)
+
+Results are ``Estimate`` s (a NaN ``stderr`` when none is known) except the
+plain counts ``modes``, ``sampling_seconds`` and ``network_evaluations`` (float).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from probgen.core import Estimate, GenerativeModel, Likelihood
+from probgen.data.base import Dataset
+from probgen.distributions import GaussianMixture
+from probgen.divergences import energy_distance, mmd, sliced_wasserstein
+from probgen.evaluate.ais import AIS, sigmoid_schedule
+from probgen.evaluate.features import default_features
+from probgen.evaluate.ground_truth import kl_data_model, kl_model_data
+from probgen.evaluate.likelihood import (
+    LogLikelihoodEstimator,
+    ModelLogProb,
+    bits_per_dim,
+    nll,
+    normalized_nll,
+)
+from probgen.evaluate.modes import mode_metrics_for
+from probgen.evaluate.samples import embed, frechet_distance, kernel_inception_distance, prdc
+from probgen.sampling import MALA
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "NLL",
+    "Context",
+    "FeatureDistances",
+    "KLDataModel",
+    "KLModelData",
+    "Metric",
+    "ModeCoverage",
+    "PrecisionRecall",
+    "SampleDistances",
+    "count_network_calls",
+    "evaluate_model",
+]
+
+Result = dict[str, Estimate | float]
+
+
+@dataclass
+class Context:
+    """What the metrics of one evaluation share: the model, the data, the samples, a cache.
+
+    Attributes:
+        model, dataset: what is evaluated.
+        data: the held-out split, (N, *event_shape).
+        samples: n model samples, (n, *event_shape), on the CPU.
+        reference: n rows of ``data`` (all of it when smaller), for sample metrics.
+        generator: source of the metrics' random draws.
+        cache: values computed once and shared (features, log Z).
+    """
+
+    model: GenerativeModel
+    dataset: Dataset
+    data: Tensor
+    samples: Tensor
+    reference: Tensor
+    generator: torch.Generator | None
+    cache: dict[str, object] = field(default_factory=dict)
+
+    def log_partition(self, ais: AIS) -> Estimate:
+        """log Ẑ_θ of an unnormalised model (its ``init`` and ``energy``) by AIS, computed once."""
+        if "log_partition" not in self.cache:
+            result = ais.log_partition(self.model.init, self.model.energy, generator=self.generator)
+            self.cache["log_partition"] = result.estimate("estimate")
+        return self.cache["log_partition"]
+
+    def features(self, net: nn.Module | None) -> tuple[Tensor, Tensor]:
+        """φ(samples), φ(reference) with ``net`` (default features when None), computed once."""
+        key = f"features:{id(net)}"
+        if key not in self.cache:
+            net = default_features(self.samples.shape[1:]) if net is None else net
+            self.cache[key] = (
+                embed(self.samples, net).double(),
+                embed(self.reference, net).double(),
+            )
+        return self.cache[key]
+
+
+class Metric(abc.ABC):
+    """A named group of results computed from a ``Context``."""
+
+    def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
+        """Whether this metric means something for ``model`` on ``dataset`` (default: always)."""
+        return True
+
+    @abc.abstractmethod
+    def __call__(self, ctx: Context) -> Result:
+        """The results, by name."""
+
+
+def _has_log_partition(model: GenerativeModel) -> bool:
+    return hasattr(model, "init") and callable(getattr(model, "energy", None))
+
+
+def _default_ais() -> AIS:
+    return AIS(sigmoid_schedule(200), MALA, step_size=0.05, n_chains=512)
+
+
+class NLL(Metric):
+    """``nll`` (nats) and, on discrete data, ``bpd``: by ``log_prob`` or ``estimator``.
+
+    Unnormalised models (EBMs with ``init`` and ``energy``) get E_θ(x) + log Ẑ_θ
+    with log Ẑ_θ from ``ais`` (``log_partition`` also reported).
+    """
+
+    def __init__(self, estimator: LogLikelihoodEstimator | None = None, ais: AIS | None = None):
+        self.estimator = estimator
+        self.ais = ais
+
+    def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
+        if self.estimator is not None:
+            return True
+        if model.likelihood is Likelihood.UNNORMALIZED:
+            return _has_log_partition(model)
+        return model.likelihood is not Likelihood.NONE
+
+    def __call__(self, ctx: Context) -> Result:
+        model, x, levels = ctx.model, ctx.data, ctx.dataset.spec.levels
+        if self.estimator is None and model.likelihood is Likelihood.UNNORMALIZED:
+            log_z = ctx.log_partition(self.ais or _default_ais())
+            return {"nll": normalized_nll(model, x, log_z), "log_partition": log_z}
+        options = {"estimator": self.estimator, "generator": ctx.generator}
+        out: Result = {"nll": nll(model, x, **options)}
+        if levels is not None:
+            out["bpd"] = bits_per_dim(model, x, levels, dequantized=False, **options)
+        return out
+
+
+class KLDataModel(Metric):
+    """``kl_data_model`` = KL(p_data ‖ p_θ) on the held-out split (see ``ground_truth``)."""
+
+    def __init__(self, estimator: LogLikelihoodEstimator | None = None, ais: AIS | None = None):
+        self.nll = NLL(estimator, ais)
+
+    def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
+        return dataset.truth is not None and self.nll.applies(model, dataset)
+
+    def __call__(self, ctx: Context) -> Result:
+        estimator = self.nll.estimator
+        log_z = None
+        if estimator is None and ctx.model.likelihood is Likelihood.UNNORMALIZED:
+            log_z = ctx.log_partition(self.nll.ais or _default_ais())
+        value = kl_data_model(
+            ctx.model,
+            ctx.dataset.truth,
+            ctx.data,
+            estimator=estimator or ModelLogProb(),
+            log_partition=log_z,
+            generator=ctx.generator,
+        )
+        return {"kl_data_model": value}
+
+
+class KLModelData(Metric):
+    """``kl_model_data`` = KL(p_θ ‖ p_data) from the model's samples (exact, or via a KDE)."""
+
+    def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
+        return dataset.truth is not None and dataset.spec.levels is None
+
+    def __call__(self, ctx: Context) -> Result:
+        return {"kl_model_data": kl_model_data(ctx.model, ctx.dataset.truth, ctx.samples)}
+
+
+def _unknown_error(value: Tensor | float) -> Estimate:
+    return Estimate(float(value), math.nan, "estimate")
+
+
+class SampleDistances(Metric):
+    """``mmd``, ``energy_distance``, ``sliced_wasserstein`` of raw samples and data."""
+
+    def __call__(self, ctx: Context) -> Result:
+        y, x = ctx.samples, ctx.reference.to(ctx.samples.dtype)
+        return {
+            "mmd": _unknown_error(mmd(y, x)),
+            "energy_distance": _unknown_error(energy_distance(y, x)),
+            "sliced_wasserstein": _unknown_error(sliced_wasserstein(y, x, generator=ctx.generator)),
+        }
+
+
+class _OnFeatures(Metric):
+    def __init__(self, features: nn.Module | None = None) -> None:
+        self.features = features
+
+
+class FeatureDistances(_OnFeatures):
+    """``fid`` (Fréchet distance) and ``kid`` on features (``default_features`` if None)."""
+
+    def __call__(self, ctx: Context) -> Result:
+        fy, fx = ctx.features(self.features)
+        flat = nn.Flatten()
+        return {
+            "fid": _unknown_error(frechet_distance(fy, fx, flat)),
+            "kid": kernel_inception_distance(fy, fx, flat, generator=ctx.generator),
+        }
+
+
+class PrecisionRecall(_OnFeatures):
+    """``precision``, ``recall``, ``density``, ``coverage`` on features, k-NN balls of size k."""
+
+    def __init__(self, k: int = 5, features: nn.Module | None = None) -> None:
+        super().__init__(features)
+        self.k = k
+
+    def __call__(self, ctx: Context) -> Result:
+        fy, fx = ctx.features(self.features)
+        values = prdc(fy, fx, self.k, nn.Flatten()).as_dict()
+        return {name: _unknown_error(v) for name, v in values.items()}
+
+
+class ModeCoverage(Metric):
+    """``modes`` covered, ``high_quality`` fraction, ``reverse_kl`` (see ``evaluate.modes``)."""
+
+    def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
+        return isinstance(dataset.truth, GaussianMixture)
+
+    def __call__(self, ctx: Context) -> Result:
+        report = mode_metrics_for(ctx.dataset.truth, ctx.samples)
+        return {
+            "modes": float(report.modes_covered),
+            "high_quality": _unknown_error(report.high_quality),
+            "reverse_kl": _unknown_error(report.reverse_kl),
+        }
+
+
+DEFAULT_METRICS: tuple[Metric, ...] = (
+    NLL(),
+    KLDataModel(),
+    KLModelData(),
+    SampleDistances(),
+    FeatureDistances(),
+    PrecisionRecall(),
+    ModeCoverage(),
+)
+"""What ``evaluate_model`` computes unless told otherwise (each where it applies)."""
+
+
+def count_network_calls(model: nn.Module) -> tuple[list[object], list[int]]:
+    """Hooks counting the outermost forward calls of ``model``'s parameterised submodules.
+
+    Returns (handles, counter): ``counter[0]`` grows by one per call of a
+    submodule with parameters that is not nested in another counted call, so a
+    network called inside a larger network is one evaluation. Remove the hooks
+    with ``handle.remove()``.
+    """
+    counter, depth = [0], [0]
+
+    def enter(module: nn.Module, args: object) -> None:
+        if depth[0] == 0:
+            counter[0] += 1
+        depth[0] += 1
+
+    def leave(module: nn.Module, args: object, output: object) -> None:
+        depth[0] -= 1
+
+    handles: list[object] = []
+    for name, module in model.named_modules():
+        if name and any(True for _ in module.parameters()):
+            handles.append(module.register_forward_pre_hook(enter))
+            handles.append(module.register_forward_hook(leave, always_call=True))
+    return handles, counter
+
+
+def _draw(
+    model: GenerativeModel, n: int, generator: torch.Generator | None
+) -> tuple[Tensor, float, int]:
+    """n samples on the CPU, the wall time of ``sample`` and its network evaluations."""
+    handles, counter = count_network_calls(model)
+    was_training = model.training
+    model.eval()
+    try:
+        start = time.perf_counter()
+        samples = model.sample(n, generator=generator)
+        seconds = time.perf_counter() - start
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    samples = samples.detach().cpu()
+    if not samples.is_floating_point():
+        samples = samples.to(torch.get_default_dtype())
+    return samples, seconds, counter[0]
+
+
+def evaluate_model(
+    model: GenerativeModel,
+    dataset: Dataset,
+    *,
+    n_samples: int = 2000,
+    generator: torch.Generator | None = None,
+    metrics: Sequence[Metric] = DEFAULT_METRICS,
+    split: str = "test",
+) -> Result:
+    """Every metric of ``metrics`` that applies to ``model`` on ``dataset``, by name.
+
+    Draws ``n_samples`` samples once with ``generator`` (on the model's device),
+    recording ``sampling_seconds`` (wall time of ``model.sample``) and
+    ``network_evaluations`` (batched forward calls of the model's networks during
+    it: 1 for a GAN or VAE, the number of steps of an MCMC or diffusion sampler,
+    one per dimension of an autoregressive model). Sample metrics compare the
+    samples with as many rows of ``split`` (a random subset drawn with
+    ``generator`` when the split is larger).
+    """
+    data = dataset.split(split)
+    samples, seconds, calls = _draw(model, n_samples, generator)
+    rows = torch.randperm(len(data), generator=_cpu(generator))[:n_samples]
+    ctx = Context(model, dataset, data, samples, data[rows].cpu(), generator)
+    results: Result = {"sampling_seconds": seconds, "network_evaluations": float(calls)}
+    for metric in metrics:
+        if metric.applies(model, dataset):
+            results.update(metric(ctx))
+    return results
+
+
+def _cpu(generator: torch.Generator | None) -> torch.Generator | None:
+    """``generator`` if it lives on the CPU, else a CPU generator seeded from it."""
+    if generator is None or generator.device.type == "cpu":
+        return generator
+    seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
+    return torch.Generator().manual_seed(seed)
