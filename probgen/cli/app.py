@@ -1,4 +1,4 @@
-"""The ``probgen`` command: list, train, sample, evaluate.
+"""The ``probgen`` command: list, train, sample, evaluate, compare.
 
 Every user error (unknown names, malformed or ill-typed configs, missing or
 unreadable files and checkpoints, bad flags) ends the command with exactly
@@ -219,6 +219,32 @@ def evaluate_(
     names = None if metrics is None else [m.strip() for m in metrics.split(",") if m.strip()]
     model, _, dataset = load_run(run_dir)
     _report(Console(), model, dataset, run_dir, split, names, n_samples, seed, picture=False)
+
+
+@app.command()
+def compare(
+    config_path: Annotated[
+        Path | None,
+        typer.Argument(metavar="CONFIG.yaml", help="Comparison config (default: the built-in)."),
+    ] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated model names.")] = None,
+    data: Annotated[str | None, typer.Option(help="Data set name (see probgen list).")] = None,
+    time_budget: Annotated[
+        float | None, typer.Option(help="Training seconds per model (same for all).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Outputs go to OUT/NAME (NAME from the config).")] = (
+        Path("runs")
+    ),
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing comparison OUT/NAME.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train models on one data set with equal time budgets; write report.html, report.md."""
+    from probgen.compare import command  # the comparison's imports load only when it runs
+
+    overrides = command.overrides_from_flags(models, data, time_budget)
+    command.compare(config_path, out, overrides=overrides, overwrite=overwrite, progress=progress)
 
 
 def _report(

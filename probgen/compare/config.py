@@ -40,6 +40,7 @@ import yaml
 
 from probgen.core import DataSpec, GenerativeModel, ProbgenError
 from probgen.data.base import SPLITS, Dataset
+from probgen.models import build_model
 from probgen.registry import DATASETS, MODELS
 from probgen.train import (
     Callback,
@@ -187,7 +188,7 @@ def applicable_models(spec: DataSpec) -> list[str]:
     names = []
     for name in MODELS.names():
         try:
-            MODELS.get(name).for_data(spec)
+            build_model(name, spec)
         except (ProbgenError, TypeError, ValueError):
             continue
         names.append(name)

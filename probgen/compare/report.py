@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from probgen.compare.run import Comparison, ModelResult
-from probgen.compare.table import TEXT_COLUMNS, Column, columns
+from probgen.compare.table import TEXT_COLUMNS, Column, columns, extra_columns
 from probgen.core import Estimate
 from probgen.train.config import atomic_write_text
 
@@ -73,16 +73,18 @@ def _row_dict(r: ModelResult, out_dir: Path) -> dict[str, Any]:
         "parameters": r.parameters,
         "source": r.source,
         "training": {"seconds": r.train_seconds, "steps": r.steps, "stop_reason": r.stop_reason},
-        "metrics": {k: _estimate_dict(v) for k, v in r.metrics.items()},
-        "sampling": {"seconds": r.sample_seconds, "n_samples": r.n_samples},
-        "modes": r.modes,
+        "metrics": {k: _value_dict(v) for k, v in r.metrics.items()},
+        "n_samples": r.n_samples,
+        "n_modes": r.n_modes,
         "figures": {k: str(p.relative_to(out_dir)) for k, p in r.figures.items()},
         "error": r.error,
     }
 
 
-def _estimate_dict(est: Estimate) -> dict[str, Any]:
-    return {"value": est.value, "stderr": est.stderr, "kind": est.kind}
+def _value_dict(value: Estimate | float) -> dict[str, Any] | float:
+    if isinstance(value, Estimate):
+        return {"value": value.value, "stderr": value.stderr, "kind": value.kind}
+    return float(value)
 
 
 def _finite(value: Any) -> Any:
@@ -127,6 +129,10 @@ def write_markdown(comparison: Comparison, path: Path) -> Path:
     lines += _markdown_table(cols, comparison.results)
     lines += ["", "Columns:", ""]
     lines += [f"- **{col.header}**: {col.definition}" for col in cols]
+    extra = extra_columns(comparison.results)
+    if len(extra) > 1:
+        lines += ["", "All other results of the evaluator:", ""]
+        lines += _markdown_table(extra, comparison.results)
     lines += ["", "## Data", ""]
     lines += [_md_image(p, f"data: {k}", out) for k, p in comparison.data_figures.items()]
     lines += ["", "## Models"]
@@ -183,7 +189,9 @@ def write_html(comparison: Comparison, path: Path) -> Path:
         _html_table(cols, comparison.results),
         "<h3>Columns</h3><dl>",
         *(f"<dt>{e(c.header)}</dt><dd>{e(c.definition)}</dd>" for c in cols),
-        "</dl><h2>Data</h2>",
+        "</dl>",
+        *_html_extra(comparison.results),
+        "<h2>Data</h2>",
         _html_figures(comparison.data_figures, "data"),
         "<h2>Models</h2>",
     ]
@@ -197,7 +205,14 @@ def write_html(comparison: Comparison, path: Path) -> Path:
     return path
 
 
-def _html_table(cols: list[Column], rows: list[ModelResult]) -> str:
+def _html_extra(rows: list[ModelResult]) -> list[str]:
+    extra = extra_columns(rows)
+    if len(extra) < 2:
+        return []
+    return ["<h3>All other results of the evaluator</h3>", _html_table(extra, rows, "more")]
+
+
+def _html_table(cols: list[Column], rows: list[ModelResult], table_id: str = "results") -> str:
     e = html.escape
     head = "".join(f'<th title="{e(c.definition)}">{e(c.header)}</th>' for c in cols)
     body = "".join(
@@ -211,7 +226,7 @@ def _html_table(cols: list[Column], rows: list[ModelResult]) -> str:
         + "</tr>"
         for r in rows
     )
-    return f'<table id="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _html_figures(figures: dict[str, Path], label: str) -> str:

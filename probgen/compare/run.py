@@ -2,10 +2,8 @@
 
     for each entry of the config:                 (a progress bar across models)
         model ← train with probgen.train.fit under the shared time budget, or load a run
-        metrics ← evaluator(model, data)          (the same evaluator for every model)
-        samples ← model.sample(n) with a generator seeded alike; timed
-        modes ← probgen.evaluate.modes            (when the data is a Gaussian mixture)
-        pictures: samples beside the data, the 2-D density heatmap, training curves
+        metrics, samples ← evaluator(model, data)   (the same for every model, seeded alike)
+        pictures: the scored samples beside the data, the 2-D density heatmap, training curves
 
 A model whose training or evaluation fails (a diverged loss, say) keeps its
 row, with the error in place of the numbers; the others go on.
@@ -37,16 +35,35 @@ from probgen.compare.figures import (
 from probgen.core import Estimate, GenerativeModel, Likelihood, ProbgenError
 from probgen.data.base import Dataset
 from probgen.distributions import GaussianMixture
-from probgen.evaluate.modes import mode_metrics_for
 from probgen.evaluate.plots import plot_samples
 from probgen.registry import DATASETS
 from probgen.train import TrainState
 
-__all__ = ["Comparison", "ComparisonExists", "Evaluator", "ModelResult", "run_comparison"]
+__all__ = [
+    "Comparison",
+    "ComparisonExists",
+    "Evaluation",
+    "Evaluator",
+    "ModelResult",
+    "run_comparison",
+]
 
 
 class ComparisonExists(ProbgenError, FileExistsError):
     """The output folder already holds runs of a comparison; pass ``overwrite=True``."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An evaluator's output: results by name, and the samples (n, *event_shape) it scored.
+
+    Results are ``Estimate`` s, or plain numbers for counts and timings; the
+    table reads ``sampling_seconds``, ``network_evaluations``, ``modes`` and
+    ``high_quality`` when present.
+    """
+
+    results: dict[str, Estimate | float]
+    samples: torch.Tensor
 
 
 class Evaluator(Protocol):
@@ -54,7 +71,7 @@ class Evaluator(Protocol):
 
     def __call__(
         self, model: GenerativeModel, dataset: Dataset, *, split: str, n_samples: int, seed: int
-    ) -> dict[str, Estimate]: ...
+    ) -> Evaluation: ...
 
 
 @dataclass
@@ -68,9 +85,10 @@ class ModelResult:
         parameters: number of trainable scalars.
         source: ``"trained"`` here or ``"loaded"`` from a run folder.
         train_seconds, steps, stop_reason: the training record.
-        metrics: the evaluator's results, each an ``Estimate`` with its kind.
-        sample_seconds: wall time of drawing ``n_samples`` samples.
-        modes: modes covered, high-quality fraction and reverse KL (mixtures only).
+        metrics: the evaluator's results: ``Estimate`` s with their kind, or plain
+            numbers (``sampling_seconds``, ``network_evaluations``, ``modes``).
+        n_samples: samples the evaluator drew.
+        n_modes: K, the modes of the data's mixture (None for other data).
         figures: picture name (``samples``, ``density``, ``training``) -> PNG path.
         history: the engine's training records.
         error: why the row has no numbers, when training or evaluation failed.
@@ -84,10 +102,9 @@ class ModelResult:
     train_seconds: float = math.nan
     steps: int = 0
     stop_reason: str = ""
-    metrics: dict[str, Estimate] = field(default_factory=dict)
-    sample_seconds: float = math.nan
+    metrics: dict[str, Estimate | float] = field(default_factory=dict)
     n_samples: int = 0
-    modes: dict[str, float] = field(default_factory=dict)
+    n_modes: int | None = None
     figures: dict[str, Path] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
@@ -170,12 +187,11 @@ def _one(
         row.stop_reason, row.history = trained.stop_reason, trained.history
         bar.phase(f"evaluating {entry.label}", None)
         e = config.evaluation
-        row.metrics = evaluator(model, dataset, split=e.split, n_samples=e.n_samples, seed=e.seed)
-        samples, row.sample_seconds = _timed_samples(model, e.n_samples, e.seed)
-        row.n_samples = len(samples)
+        evaluation = evaluator(model, dataset, split=e.split, n_samples=e.n_samples, seed=e.seed)
+        samples = evaluation.samples
+        row.metrics, row.n_samples = evaluation.results, len(samples)
         if isinstance(dataset.truth, GaussianMixture):
-            report = mode_metrics_for(dataset.truth, samples)
-            row.modes = {**report.as_dict(), "n_modes": float(report.n_modes)}
+            row.n_modes = len(dataset.truth.weights)
         row.figures = _model_figures(
             entry.label, model, trained.history, samples, dataset, config, out_dir / "figures"
         )
@@ -187,16 +203,6 @@ def _one(
 
 def _source(entry: ModelEntry) -> str:
     return "trained" if isinstance(entry, TrainedEntry) else "loaded"
-
-
-def _timed_samples(model: GenerativeModel, n: int, seed: int) -> tuple[torch.Tensor, float]:
-    """``n`` samples (eval mode, generator seeded by ``seed``) and the seconds they took."""
-    generator = torch.Generator(device=model.device).manual_seed(seed)
-    model.eval()
-    start = time.perf_counter()
-    with torch.no_grad():
-        samples = model.sample(n, generator=generator)
-    return samples.detach().cpu(), time.perf_counter() - start
 
 
 def _is_2d(dataset: Dataset) -> bool:

@@ -1,10 +1,12 @@
-"""The comparison table: one row per model, the same columns in the terminal, Markdown and HTML.
+"""The comparison tables: one row per model, the same cells in the terminal, Markdown and HTML.
 
-A ``Column`` has a header, a one-line definition (shown under the Markdown
-table and as the HTML header's tooltip) and a function from a
-``ModelResult`` to the cell's text. ``columns(results)`` returns the fixed
-columns around one column per metric the evaluator returned, so a new metric
-shows up without changes here.
+A ``Column`` has a header, a one-line definition (listed under the Markdown
+table, the HTML header's tooltip) and a function from a ``ModelResult`` to
+its cell. ``columns(results)`` is the main table: likelihood, divergences to
+the data, sample metrics, modes, training and sampling cost; a column shows
+only when some row has its value. ``extra_columns(results)`` has one column
+per other result the evaluator returned, so a new metric is reported
+without changes here.
 """
 
 from __future__ import annotations
@@ -18,61 +20,65 @@ from rich.table import Table
 from probgen.compare.run import ModelResult
 from probgen.core import Estimate
 
-__all__ = ["TEXT_COLUMNS", "Column", "columns", "format_estimate", "rich_table"]
+__all__ = [
+    "MISSING",
+    "TEXT_COLUMNS",
+    "Column",
+    "columns",
+    "extra_columns",
+    "format_value",
+    "rich_table",
+]
 
 MISSING = "—"
 """Text of a cell with no value (the metric does not apply, or the row failed)."""
 
+TEXT_COLUMNS = ("model", "likelihood", "error")
+"""Columns of words, aligned left (numbers align right)."""
+
+_COMPARABLE = ("exact", "estimate", "bound")
+"""Likelihood kinds whose NLL compares across models (an energy off by log Z does not)."""
+
 
 @dataclass(frozen=True)
 class Column:
-    """A table column: header, definition, and the cell text of a row."""
+    """A table column: its key, header, definition and the cell text of a row.
+
+    ``uses`` names the results the cell reads; the column is shown only when
+    a row has one of them (always when empty).
+    """
 
     key: str
     header: str
     definition: str
     cell: Callable[[ModelResult], str]
+    uses: tuple[str, ...] = ()
 
 
-# Metrics with a column of their own, in display order: key -> (header, definition).
-# Any other metric the evaluator returns gets a column headed by its key.
-_KNOWN_METRICS: dict[str, tuple[str, str]] = {
-    "nll": (
-        "NLL (nats)",
-        "−1/N Σ log p_θ(x_n) on the evaluation split, ± its standard error; "
-        "≤ marks an upper bound (from an ELBO)",
-    ),
-    "bpd": ("bits/dim", "NLL / (D ln 2), D scalars per example (same kind as the NLL)"),
-    "kl_data_model": (
-        "KL(data‖model)",
-        "E_data[log p_data(x) − log p_θ(x)] in nats, from the exact data density",
-    ),
-}
-
-TEXT_COLUMNS = ("model", "likelihood", "error")
-"""Columns of words, aligned left (numbers align right)."""
-
-_NORMALIZED = ("exact", "estimate", "bound")
-"""Likelihood kinds whose NLL compares across models (unnormalized energies do not)."""
-
-
-def format_estimate(est: Estimate) -> str:
-    """``value ± stderr`` with 4 significant digits; ``≤ value`` for an upper bound."""
-    prefix = "≤ " if est.kind == "bound" else ""
-    if not math.isfinite(est.value):
-        return f"{prefix}{est.value}"
-    text = f"{prefix}{est.value:.4g}"
-    if math.isfinite(est.stderr) and est.stderr > 0:
-        text += f" ± {est.stderr:.2g}"
+def format_value(value: Estimate | float) -> str:
+    """``value ± stderr`` of an ``Estimate`` (``≤ value`` for an upper bound), or a number."""
+    if not isinstance(value, Estimate):
+        return f"{value:.4g}"
+    prefix = "≤ " if value.kind == "bound" else ""
+    text = f"{prefix}{value.value:.4g}"
+    if math.isfinite(value.value) and math.isfinite(value.stderr) and value.stderr > 0:
+        text += f" ± {value.stderr:.2g}"
     return text
 
 
-def _metric_cell(key: str) -> Callable[[ModelResult], str]:
+def _number(row: ModelResult, key: str) -> float:
+    value = row.metrics.get(key, math.nan)
+    return value.value if isinstance(value, Estimate) else float(value)
+
+
+def _metric(key: str) -> Callable[[ModelResult], str]:
     def cell(row: ModelResult) -> str:
-        est = row.metrics.get(key)
-        if est is None or (key in _KNOWN_METRICS and est.kind not in _NORMALIZED):
+        value = row.metrics.get(key)
+        if value is None:
             return MISSING
-        return format_estimate(est)
+        if isinstance(value, Estimate) and key in _LIKELIHOODS and value.kind not in _COMPARABLE:
+            return MISSING
+        return format_value(value)
 
     return cell
 
@@ -81,74 +87,163 @@ def _model(row: ModelResult) -> str:
     return row.label if row.label == row.family else f"{row.label} ({row.family})"
 
 
-def _likelihood(row: ModelResult) -> str:
-    return row.likelihood or MISSING
+def _precision_recall(row: ModelResult) -> str:
+    p, r = _number(row, "precision"), _number(row, "recall")
+    return MISSING if math.isnan(p) or math.isnan(r) else f"{p:.2f} / {r:.2f}"
 
 
 def _modes(row: ModelResult) -> str:
-    if not row.modes:
+    modes, quality = _number(row, "modes"), _number(row, "high_quality")
+    if math.isnan(modes):
         return MISSING
-    return f"{row.modes['modes']:.0f}/{row.modes['n_modes']:.0f} ({row.modes['high_quality']:.0%})"
+    of = f"/{row.n_modes}" if row.n_modes else ""
+    return f"{modes:.0f}{of}" + ("" if math.isnan(quality) else f" ({quality:.0%})")
 
 
-def _train(row: ModelResult) -> str:
+def _training(row: ModelResult) -> str:
     if not math.isfinite(row.train_seconds):
         return MISSING
     return f"{row.train_seconds:.1f} s / {row.steps} steps"
 
 
 def _sampling(row: ModelResult) -> str:
-    if not math.isfinite(row.sample_seconds) or not row.n_samples:
+    seconds = _number(row, "sampling_seconds")
+    if math.isnan(seconds) or not row.n_samples:
         return MISSING
-    return f"{1000 * row.sample_seconds / row.n_samples:.3g} s"
+    return f"{1000 * seconds / row.n_samples:.3g}"
 
 
-def _status(row: ModelResult) -> str:
-    return row.error or ""
+def _network_evaluations(row: ModelResult) -> str:
+    calls = _number(row, "network_evaluations")
+    return MISSING if math.isnan(calls) else f"{calls:.0f}"
 
 
-_FIRST = (
-    Column("model", "model", "label (registered family when different)", _model),
+_LIKELIHOODS = ("nll", "bpd", "kl_data_model")
+
+_MAIN = (
+    Column("model", "model", "the row's label (its registered family when different)", _model),
     Column(
         "likelihood",
         "likelihood",
-        "what log p_θ means: exact, estimate, bound (ELBO), unnormalized (−E_θ), none (GAN)",
-        _likelihood,
+        "what the model's log p_θ(x) is: exact, estimate, bound (an ELBO), unnormalized "
+        "(−E_θ(x), off by log Z_θ) or none (no density: GANs)",
+        lambda row: row.likelihood or MISSING,
     ),
-)
-_LAST = (
+    Column(
+        "nll",
+        "NLL (nats)",
+        "−1/N Σ_n log p_θ(x_n) on the evaluation split, ± its standard error; ≤ marks an upper "
+        "bound (from an ELBO); an EBM's energy is normalised by an AIS estimate of log Z_θ",
+        _metric("nll"),
+        ("nll",),
+    ),
+    Column(
+        "bpd",
+        "bits/dim",
+        "NLL / (D ln 2) for discrete data with the documented dequantization convention",
+        _metric("bpd"),
+        ("bpd",),
+    ),
+    Column(
+        "kl_data_model",
+        "KL(data‖model)",
+        "KL(p_data ‖ p_θ) = E_data[log p_data(x) − log p_θ(x)] in nats (exact data density)",
+        _metric("kl_data_model"),
+        ("kl_data_model",),
+    ),
+    Column(
+        "kl_model_data",
+        "KL(model‖data)",
+        "KL(p_θ ‖ p_data) = E_θ[log p_θ(y) − log p_data(y)] in nats over model samples: exact "
+        "for exact densities, else with a kernel density estimate of p_θ (biased low)",
+        _metric("kl_model_data"),
+        ("kl_model_data",),
+    ),
+    Column(
+        "mmd",
+        "MMD²",
+        "unbiased squared maximum mean discrepancy, multi-scale Gaussian kernel, samples vs data",
+        _metric("mmd"),
+        ("mmd",),
+    ),
+    Column(
+        "sliced_wasserstein",
+        "sliced W",
+        "sliced Wasserstein distance between samples and data (random projections)",
+        _metric("sliced_wasserstein"),
+        ("sliced_wasserstein",),
+    ),
+    Column(
+        "fid",
+        "FD",
+        "Fréchet distance between Gaussian fits of the features of samples and data",
+        _metric("fid"),
+        ("fid",),
+    ),
+    Column(
+        "precision_recall",
+        "precision / recall",
+        "k-NN precision (samples inside the data manifold) and recall (data inside the samples' "
+        "manifold), k = 5 (Kynkäänniemi et al. 2019)",
+        _precision_recall,
+        ("precision", "recall"),
+    ),
     Column(
         "modes",
         "modes",
-        "modes with ≥ 1 sample within 3σ (of K), and the fraction of such high-quality samples",
+        "modes of the data's mixture with at least one sample within 3σ (of K), and the "
+        "fraction of such high-quality samples",
         _modes,
+        ("modes",),
     ),
-    Column("train", "training", "wall-clock training time and rounds taken", _train),
-    Column("sampling", "s / 1k samples", "wall-clock seconds to draw 1,000 samples", _sampling),
+    Column(
+        "training",
+        "training",
+        "wall-clock training time (the same budget for every model) and rounds taken",
+        _training,
+    ),
+    Column(
+        "sampling",
+        "s / 1k samples",
+        "wall-clock seconds to draw 1,000 samples (measured on the scored draw)",
+        _sampling,
+        ("sampling_seconds",),
+    ),
+    Column(
+        "nfe",
+        "NFE",
+        "network evaluations per sample: batched forward calls of the model's networks while "
+        "sampling (1 for a GAN or VAE, the steps of an MCMC or diffusion sampler, D for an "
+        "autoregressive model)",
+        _network_evaluations,
+        ("network_evaluations",),
+    ),
 )
+
+_SHOWN = {key for column in _MAIN for key in column.uses} | {"high_quality"}
+
+
+def _present(column: Column, results: Sequence[ModelResult]) -> bool:
+    return not column.uses or any(k in r.metrics for r in results for k in column.uses)
 
 
 def columns(results: Sequence[ModelResult]) -> list[Column]:
-    """The table's columns for these rows: fixed ones, then one per metric present."""
-    present = [k for r in results for k in r.metrics]
-    keys = [k for k in _KNOWN_METRICS if k in present]
-    keys += [k for k in dict.fromkeys(present) if k not in _KNOWN_METRICS]
-    metric_columns = [
-        Column(
-            k, *_KNOWN_METRICS.get(k, (k, f"{k}, as returned by the evaluator")), _metric_cell(k)
-        )
-        for k in keys
-    ]
-    out = [*_FIRST, *metric_columns, *_LAST]
-    if not any(r.modes for r in results):
-        out = [c for c in out if c.key != "modes"]
+    """The main table's columns for these rows (an ``error`` column when a row failed)."""
+    out = [c for c in _MAIN if _present(c, results)]
     if any(r.error for r in results):
-        out.append(Column("error", "error", "why the row has no numbers", _status))
+        out.append(Column("error", "error", "why the row has no numbers", lambda r: r.error or ""))
     return out
 
 
+def extra_columns(results: Sequence[ModelResult]) -> list[Column]:
+    """The model column, then one column per other result the evaluator returned."""
+    keys = dict.fromkeys(k for r in results for k in r.metrics if k not in _SHOWN)
+    definition = "as returned by the evaluator (see docs/evaluation.md)"
+    return [_MAIN[0], *(Column(k, k, definition, _metric(k), (k,)) for k in keys)]
+
+
 def rich_table(results: Sequence[ModelResult], title: str) -> Table:
-    """The comparison as a rich ``Table`` for the terminal."""
+    """The main table as a rich ``Table`` for the terminal."""
     table = Table(title=title, title_justify="left")
     cols = columns(results)
     for c in cols:
@@ -157,6 +252,7 @@ def rich_table(results: Sequence[ModelResult], title: str) -> Table:
             c.header,
             style="bold cyan" if c.key == "model" else None,
             justify="left" if text else "right",
+            overflow="fold",
         )
     for row in results:
         table.add_row(*(c.cell(row) for c in cols))

@@ -13,8 +13,8 @@ import torch
 
 from probgen.compare import CompareConfig
 from probgen.compare.figures import Box, density_grid
-from probgen.compare.run import ComparisonExists, Evaluator, run_comparison
-from probgen.core import DataSpec, Estimate, GenerativeModel, ProbgenError
+from probgen.compare.run import ComparisonExists, Evaluation, Evaluator, run_comparison
+from probgen.core import DataSpec, GenerativeModel, ProbgenError
 from probgen.data.base import Dataset
 from probgen.data.toy import ToyDataset
 from probgen.evaluate.likelihood import nll
@@ -59,8 +59,8 @@ def test_every_model_is_trained_for_the_same_budget_and_scored_alike(
         assert row.error is None
         assert row.stop_reason == "time_budget" and row.steps > 0
         assert 0.5 <= row.train_seconds < 5.0  # stopped at the first round past the budget
-        assert row.modes["n_modes"] == 8 and 0 <= row.modes["modes"] <= 8
-        assert row.n_samples == 300 and row.sample_seconds > 0
+        assert row.n_modes == 8 and 0 <= row.metrics["modes"] <= 8
+        assert row.n_samples == 300 and row.metrics["sampling_seconds"] > 0
         assert "energy_distance" in row.metrics
         assert set(row.figures) >= {"samples", "training"}
         assert all(p.is_file() and p.read_bytes()[:4] == b"\x89PNG" for p in row.figures.values())
@@ -76,7 +76,7 @@ def test_every_model_is_trained_for_the_same_budget_and_scored_alike(
 def test_a_failing_model_keeps_its_row_with_the_error(
     tmp_path: Path, tiny: Callable[..., CompareConfig], evaluator: Evaluator
 ) -> None:
-    def failing(model: GenerativeModel, dataset: Dataset, **options: Any) -> dict[str, Estimate]:
+    def failing(model: GenerativeModel, dataset: Dataset, **options: Any) -> Evaluation:
         if model.likelihood.value == "none":
             raise ProbgenError("no way to score this\nmodel")
         return evaluator(model, dataset, **options)
