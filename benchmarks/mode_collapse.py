@@ -1,0 +1,298 @@
+"""Mode collapse of every adversarial variant (and the EBM) on the PacGAN ring and grid.
+
+Protocol (Lin et al. 2018, PacGAN, Section 5.1, following VEEGAN):
+
+- ring: 8 equal Gaussians at radius 1, σ = 0.01 (``EightGaussians(radius=1.0, std=0.01)``);
+- grid: 25 equal Gaussians on {−4, −2, 0, 2, 4}², σ = 0.05
+  (``TwentyFiveGaussians(spacing=2.0, std=0.05)``);
+- after training, 2,500 samples are scored by ``probgen.evaluate.modes``:
+  modes covered (≥ 1 high-quality sample), high-quality fraction (within 3σ of
+  the nearest mode) and reverse KL(q̂ ‖ π) of the mode histogram;
+- 10 seeds per (variant, data set); mean ± std over seeds (PacGAN's ± are
+  standard errors, std/√10; both are in the JSON).
+
+Training: a fresh exact sample of the mixture at every step, float32, one
+thread, each player stepped by its own Adam and ``steps_per_round`` as the engine
+does, for ``--budget`` CPU seconds (``time.process_time``) per run, with the
+learning rate decaying linearly over the budget.
+Recipes are in ``VARIANTS``; the EBM runs when ``probgen.registry.MODELS``
+has ``ebm``.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mode_collapse.py                 # 10 seeds
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mode_collapse.py --seeds 2 --budget 30
+
+Writes ``benchmarks/results/mode_collapse.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from probgen.core import DataSpec, GenerativeModel
+from probgen.distributions import GaussianMixture
+from probgen.distributions.shapes import EightGaussians, TwentyFiveGaussians
+from probgen.evaluate.modes import mode_metrics_for
+from probgen.models.gan import FGAN, GAN, WGAN, WGANGP
+from probgen.registry import MODELS
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+DATASETS: dict[str, Callable[[], GaussianMixture]] = {
+    "ring": lambda: EightGaussians(radius=1.0, std=0.01),
+    "grid": lambda: TwentyFiveGaussians(spacing=2.0, std=0.05),
+}
+
+# Lin et al. 2018, "PacGAN: The power of two samples in generative adversarial
+# networks", NeurIPS, Table 1 (10 trials, mean ± standard error): modes, % high
+# quality, reverse KL.
+PACGAN_TABLE_1: dict[str, dict[str, tuple[tuple[float, float], ...]]] = {
+    "ring": {
+        "GAN": ((6.3, 0.5), (98.2, 0.2), (0.45, 0.09)),
+        "ALI": ((6.6, 0.3), (97.6, 0.4), (0.36, 0.04)),
+        "PacGAN2": ((7.9, 0.1), (95.6, 2.0), (0.07, 0.03)),
+        "PacGAN3": ((7.8, 0.1), (97.7, 0.3), (0.10, 0.02)),
+        "PacGAN4": ((7.8, 0.1), (95.9, 1.4), (0.07, 0.02)),
+    },
+    "grid": {
+        "GAN": ((17.3, 0.8), (94.8, 0.7), (0.70, 0.07)),
+        "ALI": ((24.1, 0.4), (95.7, 0.6), (0.14, 0.03)),
+        "PacGAN2": ((23.8, 0.7), (91.3, 0.8), (0.13, 0.04)),
+        "PacGAN3": ((24.6, 0.4), (94.2, 0.4), (0.06, 0.02)),
+        "PacGAN4": ((24.8, 0.2), (93.6, 0.6), (0.04, 0.01)),
+    },
+}
+
+# Srivastava et al. 2017, "VEEGAN: Reducing mode collapse in GANs using implicit
+# variational learning", NeurIPS, Table 1: modes and % high quality on their 2-D
+# ring and grid (no error bars, no reverse KL; their networks and budget).
+VEEGAN_TABLE_1: dict[str, dict[str, tuple[float, float]]] = {
+    "ring": {
+        "GAN": (1.0, 99.3),
+        "ALI": (2.8, 0.13),
+        "Unrolled GAN": (7.6, 35.6),
+        "VEEGAN": (8.0, 52.9),
+    },
+    "grid": {
+        "GAN": (3.3, 0.5),
+        "ALI": (15.8, 1.6),
+        "Unrolled GAN": (23.6, 16.0),
+        "VEEGAN": (24.6, 40.0),
+    },
+}
+
+
+@dataclass
+class Recipe:
+    """How one variant is built and trained."""
+
+    build: Callable[[tuple[int, ...]], GenerativeModel]
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.999)
+    steps_per_round: dict[str, int] = field(default_factory=dict)
+    batch: int = 256
+
+
+NETWORKS: dict[str, Any] = {"latent_dim": 2, "hidden": (128, 128, 128)}
+
+VARIANTS: dict[str, Recipe] = {
+    "gan": Recipe(lambda s: GAN(s, **NETWORKS)),
+    "gan_minimax": Recipe(lambda s: GAN(s, non_saturating=False, **NETWORKS)),
+    **{
+        f"fgan_{d}": Recipe(lambda s, d=d: FGAN(s, d, **NETWORKS))
+        for d in ("kl", "reverse_kl", "js", "pearson", "hellinger", "total_variation")
+    },
+    "wgan": Recipe(
+        lambda s: WGAN(s, **NETWORKS), lr=5e-4, betas=(0.5, 0.9), steps_per_round={"critic": 5}
+    ),
+    "wgan_gp": Recipe(
+        lambda s: WGANGP(s, **NETWORKS), lr=1e-3, betas=(0.5, 0.9), steps_per_round={"critic": 5}
+    ),
+}
+if "ebm" in MODELS:
+    VARIANTS["ebm"] = Recipe(lambda s: MODELS.get("ebm").for_data(DataSpec(s)), betas=(0.9, 0.999))
+
+
+def train(
+    model: GenerativeModel, truth: GaussianMixture, recipe: Recipe, budget: float, seed: int
+) -> int:
+    """Step every player with its own Adam for ``budget`` CPU seconds; returns the rounds run.
+
+    The learning rate decays linearly with the CPU time used, from ``recipe.lr``
+    to 2% of it at the end of the budget.
+    """
+    data_rng = torch.Generator().manual_seed(10_000 + seed)
+    optimizers = {
+        p: torch.optim.Adam(params, lr=recipe.lr, betas=recipe.betas)
+        for p, params in model.players().items()
+    }
+    start = time.process_time()
+    rounds = 0
+    while (used := time.process_time() - start) < budget:
+        for optimizer in optimizers.values():  # linear decay over the budget sharpens the modes
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.lr * max(1.0 - used / budget, 0.02)
+        for player, optimizer in optimizers.items():
+            for _ in range(recipe.steps_per_round.get(player, 1)):
+                x = truth.sample(recipe.batch, generator=data_rng)
+                loss = model.loss(x, player)
+                model.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        rounds += 1
+    return rounds
+
+
+def run(variant: str, data: str, seed: int, budget: float, n_samples: int) -> dict[str, Any]:
+    """Train one (variant, data set, seed) and score ``n_samples`` of its samples."""
+    torch.manual_seed(seed)
+    truth = DATASETS[data]().float()
+    recipe = VARIANTS[variant]
+    model = recipe.build(truth.event_shape).float()
+    start = time.process_time()
+    try:
+        rounds = train(model, truth, recipe, budget, seed)
+        samples = model.sample(n_samples, generator=torch.Generator().manual_seed(seed))
+        report = mode_metrics_for(truth, samples).as_dict()
+        error = None
+    except Exception as e:  # a diverged run is a result too; report it, keep going
+        rounds, report, error = -1, {}, f"{type(e).__name__}: {e}"
+    return {
+        "variant": variant,
+        "data": data,
+        "seed": seed,
+        "rounds": rounds,
+        "cpu_seconds": time.process_time() - start,
+        **report,
+        "error": error,
+    }
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean, std and standard error over seeds of each figure (failed runs excluded)."""
+    ok = [r for r in runs if r["error"] is None]
+    out: dict[str, dict[str, float]] = {"failed": {"count": float(len(runs) - len(ok))}}
+    for key in ("modes", "high_quality", "reverse_kl"):
+        values = [r[key] for r in ok]
+        if not values:
+            continue
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        out[key] = {
+            "mean": statistics.fmean(values),
+            "std": std,
+            "stderr": std / math.sqrt(len(values)),
+        }
+    return out
+
+
+def _cell(summary: dict[str, dict[str, float]], key: str, scale: float, fmt: str) -> str:
+    if key not in summary:
+        return "failed"
+    s = summary[key]
+    return f"{s['mean'] * scale:{fmt}} ± {s['std'] * scale:{fmt}}"
+
+
+def table(summaries: dict[str, dict[str, dict[str, dict[str, float]]]], data: str) -> str:
+    """Our figures (mean ± std over seeds) with the published ones below them."""
+    k = {"ring": 8, "grid": 25}[data]
+    lines = [
+        f"{data} ({k} modes)",
+        f"{'model':<22}{'modes':>14}{'high quality %':>18}{'reverse KL':>18}{'failed':>8}",
+    ]
+    for variant, per_data in summaries.items():
+        s = per_data[data]
+        lines.append(
+            f"{variant:<22}{_cell(s, 'modes', 1, '.1f'):>14}"
+            f"{_cell(s, 'high_quality', 100, '.1f'):>18}{_cell(s, 'reverse_kl', 1, '.3f'):>18}"
+            f"{int(s['failed']['count']):>8}"
+        )
+    lines.append("published, PacGAN Table 1 (mean ± stderr):")
+    for name, (modes, hq, kl) in PACGAN_TABLE_1[data].items():
+        lines.append(
+            f"  {name:<20}{modes[0]:>8.1f} ± {modes[1]:.1f}{hq[0]:>12.1f} ± {hq[1]:.1f}"
+            f"{kl[0]:>12.2f} ± {kl[1]:.2f}"
+        )
+    lines.append("published, VEEGAN Table 1 (their set-up, no error bars):")
+    for name, (modes, hq) in VEEGAN_TABLE_1[data].items():
+        lines.append(f"  {name:<20}{modes:>8.1f}{hq:>18.1f}{'—':>18}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--budget", type=float, default=120.0, help="CPU seconds per run")
+    parser.add_argument("--samples", type=int, default=2500)
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--data", nargs="*", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS / "mode_collapse.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    runs = []
+    for variant in args.variants:
+        for data in args.data:
+            for seed in range(args.seeds):
+                r = run(variant, data, seed, args.budget, args.samples)
+                runs.append(r)
+                print(json.dumps(r), flush=True)
+    summaries = {
+        v: {
+            d: summarise([r for r in runs if r["variant"] == v and r["data"] == d])
+            for d in args.data
+        }
+        for v in args.variants
+    }
+    for data in args.data:
+        print()
+        print(table(summaries, data))
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "protocol": "PacGAN ring-8 (r=1, σ=0.01) and grid-25 ({-4..4}², σ=0.05)",
+                "budget_cpu_seconds": args.budget,
+                "seeds": args.seeds,
+                "samples": args.samples,
+                "threads": args.threads,
+                "recipes": {
+                    v: {
+                        "lr": VARIANTS[v].lr,
+                        "betas": VARIANTS[v].betas,
+                        "steps_per_round": VARIANTS[v].steps_per_round,
+                        "batch": VARIANTS[v].batch,
+                        "networks": {
+                            k: list(x) if isinstance(x, tuple) else x for k, x in NETWORKS.items()
+                        },
+                    }
+                    for v in args.variants
+                },
+                "summary": summaries,
+                "runs": runs,
+                "published": {"pacgan_table_1": PACGAN_TABLE_1, "veegan_table_1": VEEGAN_TABLE_1},
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "timestamp": datetime.now(timezone.utc).isoformat(),
+            },
+            indent=1,
+        )
+    )
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
