@@ -6,6 +6,7 @@ likelihood kind and the data set's spec and truth) and returns named results;
 network evaluations, and runs every metric that applies:
 
     NLL               nll (and bpd on discrete data): log_prob, an estimator, or E + log Ẑ
+    IWAENLL           nll_iwae: the IWAE-K bound (models with ``iwae_bound``, e.g. VAEs)
     KLDataModel       kl_data_model   = KL(p_data ‖ p_θ)       (data with a known law)
     KLModelData       kl_model_data   = KL(p_θ ‖ p_data)       (exact, or via a KDE)
     SampleDistances   mmd, energy_distance, sliced_wasserstein on raw samples
@@ -36,6 +37,7 @@ from probgen.evaluate.ais import AIS, sigmoid_schedule
 from probgen.evaluate.features import default_features
 from probgen.evaluate.ground_truth import kl_data_model, kl_model_data
 from probgen.evaluate.likelihood import (
+    IWAEBound,
     LogLikelihoodEstimator,
     ModelLogProb,
     bits_per_dim,
@@ -48,6 +50,7 @@ from probgen.sampling import MALA
 
 __all__ = [
     "DEFAULT_METRICS",
+    "IWAENLL",
     "NLL",
     "Context",
     "FeatureDistances",
@@ -154,6 +157,21 @@ class NLL(Metric):
         return out
 
 
+class IWAENLL(Metric):
+    """``nll_iwae``: the NLL bound from IWAE with ``k`` samples, for models with ``iwae_bound``."""
+
+    def __init__(self, k: int = 100) -> None:
+        self.estimator = IWAEBound(k)
+
+    def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
+        return callable(getattr(model, "iwae_bound", None))
+
+    def __call__(self, ctx: Context) -> Result:
+        return {
+            "nll_iwae": nll(ctx.model, ctx.data, estimator=self.estimator, generator=ctx.generator)
+        }
+
+
 class KLDataModel(Metric):
     """``kl_data_model`` = KL(p_data ‖ p_θ) on the held-out split (see ``ground_truth``)."""
 
@@ -252,6 +270,7 @@ class ModeCoverage(Metric):
 
 DEFAULT_METRICS: tuple[Metric, ...] = (
     NLL(),
+    IWAENLL(),
     KLDataModel(),
     KLModelData(),
     SampleDistances(),

@@ -13,6 +13,7 @@ from probgen.data.digits import Digits
 from probgen.data.toy import ToyDataset
 from probgen.evaluate.ais import AIS, sigmoid_schedule
 from probgen.evaluate.suite import (
+    IWAENLL,
     NLL,
     FeatureDistances,
     KLDataModel,
@@ -22,6 +23,7 @@ from probgen.evaluate.suite import (
 )
 from probgen.models.ebm import EBM
 from probgen.models.gan import GAN
+from probgen.models.vae import VAE
 from probgen.sampling import MALA
 
 SAMPLE_KEYS = {"mmd", "energy_distance", "sliced_wasserstein", "fid", "kid"}
@@ -49,6 +51,15 @@ def test_the_truth_scores_zero_kl_and_covers_every_mode() -> None:
     assert abs(results["mmd"].value) < 0.01
     assert SAMPLE_KEYS <= results.keys()
     assert "bpd" not in results  # continuous data
+
+
+def test_a_vae_gets_an_iwae_bound_tighter_than_its_elbo() -> None:
+    data = toy()
+    vae = VAE.for_data(data.spec, latent_dim=2, hidden=(16,))
+    results = evaluate_model(vae, data, n_samples=200, generator=torch.Generator())
+    assert results["nll"].kind == results["nll_iwae"].kind == "bound"
+    assert results["nll_iwae"].value < results["nll"].value
+    assert "nll_iwae" not in evaluate_model(data.truth, data, n_samples=50, metrics=[IWAENLL()])
 
 
 def test_a_gan_is_scored_by_its_samples_and_a_kernel_density() -> None:
