@@ -97,7 +97,7 @@ class EvaluationConfig:
 
     split: str = "test"
     n_samples: int = 2000
-    heatmap_resolution: int = 96
+    heatmap_resolution: int = 72
     seed: int = 0
 
 
