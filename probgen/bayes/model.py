@@ -152,6 +152,8 @@ class BayesianModel(GenerativeModel):
 
     def run(self, weights: dict[str, Tensor], fn: Callable[[GenerativeModel], T]) -> T:
         """``fn(model)`` with the weights ``{name: tensor}`` in place of the model's own."""
+        if not weights:
+            return fn(self.model)
         return functional_call(self, {f"model.{n}": w for n, w in weights.items()}, (fn,))
 
     def log_likelihoods(
