@@ -142,14 +142,12 @@ def test_samplers_with_exact_score_reproduce_the_gaussian(case):
     assert result.n_evaluations >= steps
 
 
-@pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
+@pytest.mark.parametrize("name", ["vp", "subvp", "ve", "ddpm_linear", "ddpm_cosine"])
 def test_probability_flow_likelihood_is_exact(name):
     """Instantaneous change of variables (Chen et al. 2018; Song et al. 2021 eq. (39)):
     log p_{t_min}(x) = log p_1(x_1) + ∫ ∇·v dt equals log N(x; α μ, α² Σ + σ² I) at t_min
     within 1e-3 nats per example, and log N(x; μ, Σ) within 1e-3 nats. The prior is the exact
-    p_1 here: the default N(0, I) differs from it by O(α_1 |μ|) (about 0.01 nats for VP).
-    The DDPM chain's continuous extension (piecewise-constant β) is left out: its 1000 kinks
-    limit the adaptive solver to about 3e-3 nats."""
+    p_1 here: the default N(0, I) differs from it by O(α_1 |μ|) (about 0.01 nats for VP)."""
     denoiser = gaussian(PROCESSES[name]())
     g = torch.Generator().manual_seed(4)
     x = (

@@ -132,7 +132,7 @@ def test_model_on_vectors_trains_samples_and_scores():
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)
     losses = []
-    for _ in range(150):
+    for _ in range(100):
         batch = data[torch.randint(512, (128,), generator=g)]
         loss = model.loss(batch)
         opt.zero_grad()
