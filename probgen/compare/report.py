@@ -75,6 +75,7 @@ def _row_dict(r: ModelResult, out_dir: Path) -> dict[str, Any]:
         "training": {"seconds": r.train_seconds, "steps": r.steps, "stop_reason": r.stop_reason},
         "metrics": {k: _value_dict(v) for k, v in r.metrics.items()},
         "n_samples": r.n_samples,
+        "evaluation_seconds": r.evaluation_seconds,
         "n_modes": r.n_modes,
         "figures": {k: str(p.relative_to(out_dir)) for k, p in r.figures.items()},
         "error": r.error,

@@ -88,6 +88,7 @@ class ModelResult:
         metrics: the evaluator's results: ``Estimate`` s with their kind, or plain
             numbers (``sampling_seconds``, ``network_evaluations``, ``modes``).
         n_samples: samples the evaluator drew.
+        evaluation_seconds: wall time of the evaluator and the pictures.
         n_modes: K, the modes of the data's mixture (None for other data).
         figures: picture name (``samples``, ``density``, ``training``) -> PNG path.
         history: the engine's training records.
@@ -104,6 +105,7 @@ class ModelResult:
     stop_reason: str = ""
     metrics: dict[str, Estimate | float] = field(default_factory=dict)
     n_samples: int = 0
+    evaluation_seconds: float = math.nan
     n_modes: int | None = None
     figures: dict[str, Path] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -186,6 +188,7 @@ def _one(
         row.train_seconds, row.steps = trained.seconds, trained.steps
         row.stop_reason, row.history = trained.stop_reason, trained.history
         bar.phase(f"evaluating {entry.label}", None)
+        start = time.perf_counter()
         e = config.evaluation
         evaluation = evaluator(model, dataset, split=e.split, n_samples=e.n_samples, seed=e.seed)
         samples = evaluation.samples
@@ -195,6 +198,7 @@ def _one(
         row.figures = _model_figures(
             entry.label, model, trained.history, samples, dataset, config, out_dir / "figures"
         )
+        row.evaluation_seconds = time.perf_counter() - start
     except ProbgenError as err:
         row.error = f"{type(err).__name__}: {' '.join(str(err).split())}"
     bar.done()
