@@ -1,0 +1,235 @@
+"""Digits 8×8: test NLL under the discrete 17-level likelihood for every family, per CPU budget.
+
+Data: ``probgen.data.Digits`` (scikit-learn's 1797 UCI digits, values 0…16,
+D = 64), rows [:1000] train, [1000:1350] validation (unused), [1350:] test
+(447 images), Tomczak's protocol. Every model is built by
+``probgen.models.build_model("name", Digits.spec, **options)``, so density
+models (flows) are ``Dequantized`` and see y = (x + u)/17 ∈ [0, 1)^64, while
+the VAE (discretised-logistic decoder), MADE and PixelCNN (categorical
+conditionals) and DDPM (its own dequantization) model the levels directly.
+
+Recipe: float32, Adam (lr 1e-3), batches of 128 drawn with replacement from
+the training split, trained on ``model.loss`` until ``--budget`` CPU-seconds
+(``time.process_time``) have been spent, torch pinned to ``--threads``
+threads (1 by default, see /work/shared/BENCHMARKING.md). Model options are
+in ``MODELS`` below and written to the JSON.
+
+Figures, on the test split, all in nats per image of the discrete likelihood
+P(x) on {0, …, 16}^64 (bits/dim = NLL / (64 ln 2), the convention of
+``probgen.data.dequantize.bits_per_dim`` with ``dequantized=False``):
+
+    vae        ELBO (1 draw) and IWAE-K (K = ``--iwae-k``, 5000): upper bounds
+    made       exact −log P(x)
+    pixelcnn   exact −log P(x)
+    realnvp, maf, nsf   −E_u[log p((x+u)/K)] + D log K, an upper bound, averaged
+               over ``--draws`` draws of u per image
+    ddpm       probability-flow ODE (Hutchinson trace, dequantized: an upper
+               bound) and the variational bound (VLB, discretised decoder)
+
+Each row gives the mean over test images with its standard error. Writes a
+table and ``benchmarks/results/digits.json``.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/digits.py                # 120 CPU-s per model
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/digits.py --budget 20 --models made realnvp
+
+References: Alpaydin & Kaynak (1998), UCI optical digits; Tomczak (2022),
+"Deep Generative Modeling"; Theis, van den Oord & Bethge (2016), "A note on
+the evaluation of generative models"; Burda, Grosse & Salakhutdinov (2016),
+"Importance weighted autoencoders".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from probgen.core import Estimate, GenerativeModel
+from probgen.data import Digits
+from probgen.data.dequantize import bits_per_dim
+from probgen.evaluate.likelihood import (
+    ELBOBound,
+    IWAEBound,
+    LogLikelihoodEstimator,
+    ModelLogProb,
+    log_probs,
+)
+from probgen.models import build_model
+from probgen.models.diffusion.likelihood import HutchinsonDivergence
+from probgen.models.diffusion.model import LikelihoodMethod, ODELikelihood, VLBLikelihood
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TRAIN = {"optimizer": "Adam", "lr": 1e-3, "batch": 128, "dtype": "float32"}
+MODELS: dict[str, dict[str, Any]] = {
+    "vae": {"latent_dim": 16, "hidden": [256, 256], "channels": [32, 64]},
+    "made": {"hidden": [512, 512]},
+    "pixelcnn": {"hidden": 64, "layers": 5},
+    "realnvp": {"transforms": 8, "hidden": [256, 256]},
+    "maf": {"transforms": 8, "hidden": [256, 256]},
+    "nsf": {"transforms": 5, "hidden": [256, 256], "bins": 8},
+    "ddpm": {"chain_steps": 1000, "sample_steps": 1000},
+}
+"""Options passed to ``build_model`` for each family."""
+
+
+class DiffusionLikelihood(LogLikelihoodEstimator):
+    """A diffusion model's log P(x) by a given method (ODE or VLB) instead of its default."""
+
+    def __init__(self, method: LikelihoodMethod) -> None:
+        self.method = method
+
+    def kind(self, model: GenerativeModel) -> str:
+        return "bound"  # both methods bound the discrete log P(x) (see the module docstring)
+
+    def __call__(
+        self, model: GenerativeModel, x: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
+        return self.method(model.denoiser, x, model.levels, generator)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One reported figure: a label, the estimator of log P(x), draws averaged per image."""
+
+    label: str
+    estimator: LogLikelihoodEstimator
+    draws: int = 1
+
+
+def evaluations(name: str, args: argparse.Namespace) -> list[Evaluation]:
+    """The figures reported for family ``name``."""
+    table: dict[str, Callable[[], list[Evaluation]]] = {
+        "vae": lambda: [
+            Evaluation("ELBO", ELBOBound(1)),
+            Evaluation(f"IWAE-{args.iwae_k}", IWAEBound(args.iwae_k)),
+        ],
+        "made": lambda: [Evaluation("exact", ModelLogProb())],
+        "pixelcnn": lambda: [Evaluation("exact", ModelLogProb())],
+        "ddpm": lambda: [
+            Evaluation(
+                "ODE (Hutchinson)", DiffusionLikelihood(ODELikelihood(HutchinsonDivergence()))
+            ),
+            Evaluation("VLB", DiffusionLikelihood(VLBLikelihood(MODELS["ddpm"]["chain_steps"]))),
+        ],
+    }
+    dequantized = [Evaluation(f"dequantized bound, {args.draws} draws", ModelLogProb(), args.draws)]
+    return table.get(name, lambda: dequantized)()
+
+
+def train(model: GenerativeModel, data: Digits, budget: float, seed: int) -> dict[str, float]:
+    """Adam on ``model.loss`` of random training batches until ``budget`` CPU-seconds are spent."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=TRAIN["lr"])
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    steps, start = 0, time.process_time()
+    while time.process_time() - start < budget:
+        x = data.batch("train", TRAIN["batch"], generator)
+        optimizer.zero_grad()
+        model.loss(x).backward()
+        optimizer.step()
+        steps += 1
+    spent = time.process_time() - start
+    return {"steps": steps, "train_cpu_seconds": spent}
+
+
+def evaluate(
+    model: GenerativeModel, test: Tensor, evaluation: Evaluation, batch: int, seed: int
+) -> dict[str, Any]:
+    """NLL (nats/image) and bits/dim of the discrete likelihood, means over images with stderr."""
+    generator = torch.Generator().manual_seed(seed)
+    start = time.process_time()
+    per_draw = [
+        log_probs(model, test, batch, estimator=evaluation.estimator, generator=generator)
+        for _ in range(evaluation.draws)
+    ]
+    values = torch.stack(per_draw).double().mean(0)  # (N,), averaged over draws of u
+    spent = time.process_time() - start
+    nll = Estimate.from_samples(-values, kind=evaluation.estimator.kind(model))
+    dim = math.prod(Digits.spec.event_shape)
+    bpd = Estimate.from_samples(
+        bits_per_dim(values, dim, Digits.spec.levels, dequantized=False), kind=nll.kind
+    )
+    return {
+        "label": evaluation.label,
+        "kind": nll.kind,
+        "draws": evaluation.draws,
+        "nll": nll.value,
+        "nll_stderr": nll.stderr,
+        "bpd": bpd.value,
+        "bpd_stderr": bpd.stderr,
+        "eval_cpu_seconds": spent,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=120.0, help="CPU seconds per model")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--iwae-k", type=int, default=5000)
+    parser.add_argument("--draws", type=int, default=10, help="draws of u per image (flows)")
+    parser.add_argument("--eval-batch", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS / "digits.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    data = Digits()
+    test = data.split("test")
+    runs: list[dict[str, Any]] = []
+    print(f"{'model':9} {'steps':>6} {'figure':28} {'NLL nats':>17} {'bits/dim':>15} {'eval s':>7}")
+    for name in args.models:
+        torch.manual_seed(args.seed)
+        model = build_model(name, data.spec, **MODELS[name])
+        run: dict[str, Any] = {
+            "model": name,
+            "class": type(model).__name__,
+            "inner": type(getattr(model, "model", model)).__name__,
+            "likelihood": model.likelihood.value,
+            "options": MODELS[name],
+        }
+        run |= train(model, data, args.budget, args.seed)
+        model.eval()
+        run["figures"] = [
+            evaluate(model, test, e, args.eval_batch, args.seed + 1)
+            for e in evaluations(name, args)
+        ]
+        runs.append(run)
+        for f in run["figures"]:
+            print(
+                f"{name:9} {run['steps']:6d} {f['label']:28} "
+                f"{f['nll']:9.2f} ± {f['nll_stderr']:5.2f} {f['bpd']:7.3f} ± {f['bpd_stderr']:.3f} "
+                f"{f['eval_cpu_seconds']:7.1f}"
+            )
+
+    record = {
+        "benchmark": "digits",
+        "data": "Digits 8x8, 17 levels; train rows [:1000], test rows [1350:] (447)",
+        "train": TRAIN,
+        "budget_cpu_seconds": args.budget,
+        "iwae_k": args.iwae_k,
+        "draws": args.draws,
+        "seed": args.seed,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": args.threads,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
