@@ -19,7 +19,22 @@ appendix B; N = parameters without position embeddings) and the peak a
 wall-clock second and per CPU second (the latter is the fair one on a shared
 machine with one thread).
 
-Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/shakespeare.py --iters 2000
+Side by side with nanoGPT (``--nanogpt DIR``, a checkout outside this
+repository whose ``data/shakespeare_char`` was prepared from the same
+input.txt, run by ``--nanogpt-python``): ``--pairs`` pairs of runs alternate
+ours / theirs (A B A B), each a fresh process pinned to one thread, nanoGPT
+with its README's CPU command line. Per run: validation loss at iteration 2000
+(nanoGPT's own estimate, 20 random batches; ours the same estimate and the full
+validation split), training-loop wall time (iteration 0 to the last update,
+periodic evaluations included), median ms per non-evaluation iteration, whole
+process wall and CPU time (for nanoGPT plus the process scoring its full
+validation split, which our process does itself); per pair the ratios ours / theirs, and their
+medians. nanoGPT's final checkpoint is also scored on every non-overlapping
+validation window with its own model code, so both full-split losses exist.
+
+Run:  OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/shakespeare.py
+      OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/shakespeare.py \
+          --nanogpt /work/nanogpt --nanogpt-python /work/nanogpt-venv/bin/python --pairs 2
 Writes a table to stdout and JSON (figures, recipe, versions, threads,
 timestamp) to ``--out``.
 """
@@ -32,7 +47,12 @@ import json
 import math
 import os
 import platform
+import re
+import resource
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -106,9 +126,11 @@ def run(args: argparse.Namespace) -> dict:
     n_params = model.num_parameters(embeddings=False)
     flops_per_iter = (6 * n_params + 12 * config.n_layer * T * config.n_embd) * batch * T
 
-    peak_wall, peak_cpu = matmul_peak()
+    peak_wall, peak_cpu = matmul_peak() if args.peak else (math.nan, math.nan)
     curve = []
     wall = cpu = 0.0
+    step_ms: list[float] = []
+    loop_start = time.perf_counter()
     for it in range(args.iters + 1):
         if it % args.eval_interval == 0 or it == args.iters:
             probe = torch.cat(
@@ -118,6 +140,7 @@ def run(args: argparse.Namespace) -> dict:
             curve.append({"iter": it, "wall_s": wall, "cpu_s": cpu, "val_nats": loss["all"]})
             print(f"iter {it:5d}  wall {wall:7.1f}s  val {loss['all']:.4f} nats/char", flush=True)
         if it == args.iters:
+            loop_wall = time.perf_counter() - loop_start
             break
         w0, c0 = time.perf_counter(), time.process_time()
         for group in opt.param_groups:
@@ -128,7 +151,8 @@ def run(args: argparse.Namespace) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        wall += time.perf_counter() - w0
+        step_ms.append(1e3 * (time.perf_counter() - w0))
+        wall += step_ms[-1] / 1e3
         cpu += time.process_time() - c0
 
     final = validation_loss(model, data.split("validation"))
@@ -158,7 +182,9 @@ def run(args: argparse.Namespace) -> dict:
         "final_val_nats_per_char_t>=1": final["t>=1"],
         "train_wall_s": wall,
         "train_cpu_s": cpu,
+        "loop_wall_s": loop_wall,
         "ms_per_iter": 1e3 * wall / args.iters,
+        "median_ms_per_iter": statistics.median(step_ms),
         "model_flops_per_iter": flops_per_iter,
         "achieved_flops_per_wall_s": achieved_wall,
         "achieved_flops_per_cpu_s": achieved_cpu,
@@ -170,6 +196,129 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+NANOGPT_ARGS = (
+    "config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
+    "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
+    "--n_embd=128", "--dropout=0.0",
+    "--always_save_checkpoint=True",
+)  # fmt: skip
+NANOGPT_FULL_VAL = """
+import sys, numpy as np, torch
+from model import GPT, GPTConfig
+torch.set_num_threads(1)
+ckpt = torch.load(sys.argv[1] + "/ckpt.pt", map_location="cpu")
+model = GPT(GPTConfig(**ckpt["model_args"]))
+model.load_state_dict({k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()})
+model.eval()
+ids = np.fromfile("data/shakespeare_char/val.bin", dtype=np.uint16)
+val = torch.from_numpy(ids.astype(np.int64))
+n = (len(val) - 1) // 64
+x, y = val[: n * 64].view(n, 64), val[1 : n * 64 + 1].view(n, 64)
+with torch.no_grad():
+    total = sum(model(xb, yb)[1].item() * len(xb) for xb, yb in zip(x.split(256), y.split(256)))
+print(total / n)
+"""
+
+
+TIMES = ("loop_wall_s", "median_ms_per_iter", "process_wall_s", "process_cpu_s")
+SUMMARY = [(side, k) for side in ("ours", "nanogpt") for k in ("val_loss_estimate", *TIMES)] + [
+    ("ours", "val_loss_full_t>=1"),
+    ("nanogpt", "val_loss_full"),
+]
+
+
+def timed(command: list[str], cwd: Path) -> tuple[str, float, float]:
+    """Run a pinned one-thread child process; (stdout, wall seconds, CPU seconds)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", MKL_NUM_THREADS="1")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    w0 = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - w0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return done.stdout, wall, cpu
+
+
+def run_ours(args: argparse.Namespace, seed: int, out: Path) -> dict:
+    """One fresh process of this script without the matmul peak; its JSON plus process times."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--no-peak", "--seed", str(seed)]
+    command += ["--iters", str(args.iters), "--data", str(args.data), "--out", str(out)]
+    _, wall, cpu = timed(command, ROOT)
+    result = json.loads(out.read_text())
+    return {
+        "val_loss_estimate": result["curve"][-1]["val_nats"],
+        "val_loss_full_t>=1": result["final_val_nats_per_char_t>=1"],
+        "val_loss_full_all": result["final_val_nats_per_char"],
+        "loop_wall_s": result["loop_wall_s"],
+        "median_ms_per_iter": result["median_ms_per_iter"],
+        "process_wall_s": wall,
+        "process_cpu_s": cpu,
+        "seed": seed,
+    }
+
+
+def run_nanogpt(args: argparse.Namespace, out_dir: Path) -> dict:
+    """One nanoGPT run with its README's CPU configuration; figures parsed from its log."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    command = [str(args.nanogpt_python), "train.py", *NANOGPT_ARGS, f"--out_dir={out_dir}"]
+    command += [f"--max_iters={args.iters}", f"--lr_decay_iters={args.iters}"]
+    log, wall, cpu = timed(command, args.nanogpt)
+    evals = {int(m[1]): float(m[2]) for m in re.finditer(r"step (\d+): .*val loss ([\d.]+)", log)}
+    times = {int(m[1]): float(m[2]) for m in re.finditer(r"iter (\d+): .*time ([\d.]+)ms", log)}
+    loop = [times[it] for it in range(args.iters)]
+    steps = [times[it] for it in range(args.iters) if it % 250 != 0]
+    full, _, _ = timed(
+        [str(args.nanogpt_python), "-c", NANOGPT_FULL_VAL, str(out_dir)], args.nanogpt
+    )
+    return {
+        "val_loss_estimate": evals[max(evals)],  # the last evaluation: iteration args.iters
+        "val_loss_full": float(full.strip().splitlines()[-1]),
+        "loop_wall_s": sum(loop) / 1e3,
+        "median_ms_per_iter": statistics.median(steps),
+        "process_wall_s": wall + score_wall,  # training process + full-validation scoring
+        "process_cpu_s": cpu + score_cpu,
+    }
+
+
+def compare(args: argparse.Namespace) -> dict:
+    """Alternate ours / nanoGPT for ``args.pairs`` pairs; runs, ratios ours/theirs, medians."""
+    scratch = Path(os.environ.get("TMPDIR", "/tmp")) / "probgen-shakespeare"
+    scratch.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for pair in range(args.pairs):
+        ours = run_ours(args, args.seed + pair, scratch / f"ours-{pair}.json")
+        print(f"pair {pair} ours    {ours}", flush=True)
+        theirs = run_nanogpt(args, scratch / f"nanogpt-{pair}")
+        print(f"pair {pair} nanoGPT {theirs}", flush=True)
+        ratio = {k: ours[k] / theirs[k] for k in TIMES}
+        pairs.append({"ours": ours, "nanogpt": theirs, "ratio": ratio})
+    summary = {f"ratio_{k}": spread([p["ratio"][k] for p in pairs]) for k in TIMES}
+    for side, metric in SUMMARY:
+        summary[f"{side}_{metric}"] = spread([p[side][metric] for p in pairs])
+    return {
+        "benchmark": "tinyshakespeare-char-gpt-vs-nanogpt",
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "nanogpt_command": [
+            "train.py",
+            *NANOGPT_ARGS,
+            f"--max_iters={args.iters}",
+            f"--lr_decay_iters={args.iters}",
+        ],
+        "nanogpt_commit": subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=args.nanogpt, capture_output=True, text=True
+        ).stdout.strip(),
+        "threads": 1,
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "pairs": pairs,
+        "summary": summary,
+    }
+
+
+def spread(values: list[float]) -> dict:
+    """Median with min and max."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=2000)
@@ -178,8 +327,20 @@ def main() -> None:
     parser.add_argument("--eval-iters", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--peak", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--nanogpt", type=Path, default=None, help="nanoGPT checkout to compare")
+    parser.add_argument("--nanogpt-python", type=Path, default=Path(sys.executable))
+    parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/shakespeare.json")
     args = parser.parse_args()
+    if args.nanogpt is not None:
+        result = compare(args)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+        for key, value in result["summary"].items():
+            print(f"{key:<36} {value['median']:9.4f}  [{value['min']:.4f}, {value['max']:.4f}]")
+        print(f"wrote {args.out}")
+        return
     result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
