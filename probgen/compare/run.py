@@ -5,8 +5,9 @@
         metrics, samples ← evaluator(model, data)   (the same for every model, seeded alike)
         pictures: the scored samples beside the data, the 2-D density heatmap, training curves
 
-A model whose training or evaluation fails (a diverged loss, say) keeps its
-row, with the error in place of the numbers; the others go on.
+A model whose training or evaluation fails (a diverged loss, non-finite
+samples, a singular matrix) keeps its row, with the error in place of the
+numbers; the others go on.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ __all__ = [
     "ModelResult",
     "run_comparison",
 ]
+
+
+_ROW_ERRORS = (ProbgenError, ValueError, RuntimeError, ArithmeticError)
+"""Failures that end one model's row, not the comparison (torch reports NaNs and
+singular matrices as ValueError / RuntimeError); anything else is a bug and propagates."""
 
 
 class ComparisonExists(ProbgenError, FileExistsError):
@@ -176,7 +182,7 @@ def _one(
     evaluator: Evaluator,
     bar: _ModelProgress,
 ) -> ModelResult:
-    """Train (or load), evaluate and draw one model; a ``ProbgenError`` becomes the row's error."""
+    """Train (or load), evaluate and draw one model; a failure becomes the row's error."""
     row = ModelResult(entry.label, entry.family, "", source=_source(entry))
     try:
         budget = entry.config.train.time_budget if isinstance(entry, TrainedEntry) else None
@@ -199,7 +205,7 @@ def _one(
             entry.label, model, trained.history, samples, dataset, config, out_dir / "figures"
         )
         row.evaluation_seconds = time.perf_counter() - start
-    except ProbgenError as err:
+    except _ROW_ERRORS as err:
         row.error = f"{type(err).__name__}: {' '.join(str(err).split())}"
     bar.done()
     return row

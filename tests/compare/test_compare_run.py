@@ -73,18 +73,19 @@ def test_every_model_is_trained_for_the_same_budget_and_scored_alike(
     assert gaussian.metrics["nll"] == nll(model, dataset.split("test"))
 
 
+@pytest.mark.parametrize("error", [ProbgenError, RuntimeError])
 def test_a_failing_model_keeps_its_row_with_the_error(
-    tmp_path: Path, tiny: Callable[..., CompareConfig], evaluator: Evaluator
+    tmp_path: Path, tiny: Callable[..., CompareConfig], evaluator: Evaluator, error: type
 ) -> None:
     def failing(model: GenerativeModel, dataset: Dataset, **options: Any) -> Evaluation:
         if model.likelihood.value == "none":
-            raise ProbgenError("no way to score this\nmodel")
+            raise error("no way to score this\nmodel")
         return evaluator(model, dataset, **options)
 
     config = tiny(["gaussian", "gan"], budget=0.2)
     rows = run_comparison(config, tmp_path, evaluator=failing, progress=False).results
     assert rows[0].error is None and rows[0].metrics
-    assert rows[1].error == "ProbgenError: no way to score this model"
+    assert rows[1].error == f"{error.__name__}: no way to score this model"
 
 
 def test_an_existing_comparison_is_replaced_only_when_asked(
