@@ -1,11 +1,18 @@
-"""RealNVP, MAF and NSF on the 2-D toy shapes: KL gap to the exact density after a CPU-time budget.
+"""Flows and MADE on the 2-D toy shapes: KL gap to the exact density after a CPU-time budget.
 
-Recipe (/work/shared/BENCHMARKING.md, "Flow peers"): 5 transforms separated
-by order reversals, conditioners with two hidden layers of 64, 8 spline bins
-(spline on [-5, 5], identity outside), standard normal base, batch 512,
-Adam (lr 1e-3), a fresh exact sample of the shape at every step, float32.
-The budget is CPU time (``time.process_time``) per training run, with torch
-pinned to ``--threads`` threads (1 by default).
+Flow recipe (/work/shared/BENCHMARKING.md, "Flow peers"): 5 transforms
+separated by order reversals, conditioners with two hidden layers of 64, 8
+spline bins (spline on [-5, 5], identity outside), standard normal base.
+The autoregressive contender is MADE with mixture conditionals
+(Germain et al., 2015, "MADE"; p(x) = p(x_1) p(x_2 | x_1), each a mixture of
+``MADE_COMPONENTS`` Gaussians — "made" — or logistics — "made_logistic" —
+whose weights, locations and log-scales come from a masked MLP 128-128).
+Every model: batch 512, Adam (lr 1e-3; with ``--cosine`` decayed as
+lr·½(1 + cos(π·c/budget)) in the CPU time c spent), a fresh exact sample of
+the shape at every step, float32. The budget is CPU time
+(``time.process_time``) per training run: ``--budget`` for the models named
+in ``--long`` (NSF and MADE by default), ``--short-budget`` for the others;
+torch pinned to ``--threads`` threads (1 by default).
 
 The figure of merit is the KL gap on a fixed test set of ``--n-test`` exact
 samples x_i of the true law p:
@@ -15,9 +22,9 @@ samples x_i of the true law p:
 i.e. test NLL minus the true test NLL on the same points, with the standard
 error of the paired difference. Each (flow, shape) is trained with
 ``--seeds`` seeds; the table reports the median gap and its min–max.
-Writes ``benchmarks/results/flows_toy.json``.
+Writes ``benchmarks/results/flows_toy.json``, rewritten after every run.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flows_toy.py              # 300 CPU-s per run
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flows_toy.py --cosine    # 300 / 60 CPU-s
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flows_toy.py --budget 20 --seeds 1
 """
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import time
@@ -39,6 +47,7 @@ from torch import Tensor, nn
 
 from probgen.core import Estimate
 from probgen.data.toy import ToyDataset
+from probgen.models.autoregressive import MADEModel, MixtureOfGaussians, MixtureOfLogistics
 from probgen.models.flows import MAF, NSF, RealNVP
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,6 +64,8 @@ RECIPE: dict[str, Any] = {
     "budget": "CPU seconds (time.process_time) per training run",
 }
 SHAPES = ["8gaussians", "two_moons", "checkerboard", "pinwheel"]
+MADE_COMPONENTS = 20
+MADE_HIDDEN = (128, 128)
 
 
 @dataclass
@@ -68,7 +79,7 @@ class Contender:
 
 
 def ours(name: str) -> Contender:
-    """probgen's flow ``name`` ("realnvp", "maf" or "nsf") built with the recipe."""
+    """probgen's model ``name`` ("realnvp", "maf", "nsf", "made", "made_logistic")."""
     k, hidden = RECIPE["transforms"], tuple(RECIPE["hidden"])
     builders: dict[str, Callable[[], nn.Module]] = {
         "realnvp": lambda: RealNVP((2,), transforms=k, hidden=hidden),
@@ -76,17 +87,27 @@ def ours(name: str) -> Contender:
         "nsf": lambda: NSF(
             (2,), transforms=k, hidden=hidden, bins=RECIPE["bins"], bound=RECIPE["spline_bound"]
         ),
+        "made": lambda: MADEModel((2,), MixtureOfGaussians(MADE_COMPONENTS), MADE_HIDDEN),
+        "made_logistic": lambda: MADEModel((2,), MixtureOfLogistics(MADE_COMPONENTS), MADE_HIDDEN),
     }
     flow = builders[name]()
     return Contender(f"probgen {name}", flow, flow.log_prob, flow.sample)
 
 
-def train(contender: Contender, dataset: ToyDataset, budget: float, seed: int) -> dict[str, float]:
-    """Adam on the mean NLL of fresh batches until ``budget`` CPU-seconds have been spent."""
+def train(
+    contender: Contender, dataset: ToyDataset, budget: float, seed: int, cosine: bool = False
+) -> dict[str, float]:
+    """Adam on the mean NLL of fresh batches until ``budget`` CPU-seconds have been spent.
+
+    With ``cosine`` the learning rate is lr·½(1 + cos(π·c/budget)) after c CPU-seconds.
+    """
     optimizer = torch.optim.Adam(contender.module.parameters(), lr=RECIPE["lr"])
     generator = torch.Generator().manual_seed(seed)
     steps, start = 0, time.process_time()
-    while time.process_time() - start < budget:
+    while (spent := time.process_time() - start) < budget:
+        if cosine:
+            for group in optimizer.param_groups:
+                group["lr"] = RECIPE["lr"] * 0.5 * (1 + math.cos(math.pi * spent / budget))
         x = dataset.batch("train", RECIPE["batch"], generator)
         optimizer.zero_grad()
         loss = -contender.log_prob(x).mean()
@@ -137,10 +158,31 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.4f} [{min(values):.4f}–{max(values):.4f}]"
 
 
+def save(args: argparse.Namespace, runs: list[dict[str, Any]], summary: dict) -> None:
+    """Write the JSON record of the runs so far (and the summary once there is one)."""
+    record = {
+        "benchmark": "flows_toy",
+        "recipe": RECIPE | {"made": f"{MADE_COMPONENTS} components, hidden {MADE_HIDDEN}"},
+        "budget_cpu_seconds": {"long": args.budget, "short": args.short_budget},
+        "long_budget_models": args.long,
+        "cosine_lr": args.cosine,
+        "seeds": args.seeds,
+        "n_test": args.n_test,
+        **run_info(args.threads),
+        "runs": runs,
+        "summary": summary,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=300.0, help="CPU seconds per run")
-    parser.add_argument("--flows", nargs="+", default=["realnvp", "maf", "nsf"])
+    parser.add_argument("--budget", type=float, default=300.0, help="CPU-s per --long run")
+    parser.add_argument("--short-budget", type=float, default=60.0, help="CPU-s per other run")
+    parser.add_argument("--long", nargs="+", default=["nsf", "made", "made_logistic"])
+    parser.add_argument("--cosine", action="store_true", help="cosine learning-rate decay")
+    parser.add_argument("--flows", nargs="+", default=["realnvp", "maf", "nsf", "made"])
     parser.add_argument("--data", nargs="+", default=SHAPES)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--n-test", type=int, default=10_000)
@@ -161,9 +203,11 @@ def main() -> None:
                 torch.manual_seed(seed)
                 contender = ours(name)
                 run = {"flow": name, "data": shape, "seed": seed}
-                run |= train(contender, dataset, args.budget, seed)
+                budget = args.budget if name in args.long else args.short_budget
+                run |= train(contender, dataset, budget, seed, args.cosine)
                 run |= kl_gap(contender, dataset)
                 runs.append(run)
+                save(args, runs, {})
                 print(
                     f"{name:10} {shape:14} {seed:4d} {run['steps_per_cpu_second']:8.1f} "
                     f"{run['test_nll']:9.4f} {run['true_nll']:9.4f} "
@@ -181,18 +225,7 @@ def main() -> None:
                 "max": max(gaps),
             }
             print(f"{name:10} {shape:14} {spread(gaps)}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "benchmark": "flows_toy",
-        "recipe": RECIPE,
-        "budget_cpu_seconds": args.budget,
-        "seeds": args.seeds,
-        "n_test": args.n_test,
-        **run_info(args.threads),
-        "runs": runs,
-        "summary": summary,
-    }
-    args.out.write_text(json.dumps(record, indent=2))
+    save(args, runs, summary)
     print(f"wrote {args.out}")
 
 
