@@ -49,7 +49,7 @@ def test_overrides_alone_and_free_form_options() -> None:
     ("overrides", "message"),
     [
         ({"train.stepz": 3}, r"unknown key 'train\.stepz'; valid keys: .*steps"),
-        ({"lr": 0.1}, r"unknown key 'lr'; valid keys: data, model, name, seed, train"),
+        ({"lr": 0.1}, r"unknown key 'lr'; valid keys: bayes, data, model, name, seed, train"),
         ({"train.steps": "many"}, r"train\.steps: expected int, got 'many'"),
         ({"train.steps": 2.5}, r"train\.steps: expected int, got 2\.5"),
         ({"train.steps": True}, r"train\.steps: expected int, got True"),
