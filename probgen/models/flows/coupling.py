@@ -71,7 +71,7 @@ class Coupling(Transform):
         h = h.reshape(h.shape[0], len(self.changed), self.univariate.num_params, *h.shape[2:])
         return h.movedim(2, -1)
 
-    def _apply(
+    def _couple(
         self, v: Tensor, step: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
     ) -> tuple[Tensor, Tensor]:
         """Apply ``step`` (τ or τ⁻¹) to the B entries, conditioned on the A entries."""
@@ -80,7 +80,7 @@ class Coupling(Transform):
         return torch.cat([a, b], dim=1).index_select(1, self.restore), sum_events(logdet)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self._apply(x, self.univariate.forward)
+        return self._couple(x, self.univariate.forward)
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return self._apply(z, self.univariate.inverse)
+        return self._couple(z, self.univariate.inverse)
