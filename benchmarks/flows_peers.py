@@ -12,8 +12,9 @@ CPU-seconds (``time.process_time``); we report per pair
     sampling points per CPU-second, 10 000 points (ratio ours / peer),
     KL gap on 10 000 fixed test points (difference ours − peer, nats),
 
-and their medians over ``--repeats`` pairs. Peer usage follows each library's
-documented API: ``zuko.flows.MAF/NSF``; nflows ``Flow`` over
+and their medians over ``--repeats`` pairs. Repeats are the outer loop and the
+JSON is rewritten after every pair, so an interrupted run keeps whole rounds.
+Peer usage follows each library's documented API: ``zuko.flows.MAF/NSF``; nflows ``Flow`` over
 ``MaskedAffineAutoregressiveTransform`` / ``MaskedPiecewiseRationalQuadratic
 AutoregressiveTransform`` with ``num_blocks=1, use_residual_blocks=False``
 (= two hidden layers); normflows ``NormalizingFlow`` over its
@@ -179,9 +180,9 @@ def main() -> None:
         f"{'flow':5} {'peer':10} {'rep':>3} {'steps/s ours':>12} {'peer':>7} "
         f"{'samples/s ours':>14} {'peer':>9} {'KL gap ours':>11} {'peer':>7}"
     )
-    for kind in args.flows:
-        for peer in args.peers:
-            for rep in range(args.repeats):
+    for rep in range(args.repeats):
+        for kind in args.flows:
+            for peer in args.peers:
                 torch.manual_seed(rep)
                 a = measure(ours(kind), dataset, args.budget, rep)
                 torch.manual_seed(rep)
@@ -190,14 +191,25 @@ def main() -> None:
                 print(
                     f"{kind:5} {peer:10} {rep:3d} {a['steps_per_cpu_second']:12.1f} "
                     f"{b['steps_per_cpu_second']:7.1f} {a['samples_per_cpu_second']:14.0f} "
-                    f"{b['samples_per_cpu_second']:9.0f} {a['kl_gap']:11.4f} {b['kl_gap']:7.4f}"
+                    f"{b['samples_per_cpu_second']:9.0f} {a['kl_gap']:11.4f} {b['kl_gap']:7.4f}",
+                    flush=True,
                 )
+                save(args, pairs, summarise(pairs, args.flows, args.peers, quiet=True))
+    summary = summarise(pairs, args.flows, args.peers, quiet=False)
+    save(args, pairs, summary)
+    print(f"wrote {args.out}")
 
-    print("\nmedians over repeats (ours / peer for speeds, ours − peer for the KL gap)")
+
+def summarise(pairs: list[dict[str, Any]], flows: list[str], peers: list[str], quiet: bool) -> dict:
+    """Medians over the repeats so far of each (flow, peer): speed ratios and KL gaps."""
+    if not quiet:
+        print("\nmedians over repeats (ours / peer for speeds, ours − peer for the KL gap)")
     summary: dict[str, dict[str, float]] = {}
-    for kind in args.flows:
-        for peer in args.peers:
+    for kind in flows:
+        for peer in peers:
             ps = [p for p in pairs if p["flow"] == kind and p["peer"] == peer]
+            if not ps:
+                continue
 
             def median(f: Callable[[dict, dict], float], ps: list[dict] = ps) -> float:
                 return statistics.median(f(p["ours"], p["peer_run"]) for p in ps)
@@ -214,27 +226,31 @@ def main() -> None:
                 "kl_gap_peer": median(lambda a, b: b["kl_gap"]),
             }
             summary[f"{kind}/{peer}"] = row
-            print(
-                f"{kind:5} {peer:10} steps ×{row['steps_ratio']:.2f}  "
-                f"sampling ×{row['sampling_ratio']:.2f}  KL gap {row['kl_gap_ours']:.4f} vs "
-                f"{row['kl_gap_peer']:.4f} (Δ {row['kl_gap_difference']:+.4f})"
-            )
+            if not quiet:
+                print(
+                    f"{kind:5} {peer:10} steps ×{row['steps_ratio']:.2f}  "
+                    f"sampling ×{row['sampling_ratio']:.2f}  KL gap {row['kl_gap_ours']:.4f} vs "
+                    f"{row['kl_gap_peer']:.4f} (Δ {row['kl_gap_difference']:+.4f})"
+                )
+    return summary
 
-    versions = {p: importlib.metadata.version(p) for p in args.peers}
+
+def save(args: argparse.Namespace, pairs: list[dict[str, Any]], summary: dict) -> None:
+    """Write the JSON record of the pairs so far and their summary."""
     record = {
         "benchmark": "flows_peers",
         "recipe": RECIPE,
         "data": "8gaussians",
         "budget_cpu_seconds": args.budget,
         "repeats": args.repeats,
-        "peer_versions": versions,
+        "repeats_done": len({p["repeat"] for p in pairs}),
+        "peer_versions": {p: importlib.metadata.version(p) for p in args.peers},
         **run_info(args.threads),
         "pairs": pairs,
         "summary": summary,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2))
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
