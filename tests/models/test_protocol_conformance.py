@@ -91,11 +91,8 @@ def test_registered_model_honours_the_protocol(name: str, tmp_path) -> None:
 def test_registered_model_rejects_a_batch_of_the_wrong_shape(name: str) -> None:
     model, spec = _build(name)
     wrong = torch.zeros(4, *spec.event_shape, 3)
-    method = model.log_prob if model.likelihood is not Likelihood.NONE else None
-    if method is None:
-        players = list(model.players())
-        with pytest.raises(InvalidInput):
-            model.loss(wrong, players[0])
-    else:
-        with pytest.raises(InvalidInput):
-            method(wrong)
+    with pytest.raises(InvalidInput):
+        if model.likelihood is Likelihood.NONE:
+            model.loss(wrong, next(iter(model.players())))
+        else:
+            model.log_prob(wrong)
