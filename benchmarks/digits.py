@@ -11,8 +11,11 @@ conditionals) and DDPM (its own dequantization) model the levels directly.
 Recipe: float32, Adam (lr 1e-3), batches of 128 drawn with replacement from
 the training split, trained on ``model.loss`` until ``--budget`` CPU-seconds
 (``time.process_time``) have been spent, torch pinned to ``--threads``
-threads (1 by default, see /work/shared/BENCHMARKING.md). Model options are
-in ``MODELS`` below and written to the JSON.
+threads (1 by default, see /work/shared/BENCHMARKING.md). Early stopping as
+in Tomczak's examples: ``model.loss`` on the validation split is measured
+``--checks`` times, evenly over the budget (not counted in it), and the
+parameters with the lowest are evaluated. Model options are in ``MODELS``
+below and written to the JSON.
 
 Figures, on the test split, all in nats per image of the discrete likelihood
 P(x) on {0, …, 16}^64 (bits/dim = NLL / (64 ln 2), the convention of
@@ -41,6 +44,7 @@ the evaluation of generative models"; Burda, Grosse & Salakhutdinov (2016),
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import platform
@@ -136,20 +140,53 @@ def evaluations(name: str, args: argparse.Namespace) -> list[Evaluation]:
     return table.get(name, lambda: dequantized)()
 
 
-def train(model: GenerativeModel, data: Digits, budget: float, seed: int) -> dict[str, float]:
-    """Adam on ``model.loss`` of random training batches until ``budget`` CPU-seconds are spent."""
+@torch.no_grad()
+def validation_loss(model: GenerativeModel, validation: Tensor, seed: int) -> float:
+    """``model.loss`` on the whole validation split, with the same random numbers at every check."""
+    model.eval()
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return model.loss(validation).item()
+    finally:
+        model.train()
+
+
+def train(
+    model: GenerativeModel, data: Digits, budget: float, checks: int, seed: int
+) -> dict[str, Any]:
+    """Adam on ``model.loss`` of random training batches until ``budget`` CPU-seconds are spent.
+
+    Early stopping: the validation loss is measured ``checks`` times, evenly
+    over the budget, and the parameters with the lowest are kept. Checks are
+    not counted in the budget.
+    """
     optimizer = torch.optim.Adam(model.parameters(), lr=TRAIN["lr"])
     generator = torch.Generator().manual_seed(seed)
+    validation = data.split("validation")
+    best_loss, best_state, best_step = math.inf, copy.deepcopy(model.state_dict()), 0
     model.train()
-    steps, start = 0, time.process_time()
-    while time.process_time() - start < budget:
+    steps, spent, next_check = 0, 0.0, budget / checks
+    while spent < budget:
+        start = time.process_time()
         x = data.batch("train", TRAIN["batch"], generator)
         optimizer.zero_grad()
         model.loss(x).backward()
         optimizer.step()
         steps += 1
-    spent = time.process_time() - start
-    return {"steps": steps, "train_cpu_seconds": spent}
+        spent += time.process_time() - start
+        if spent >= min(next_check, budget):
+            next_check += budget / checks
+            loss = validation_loss(model, validation, seed)
+            if loss < best_loss:
+                best_loss, best_state, best_step = loss, copy.deepcopy(model.state_dict()), steps
+    model.load_state_dict(best_state)
+    return {
+        "steps": steps,
+        "train_cpu_seconds": spent,
+        "best_step": best_step,
+        "best_validation_loss": best_loss,
+    }
 
 
 def evaluate(
@@ -187,6 +224,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=120.0, help="CPU seconds per model")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--checks", type=int, default=20, help="validation checks (early stop)")
     parser.add_argument("--iwae-k", type=int, default=5000)
     parser.add_argument("--draws", type=int, default=10, help="draws of u per image (flows)")
     parser.add_argument(
@@ -206,7 +244,7 @@ def main() -> None:
     test = data.split("test")
     runs: list[dict[str, Any]] = []
     print(
-        f"{'model':9} {'steps':>6} {'figure':28} {'n':>4} {'NLL nats':>17} {'bits/dim':>15} "
+        f"{'model':9} {'best/steps':>11} {'figure':28} {'n':>4} {'NLL nats':>17} {'bits/dim':>15} "
         f"{'eval s':>7}"
     )
     for name in args.models:
@@ -219,7 +257,7 @@ def main() -> None:
             "likelihood": model.likelihood.value,
             "options": MODELS[name],
         }
-        run |= train(model, data, args.budget, args.seed)
+        run |= train(model, data, args.budget, args.checks, args.seed)
         model.eval()
         run["figures"] = []
         runs.append(run)
@@ -227,9 +265,9 @@ def main() -> None:
             f = evaluate(model, test, e, args.eval_batch, args.seed + 1)
             run["figures"].append(f)
             print(
-                f"{name:9} {run['steps']:6d} {f['label']:28} {f['n_test']:4d} "
-                f"{f['nll']:9.2f} ± {f['nll_stderr']:5.2f} {f['bpd']:7.3f} ± {f['bpd_stderr']:.3f} "
-                f"{f['eval_cpu_seconds']:7.1f}",
+                f"{name:9} {run['best_step']:5d}/{run['steps']:<5d} {f['label']:28} "
+                f"{f['n_test']:4d} {f['nll']:9.2f} ± {f['nll_stderr']:5.2f} "
+                f"{f['bpd']:7.3f} ± {f['bpd_stderr']:.3f} {f['eval_cpu_seconds']:7.1f}",
                 flush=True,
             )
 
