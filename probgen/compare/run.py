@@ -5,9 +5,11 @@
         metrics, samples ← evaluator(model, data)   (the same for every model, seeded alike)
         pictures: the scored samples beside the data, the 2-D density heatmap, training curves
 
-A model whose training or evaluation fails (a diverged loss, non-finite
-samples, a singular matrix) keeps its row, with the error in place of the
-numbers; the others go on.
+A model whose training or evaluation fails keeps its row, with the error in
+place of the numbers and its traceback in results.json; the others go on. A
+comparison runs for minutes over families written independently, so one
+family's failure (a diverged loss, non-finite samples, or a bug) must not
+discard the others' results.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,11 +51,6 @@ __all__ = [
     "ModelResult",
     "run_comparison",
 ]
-
-
-_ROW_ERRORS = (ProbgenError, ValueError, RuntimeError, ArithmeticError)
-"""Failures that end one model's row, not the comparison (torch reports NaNs and
-singular matrices as ValueError / RuntimeError); anything else is a bug and propagates."""
 
 
 class ComparisonExists(ProbgenError, FileExistsError):
@@ -99,6 +97,7 @@ class ModelResult:
         figures: picture name (``samples``, ``density``, ``training``) -> PNG path.
         history: the engine's training records.
         error: why the row has no numbers, when training or evaluation failed.
+        traceback: the failure's traceback, for results.json.
     """
 
     label: str
@@ -116,6 +115,7 @@ class ModelResult:
     figures: dict[str, Path] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    traceback: str | None = None
 
 
 @dataclass
@@ -205,8 +205,9 @@ def _one(
             entry.label, model, trained.history, samples, dataset, config, out_dir / "figures"
         )
         row.evaluation_seconds = time.perf_counter() - start
-    except _ROW_ERRORS as err:
+    except Exception as err:  # reported in the row (see the module docstring)
         row.error = f"{type(err).__name__}: {' '.join(str(err).split())}"
+        row.traceback = traceback.format_exc()
     bar.done()
     return row
 

@@ -73,7 +73,7 @@ def test_every_model_is_trained_for_the_same_budget_and_scored_alike(
     assert gaussian.metrics["nll"] == nll(model, dataset.split("test"))
 
 
-@pytest.mark.parametrize("error", [ProbgenError, RuntimeError])
+@pytest.mark.parametrize("error", [ProbgenError, TypeError])
 def test_a_failing_model_keeps_its_row_with_the_error(
     tmp_path: Path, tiny: Callable[..., CompareConfig], evaluator: Evaluator, error: type
 ) -> None:
@@ -86,6 +86,7 @@ def test_a_failing_model_keeps_its_row_with_the_error(
     rows = run_comparison(config, tmp_path, evaluator=failing, progress=False).results
     assert rows[0].error is None and rows[0].metrics
     assert rows[1].error == f"{error.__name__}: no way to score this model"
+    assert rows[1].traceback is not None and "in failing" in rows[1].traceback
 
 
 def test_an_existing_comparison_is_replaced_only_when_asked(
