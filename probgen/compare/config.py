@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -126,6 +126,7 @@ class TrainedEntry:
 
     label: str
     config: RunConfig
+    source: ClassVar[str] = "trained"
 
     @property
     def family(self) -> str:
@@ -146,6 +147,7 @@ class LoadedEntry:
     label: str
     run_dir: Path
     config: RunConfig
+    source: ClassVar[str] = "loaded"
 
     @property
     def family(self) -> str:

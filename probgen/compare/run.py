@@ -183,7 +183,7 @@ def _one(
     bar: _ModelProgress,
 ) -> ModelResult:
     """Train (or load), evaluate and draw one model; a failure becomes the row's error."""
-    row = ModelResult(entry.label, entry.family, "", source=_source(entry))
+    row = ModelResult(entry.label, entry.family, "", source=entry.source)
     try:
         budget = entry.config.train.time_budget if isinstance(entry, TrainedEntry) else None
         bar.phase(f"training {entry.label}", budget)
@@ -210,10 +210,6 @@ def _one(
         row.traceback = traceback.format_exc()
     bar.done()
     return row
-
-
-def _source(entry: ModelEntry) -> str:
-    return "trained" if isinstance(entry, TrainedEntry) else "loaded"
 
 
 def _is_2d(dataset: Dataset) -> bool:
