@@ -80,10 +80,7 @@ class ForwardProcess(nn.Module, abc.ABC):
 
         α_{t|s} = α_t / α_s and σ_{t|s}² = σ_t² − α_{t|s}² σ_s².
         """
-        alpha_t, sigma_t = self.alpha_sigma(t)
-        alpha_s, sigma_s = self.alpha_sigma(s)
-        ratio = alpha_t / alpha_s
-        return ratio, (sigma_t.square() - ratio.square() * sigma_s.square()).clamp_min(0.0).sqrt()
+        return _transition(*self.alpha_sigma(t), *self.alpha_sigma(s))
 
     def posterior(self, x_t: Tensor, x0: Tensor, t: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
         """Mean (B, *event) and std (B,) of q(x_s | x_t, x_0) for s < t.
@@ -93,9 +90,9 @@ class ForwardProcess(nn.Module, abc.ABC):
 
         on the DDPM grid this is Ho et al. (2020) eq. (6)-(7).
         """
+        alpha_t, sigma_t = self.alpha_sigma(t)
         alpha_s, sigma_s = self.alpha_sigma(s)
-        _, sigma_t = self.alpha_sigma(t)
-        ratio, sigma_ts = self.transition(t, s)
+        ratio, sigma_ts = _transition(alpha_t, sigma_t, alpha_s, sigma_s)
         var_t = sigma_t.square()
         c_t = ratio * sigma_s.square() / var_t
         c_0 = alpha_s * sigma_ts.square() / var_t
@@ -139,6 +136,14 @@ class ForwardProcess(nn.Module, abc.ABC):
         if steps < 1:
             raise InvalidInput(f"steps: expected a positive integer, got {steps}")
         return torch.linspace(1.0, 0.0, steps + 1, dtype=like.dtype, device=like.device)
+
+
+def _transition(
+    alpha_t: Tensor, sigma_t: Tensor, alpha_s: Tensor, sigma_s: Tensor
+) -> tuple[Tensor, Tensor]:
+    """(α_{t|s}, σ_{t|s}) from the marginal coefficients at t and s."""
+    ratio = alpha_t / alpha_s
+    return ratio, (sigma_t.square() - ratio.square() * sigma_s.square()).clamp_min(0.0).sqrt()
 
 
 def _derivative(y: Tensor, t: Tensor) -> Tensor:

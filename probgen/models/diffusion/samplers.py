@@ -164,9 +164,9 @@ class Ancestral(DiffusionSampler):
         s: Tensor,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        tb, sb = _times(t, x), _times(s, x)
-        pred = denoiser(x, tb)
-        mean, std = denoiser.process.posterior(x, pred.data, tb, sb)
+        pred = denoiser(x, _times(t, x))
+        # one time for the whole batch: the coefficients are computed once, as 0-dim tensors
+        mean, std = denoiser.process.posterior(x, pred.data, t.to(x.dtype), s.to(x.dtype))
         return mean + append_dims(std, x.dim()) * _noise(x, generator)
 
 
@@ -192,9 +192,10 @@ class DDIM(DiffusionSampler):
         s: Tensor,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        tb, sb = _times(t, x), _times(s, x)
-        pred = denoiser(x, tb)
-        return ddim_update(denoiser.process, x, pred, tb, sb, self.eta, generator)
+        pred = denoiser(x, _times(t, x))
+        return ddim_update(
+            denoiser.process, x, pred, t.to(x.dtype), s.to(x.dtype), self.eta, generator
+        )
 
 
 def ddim_update(
@@ -206,7 +207,7 @@ def ddim_update(
     eta: float,
     generator: torch.Generator | None,
 ) -> Tensor:
-    """The DDIM update of x (B, *event) from t to s (B,) given a prediction at (x, t)."""
+    """The DDIM update of x (B, *event) from t to s ((B,) or 0-dim) given a prediction at (x, t)."""
     alpha_s, sigma_s = process.alpha_sigma(s)
     c = eta * process.posterior(x, pred.data, t, s)[1]
     n = x.dim()
@@ -320,8 +321,8 @@ class ProbabilityFlow(DiffusionSampler):
                 denoiser, x, t.to(x.dtype), end, self.rtol, self.atol, self.method
             )
         if s < end:
-            eb, sb = _times(end, x), _times(s, x)
-            x = ddim_update(denoiser.process, x, denoiser(x, eb), eb, sb, 0.0, generator)
+            pred = denoiser(x, _times(end, x))
+            x = ddim_update(denoiser.process, x, pred, end, s.to(x.dtype), 0.0, generator)
         return x
 
 
