@@ -297,6 +297,7 @@ class _ModelProgress:
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
+            self._progress.update(self._phase, visible=False)  # the phase line is done
             self._progress.stop()
 
     def phase(self, description: str, budget: float | None) -> None:
