@@ -146,7 +146,7 @@ def digits(steps: int, batch: int, n_test: int, seed: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="+", default=["8gaussians", "two_moons"])
+    parser.add_argument("--shapes", nargs="*", default=["8gaussians", "two_moons"])
     parser.add_argument("--train-steps", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--n-nll", type=int, default=1000)
