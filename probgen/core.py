@@ -176,6 +176,17 @@ class GenerativeModel(nn.Module, abc.ABC):
         """Build this model for data described by ``spec`` (used by the CLI)."""
         return cls(event_shape=spec.event_shape, **options)
 
+    @property
+    def handles_levels(self) -> bool:
+        """Whether ``log_prob`` is (a bound on) a probability mass over integer data.
+
+        True for models that define P(x) on {0, …, K-1}^D themselves (discrete
+        decoders and conditionals, autoregressive models over levels, diffusion
+        with a discretised decoder). False (the default) for densities, which
+        ``probgen.models.build_model`` wraps in ``Dequantized`` on data with levels.
+        """
+        return False
+
     def players(self) -> dict[str, list[nn.Parameter]]:
         """Each player's parameters; one player, ``"model"``, by default."""
         return {"model": list(self.parameters())}

@@ -83,6 +83,11 @@ class MADEModel(GenerativeModel):
         options.setdefault("conditional", default_conditional(spec.levels))
         return cls(event_shape=spec.event_shape, **options)
 
+    @property
+    def handles_levels(self) -> bool:
+        """A probability mass over levels when the conditional is discrete (has ``levels``)."""
+        return self.conditional.levels is not None
+
     def _dtype(self) -> torch.dtype:
         return self.net.net[0].weight.dtype
 

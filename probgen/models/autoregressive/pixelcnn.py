@@ -100,6 +100,11 @@ class PixelCNN(GenerativeModel):
             )
         return cls(event_shape=spec.event_shape, levels=spec.levels, **options)
 
+    @property
+    def handles_levels(self) -> bool:
+        """Always: a categorical distribution over the K levels of every pixel."""
+        return True
+
     def logits(self, x: Tensor) -> Tensor:
         """Logits (B, C, H, W, K) of every p(x_{c,i,j} | earlier) for levels x (B, C, H, W)."""
         dtype = self.net[0].weight.dtype

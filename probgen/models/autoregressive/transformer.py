@@ -112,6 +112,11 @@ class Transformer(GenerativeModel):
         options.setdefault("block_size", spec.event_shape[0])
         return cls(TransformerConfig(vocab_size=spec.levels, **options), spec.event_shape[0])
 
+    @property
+    def handles_levels(self) -> bool:
+        """Always: a categorical distribution over the vocabulary at every position."""
+        return True
+
     def num_parameters(self, embeddings: bool = True) -> int:
         """Parameter count; without the position embeddings when ``embeddings`` is False."""
         n = sum(p.numel() for p in self.parameters())

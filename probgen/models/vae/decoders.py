@@ -46,6 +46,8 @@ class Decoder(nn.Module, abc.ABC):
     """
 
     n_params: int = 1
+    levels: int | None = None
+    """K for a probability mass over {0, …, K-1}; ``None`` for a density."""
 
     def __init__(self, net: nn.Module, event_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -101,6 +103,7 @@ class BernoulliDecoder(Decoder):
     """
 
     n_params = 1
+    levels = 2
 
     def log_prob_params(self, x: Tensor, params: Tensor) -> Tensor:
         _check_levels(x, 2, "BernoulliDecoder x")

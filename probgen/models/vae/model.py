@@ -115,6 +115,11 @@ class VAE(GenerativeModel):
         return cls(encoder, dec, objective=objective, log_prob_k=log_prob_k)
 
     @property
+    def handles_levels(self) -> bool:
+        """A probability mass over levels when the decoder is discrete (has ``levels``)."""
+        return self.decoder.levels is not None
+
+    @property
     def latent_dim(self) -> int:
         """Z, the size of the latent vector."""
         return self.encoder.latent_dim
