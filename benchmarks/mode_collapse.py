@@ -20,6 +20,7 @@ has ``ebm``.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mode_collapse.py                 # 10 seeds
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mode_collapse.py --seeds 2 --budget 30
+    .venv/bin/python benchmarks/mode_collapse.py --runs log.txt --budget 30 --seeds 2
 
 Writes ``benchmarks/results/mode_collapse.json``.
 """
@@ -180,11 +181,19 @@ def run(variant: str, data: str, seed: int, budget: float, n_samples: int) -> di
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean, std and standard error over seeds of each figure (failed runs excluded)."""
+    """Mean, std and standard error over seeds of each figure.
+
+    Failed runs (e.g. ``CriticDiverged``) are counted, not averaged; a reverse KL
+    of ``inf`` (no high-quality sample at all) is counted under ``collapsed`` and
+    left out of the reverse-KL mean, while its 0 modes and 0% still count.
+    """
     ok = [r for r in runs if r["error"] is None]
-    out: dict[str, dict[str, float]] = {"failed": {"count": float(len(runs) - len(ok))}}
+    out: dict[str, dict[str, float]] = {
+        "failed": {"count": float(len(runs) - len(ok))},
+        "collapsed": {"count": float(sum(not math.isfinite(r["reverse_kl"]) for r in ok))},
+    }
     for key in ("modes", "high_quality", "reverse_kl"):
-        values = [r[key] for r in ok]
+        values = [r[key] for r in ok if math.isfinite(r[key])]
         if not values:
             continue
         std = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -198,7 +207,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def _cell(summary: dict[str, dict[str, float]], key: str, scale: float, fmt: str) -> str:
     if key not in summary:
-        return "failed"
+        return "—"
     s = summary[key]
     return f"{s['mean'] * scale:{fmt}} ± {s['std'] * scale:{fmt}}"
 
@@ -208,14 +217,15 @@ def table(summaries: dict[str, dict[str, dict[str, dict[str, float]]]], data: st
     k = {"ring": 8, "grid": 25}[data]
     lines = [
         f"{data} ({k} modes)",
-        f"{'model':<22}{'modes':>14}{'high quality %':>18}{'reverse KL':>18}{'failed':>8}",
+        f"{'model':<22}{'modes':>14}{'high quality %':>18}{'reverse KL':>18}"
+        f"{'collapsed':>11}{'failed':>8}",
     ]
     for variant, per_data in summaries.items():
         s = per_data[data]
         lines.append(
             f"{variant:<22}{_cell(s, 'modes', 1, '.1f'):>14}"
             f"{_cell(s, 'high_quality', 100, '.1f'):>18}{_cell(s, 'reverse_kl', 1, '.3f'):>18}"
-            f"{int(s['failed']['count']):>8}"
+            f"{int(s['collapsed']['count']):>11}{int(s['failed']['count']):>8}"
         )
     lines.append("published, PacGAN Table 1 (mean ± stderr):")
     for name, (modes, hq, kl) in PACGAN_TABLE_1[data].items():
@@ -238,16 +248,25 @@ def main() -> None:
     parser.add_argument("--data", nargs="*", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS / "mode_collapse.json")
+    parser.add_argument(
+        "--runs", type=Path, help="summarise the run lines of an earlier log instead of training"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    runs = []
-    for variant in args.variants:
-        for data in args.data:
-            for seed in range(args.seeds):
-                r = run(variant, data, seed, args.budget, args.samples)
-                runs.append(r)
-                print(json.dumps(r), flush=True)
+    if args.runs is not None:  # re-summarise the JSON lines an earlier invocation printed
+        lines = args.runs.read_text().splitlines()
+        runs = [json.loads(line) for line in lines if line.startswith("{")]
+        args.variants = list(dict.fromkeys(r["variant"] for r in runs))
+        args.data = list(dict.fromkeys(r["data"] for r in runs))
+    else:
+        runs = []
+        for variant in args.variants:
+            for data in args.data:
+                for seed in range(args.seeds):
+                    r = run(variant, data, seed, args.budget, args.samples)
+                    runs.append(r)
+                    print(json.dumps(r), flush=True)
     summaries = {
         v: {
             d: summarise([r for r in runs if r["variant"] == v and r["data"] == d])
