@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -324,3 +325,82 @@ def test_non_saturating_gradient_at_a_confident_discriminator() -> None:
     torch.testing.assert_close(grads[False], -torch.sigmoid(v))
     torch.testing.assert_close(grads[True], torch.sigmoid(v) - 1.0)
     assert grads[True] / grads[False] > 2e4
+
+
+def constant_generator(value: torch.Tensor, latent_dim: int = 2) -> Generator:
+    """G(z) ≡ value: every generated example (and so every generated pack) is known."""
+    net = nn.Linear(latent_dim, value.numel())
+    with torch.no_grad():
+        net.weight.zero_()
+        net.bias.copy_(value.reshape(-1))
+    return Generator(net, StandardNormal((latent_dim,)), tuple(value.shape))
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    pack=st.integers(1, 4),
+    packs=st.integers(1, 5),
+    event_shape=st.sampled_from(SHAPES),
+    name=st.sampled_from(NAMES),
+)
+def test_packed_critic_shapes(
+    pack: int, packs: int, event_shape: tuple[int, ...], name: str
+) -> None:
+    """With pack = m the critic takes (m, *event_shape) events: one value per m examples."""
+    torch.set_default_dtype(torch.float64)
+    model = MODELS.get(name).for_data(DataSpec(event_shape), latent_dim=3, hidden=(16,), pack=pack)
+    d = math.prod(event_shape)
+    assert model.critic.network[0].in_features == pack * d
+    expected_shape = event_shape if pack == 1 else (pack, *event_shape)
+    assert tuple(model.critic.event_shape) == expected_shape
+    x = torch.randn(pack * packs, *event_shape)
+    assert model.pack_examples(x).shape == (packs, *expected_shape)
+    with torch.no_grad():
+        model.critic.network[-1].weight.normal_()
+    v = model.critic_output(x)
+    assert v.shape == (packs,)
+    torch.testing.assert_close(v, model.critic(x.reshape(packs, *expected_shape)))
+    for player in ("critic", "generator"):
+        assert model.loss(x, player).shape == ()
+    if pack > 1:
+        with pytest.raises(InvalidInput, match=f"divisible by pack={pack}"):
+            model.loss(torch.randn(pack * packs + 1, *event_shape), "critic")
+
+
+def test_packed_gan_losses_on_known_packs() -> None:
+    """PacGAN with V(x_1..x_m) = w·(x_1, …, x_m) and G ≡ b: each loss in closed form.
+
+    Critic: E_packs[softplus(−V(real))] + softplus(V(b, …, b)) − ln 4 (the GAN value
+    over P^m against Q^m); generator (non-saturating): softplus(−V(b, …, b)).
+    Lin et al. 2018, PacGAN, Section 3.
+    """
+    m, b = 3, torch.tensor([0.5, -1.0])
+    w = torch.randn(m, 2)
+    model = GAN((2,), pack=m, critic=linear_critic(w), generator=constant_generator(b))
+    x = torch.randn(4 * m, 2)
+    v_real = x.reshape(4, m * 2) @ w.reshape(-1)
+    v_fake = b.repeat(m) @ w.reshape(-1)
+    expected = F.softplus(-v_real).mean() + F.softplus(v_fake) - 2 * math.log(2.0)
+    torch.testing.assert_close(model.loss(x, "critic"), expected)
+    torch.testing.assert_close(model.loss(x, "generator"), F.softplus(-v_fake))
+    torch.testing.assert_close(model.minimax_value(x), -expected - 2 * math.log(2.0))
+
+
+def test_packed_gradient_penalty() -> None:
+    """WGAN-GP on packs: a linear critic on (m, D) events has ‖∇V‖ = ‖w‖ over all m·D entries."""
+    m, b = 2, torch.tensor([1.0, 2.0, 3.0])
+    w = torch.randn(m, 3)
+    model = WGANGP((3,), pack=m, critic=linear_critic(w), generator=constant_generator(b))
+    x = torch.randn(6, 3)
+    dual = (x.reshape(3, m * 3) @ w.reshape(-1)).mean() - b.repeat(m) @ w.reshape(-1)
+    penalty = 10.0 * (w.norm() - 1.0) ** 2
+    torch.testing.assert_close(model.loss(x, "critic"), -dual + penalty)
+
+
+def test_pack_errors() -> None:
+    """A critic that does not take (m, *event_shape) events, or m < 1, is refused by name."""
+    with pytest.raises(InvalidInput, match=r"critic: expected event_shape \(2, 2\)"):
+        GAN((2,), pack=2, critic=linear_critic(torch.ones(2)))
+    with pytest.raises(InvalidInput, match="pack"):
+        GAN((2,), pack=0)
+    assert "pack=2" in repr(GAN((2,), pack=2))

@@ -12,7 +12,7 @@ from probgen.models.gan.constraints import (
     WeightClipping,
 )
 from probgen.models.gan.game import AdversarialGame, CriticDiverged
-from probgen.models.gan.networks import Critic, Generator, build_networks
+from probgen.models.gan.networks import Critic, Generator, build_networks, packed_shape
 from probgen.models.gan.objectives import CriticObjective, KantorovichRubinstein, minimax_value
 from probgen.models.gan.variants import FGAN, GAN, WGAN, WGANGP, resolve_divergence
 
@@ -33,5 +33,6 @@ __all__ = [
     "WeightClipping",
     "build_networks",
     "minimax_value",
+    "packed_shape",
     "resolve_divergence",
 ]

@@ -3,7 +3,9 @@
 One class plays every game of this package; what differs is passed in:
 the critic objective (an f-divergence, or the Kantorovich–Rubinstein dual),
 the Lipschitz constraint (none, weight clipping, gradient penalty) and the
-generator's loss (saturating or non-saturating).
+generator's loss (saturating or non-saturating). With ``pack`` = m the
+critic judges m samples at once (PacGAN): the expectations below run over
+packs (x_1, …, x_m) of independent draws, P^m against Q^m.
 
     critic:     max_ψ  E_P[g(V_ψ(x))] − E_Q[f*(g(V_ψ(x̃)))] − penalty,  x̃ = G_θ(z) detached
     generator:  min_θ  −E_z[f*(g(V_ψ(G_θ(z))))]      (saturating, the minimax game)
@@ -11,7 +13,8 @@ generator's loss (saturating or non-saturating).
 
 References: Goodfellow et al. 2014, "Generative Adversarial Nets"; Nowozin,
 Cseke & Tomioka 2016, "f-GAN", Eq. (6) and Section 3.2; Arjovsky, Chintala &
-Bottou 2017, "Wasserstein GAN".
+Bottou 2017, "Wasserstein GAN"; Lin et al. 2018, "PacGAN: The power of two
+samples in generative adversarial networks".
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from torch import Tensor, nn
 
 from probgen.core import GenerativeModel, InvalidInput, Likelihood, ProbgenError
 from probgen.models.gan.constraints import LipschitzConstraint, NoConstraint
-from probgen.models.gan.networks import Critic, Generator, build_networks
+from probgen.models.gan.networks import Critic, Generator, build_networks, packed_shape
 from probgen.models.gan.objectives import CriticObjective
 
 __all__ = ["AdversarialGame", "CriticDiverged"]
@@ -48,7 +51,12 @@ class AdversarialGame(GenerativeModel):
         constraint: the critic's Lipschitz constraint (default: none).
         non_saturating: generator minimises −E[g(V(G(z)))] instead of −E[f*(g(V(G(z))))].
         latent_dim, hidden: sizes of the default MLP networks (``build_networks``).
-        generator, critic: networks to use instead of the defaults.
+        generator, critic: networks to use instead of the defaults; a given
+            critic must take events of shape ``packed_shape(event_shape, pack)``.
+        pack: m, the number of samples the critic judges jointly (PacGAN, 1 =
+            off). Batches passed to the critic must then have a multiple of m
+            examples; consecutive groups of m form one critic input of shape
+            (m, *event_shape), so every critic value is per pack, (B/m,).
         max_critic: bound on |V(x)|; a critic beyond it (or non-finite) raises
             ``CriticDiverged`` rather than training on meaningless numbers.
     """
@@ -67,6 +75,7 @@ class AdversarialGame(GenerativeModel):
         generator: Generator | None = None,
         critic: Critic | None = None,
         max_critic: float = 1e4,
+        pack: int = 1,
     ) -> None:
         super().__init__(event_shape)
         if not isinstance(objective, CriticObjective):
@@ -74,19 +83,23 @@ class AdversarialGame(GenerativeModel):
                 f"objective: expected an object with activation and f_star_of_activation, "
                 f"got {type(objective).__name__}"
             )
+        if pack < 1:
+            raise InvalidInput(f"pack: expected >= 1, got {pack}")
+        self.pack = int(pack)
         if not max_critic > 0:
             raise InvalidInput(f"max_critic: expected > 0, got {max_critic}")
         default_g, default_c = (
-            build_networks(self.event_shape, latent_dim, hidden)
+            build_networks(self.event_shape, latent_dim, hidden, pack=self.pack)
             if generator is None or critic is None
             else (generator, critic)
         )
         self.generator = default_g if generator is None else generator
         self.critic = default_c if critic is None else critic
+        expected = {"generator": self.event_shape, "critic": packed_shape(self.event_shape, pack)}
         for name, net in (("generator", self.generator), ("critic", self.critic)):
-            if tuple(net.event_shape) != self.event_shape:
+            if tuple(net.event_shape) != expected[name]:
                 raise InvalidInput(
-                    f"{name}: expected event_shape {self.event_shape}, got {tuple(net.event_shape)}"
+                    f"{name}: expected event_shape {expected[name]}, got {tuple(net.event_shape)}"
                 )
         self.objective = objective
         self.constraint = NoConstraint() if constraint is None else constraint
@@ -118,17 +131,22 @@ class AdversarialGame(GenerativeModel):
     # ------------------------------------------------------------------ the two objectives
 
     def critic_loss(self, x: Tensor) -> Tensor:
-        """−(E_P[g(V(x))] − E_Q[f*(g(V(x̃)))]) + penalty on x (B, …) and B fresh x̃ ~ Q."""
+        """−(E_P[g(V(x))] − E_Q[f*(g(V(x̃)))]) + penalty on x (B, …) and B fresh x̃ ~ Q.
+
+        With ``pack`` = m the B samples of each side form B/m packs, and the
+        penalty acts on packs (interpolating a real pack with a generated one).
+        """
         self.constraint.prepare(self.critic)
+        real = self.pack_examples(x)
         with torch.no_grad():
-            fake = self.generator.sample(len(x)).to(x)
-        v = self.critic_output(torch.cat([x, fake]))
-        v_real, v_fake = v[: len(x)], v[len(x) :]
+            fake = self.pack_examples(self.generator.sample(len(x)).to(x))
+        v = self._bounded(self.critic(torch.cat([real, fake])))
+        v_real, v_fake = v[: len(real)], v[len(real) :]
         loss = -self._value(v_real, v_fake)
-        return loss + self.constraint.penalty(self.critic, x, fake)
+        return loss + self.constraint.penalty(self.critic, real, fake)
 
     def generator_loss(self, n: int) -> Tensor:
-        """−E_z[g(V(G(z)))] (non-saturating) or −E_z[f*(g(V(G(z))))] over n draws of z."""
+        """−E_z[g(V(G(z)))] (non-saturating) or −E_z[f*(g(V(G(z))))] over n draws (n/m packs)."""
         self.constraint.prepare(self.critic)
         v_fake = self.critic_output(self.generator.sample(n))
         if self.non_saturating:
@@ -137,9 +155,28 @@ class AdversarialGame(GenerativeModel):
 
     # ------------------------------------------------------------------ estimates
 
+    def pack_examples(self, x: Tensor) -> Tensor:
+        """Consecutive groups of m = ``pack`` examples: (B, *event_shape) -> (B/m, m, *event_shape).
+
+        Unchanged when m = 1; raises ``InvalidInput`` unless m divides B.
+        """
+        if self.pack == 1:
+            return x
+        if len(x) % self.pack:
+            raise InvalidInput(
+                f"{type(self).__name__}: expected a batch size divisible by pack={self.pack}, "
+                f"got {len(x)}"
+            )
+        return x.reshape(len(x) // self.pack, self.pack, *self.event_shape)
+
     def critic_output(self, x: Tensor) -> Tensor:
-        """V_ψ(x), shape (B,); raises ``CriticDiverged`` if any |V| > ``max_critic`` or is NaN."""
-        v = self.critic(x)
+        """V_ψ on the packs of x (B, *event_shape): shape (B/m,), (B,) without packing.
+
+        Raises ``CriticDiverged`` if any |V| > ``max_critic`` or is NaN.
+        """
+        return self._bounded(self.critic(self.pack_examples(x)))
+
+    def _bounded(self, v: Tensor) -> Tensor:
         worst = v.detach().abs().max().item() if v.numel() else 0.0
         if not worst <= self.max_critic:  # also catches NaN
             raise CriticDiverged(
@@ -173,5 +210,5 @@ class AdversarialGame(GenerativeModel):
     def extra_repr(self) -> str:
         return (
             f"objective={self.objective!r}, constraint={self.constraint!r}, "
-            f"non_saturating={self.non_saturating}"
+            f"non_saturating={self.non_saturating}, pack={self.pack}"
         )

@@ -13,7 +13,7 @@ from probgen.distributions import Distribution, StandardNormal
 from probgen.nn.mlp import MLP
 from probgen.tensors import flatten_events
 
-__all__ = ["Critic", "Generator", "build_networks"]
+__all__ = ["Critic", "Generator", "build_networks", "packed_shape"]
 
 
 class Generator(nn.Module):
@@ -83,16 +83,29 @@ class Critic(nn.Module):
         return self.network(flatten_events(x)).reshape(len(x))
 
 
+def packed_shape(event_shape: tuple[int, ...], pack: int) -> tuple[int, ...]:
+    """The critic's event shape when it judges ``pack`` examples jointly: (m, *event_shape).
+
+    ``pack`` = 1 keeps ``event_shape`` itself (one example per critic input).
+    """
+    shape = tuple(int(s) for s in event_shape)
+    return shape if pack == 1 else (int(pack), *shape)
+
+
 def build_networks(
     event_shape: tuple[int, ...],
     latent_dim: int = 8,
     hidden: Sequence[int] = (128, 128, 128),
     activation: Callable[[], nn.Module] = nn.ReLU,
+    pack: int = 1,
 ) -> tuple[Generator, Critic]:
     """An MLP generator with a standard normal prior N(0, I_Z) and an MLP critic.
 
-    Generator (B, Z) -> hidden… -> (B, D); critic (B, D) -> hidden… -> (B, 1);
-    both with ``activation`` between linear layers, D = prod(event_shape). The
+    Generator (B, Z) -> hidden… -> (B, D); critic (B, m·D) -> hidden… -> (B, 1);
+    both with ``activation`` between linear layers, D = prod(event_shape). With
+    ``pack`` = m > 1 the critic judges m examples jointly: its events have shape
+    (m, *event_shape) (PacGAN; Lin et al. 2018, "PacGAN: The power of two
+    samples in generative adversarial networks", Section 3). The
     critic's output layer starts at zero (V ≡ 0): its first steps then follow
     the objective's linear term, whereas a random start can sit near the
     wrong-signed local maximum of the gradient-penalised dual (‖∇V‖ ≈ 1 with
@@ -100,11 +113,16 @@ def build_networks(
     """
     if latent_dim < 1:
         raise InvalidInput(f"latent_dim: expected >= 1, got {latent_dim}")
+    if pack < 1:
+        raise InvalidInput(f"pack: expected >= 1, got {pack}")
     d = math.prod(event_shape)
     generator = Generator(
         MLP(latent_dim, d, hidden, activation=activation),
         StandardNormal((latent_dim,)),
         event_shape,
     )
-    critic = Critic(MLP(d, 1, hidden, activation=activation, zero_last=True), event_shape)
+    critic = Critic(
+        MLP(pack * d, 1, hidden, activation=activation, zero_last=True),
+        packed_shape(event_shape, pack),
+    )
     return generator, critic
