@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from typer.core import TyperGroup
 
 from probgen.cli.listing import KINDS, registry_table
-from probgen.cli.metrics import default_metrics, evaluate, metrics_table, write_metrics
+from probgen.cli.metrics import evaluate, metrics_table, write_metrics
 from probgen.core import GenerativeModel, ProbgenError
 from probgen.data.base import SPLITS, Dataset
 from probgen.evaluate.plots import plot_samples
@@ -263,7 +263,7 @@ def _report(
     results = evaluate(
         model,
         dataset,
-        names or default_metrics(model, dataset),
+        names or None,
         split=split,
         n_samples=n_samples,
         seed=seed,

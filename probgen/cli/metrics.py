@@ -1,120 +1,132 @@
-"""The metrics a run reports: chosen by name from ``probgen.registry.METRICS``, saved as JSON.
+"""The metrics a run reports, computed by ``probgen.evaluate.evaluate_model``, saved as JSON.
 
-Two calling conventions, told apart by the metric's first parameter:
+One evaluation path: the CLI computes nothing itself. Without names a run
+reports every metric of ``DEFAULT_METRICS`` that applies to the model and the
+data (the likelihood metrics by the model's likelihood kind, the KL to the data
+when its law is known, sample and feature distances, mode coverage, sampling
+time and network evaluations). Names chosen by the user are the registry's
+(``probgen.registry.METRICS``); ``PROVIDERS`` maps each to the suite metric
+objects that compute it, so the model's samples, their pairing with data and
+every formula are the suite's. Results the suite computes alongside a chosen
+name that are no registry name themselves (``kl_data_model`` beside ``nll``,
+``log_partition`` of an EBM, ``sampling_seconds``, ``network_evaluations``) are
+kept; other registry names are not.
 
-- likelihood metrics ``f(model, x, ...)`` (first parameter ``model``), e.g.
-  ``nll`` and ``bpd``; a ``levels`` parameter receives the data's number of
-  levels, and ``dequantized=False`` is passed with it, since a model's
-  ``log_prob`` on discrete data is read as a log-probability mass (or a bound
-  on it);
-- sample metrics ``f(samples, data)``, e.g. ``mmd`` and ``energy_distance``,
-  given ``n`` model samples and ``n`` examples of the split, flattened to (n, D).
-
-Each result is an ``Estimate``; a metric returning a bare number gets
-``kind="estimate"`` and an unknown (NaN) standard error.
+Each result is an ``Estimate``; the suite's plain numbers (counts and seconds)
+get ``kind="measured"`` and an unknown (NaN) standard error.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.table import Table
-from torch import Tensor
 
-from probgen.core import Estimate, GenerativeModel, Likelihood, ProbgenError
+from probgen.core import Estimate, GenerativeModel, ProbgenError
 from probgen.data.base import Dataset
-from probgen.evaluate.likelihood import log_probs
+from probgen.evaluate.suite import (
+    DEFAULT_METRICS,
+    NLL,
+    FeatureDistances,
+    KLDataModel,
+    Metric,
+    PrecisionRecall,
+    SampleDistances,
+    evaluate_model,
+)
 from probgen.registry import METRICS
-from probgen.tensors import flatten_events
 
 __all__ = [
-    "KL_TO_DATA",
+    "PROVIDERS",
     "UNITS",
-    "MetricUnavailable",
-    "default_metrics",
+    "MetricNotApplicable",
     "evaluate",
     "metrics_table",
     "write_metrics",
 ]
 
-UNITS = {"nll": "nats", "bpd": "bits/dim", "kl_data_model": "nats"}
+UNITS = {
+    "nll": "nats",
+    "nll_iwae": "nats",
+    "bpd": "bits/dim",
+    "kl_data_model": "nats",
+    "kl_model_data": "nats",
+    "reverse_kl": "nats",
+    "log_partition": "nats",
+    "sampling_seconds": "s",
+}
 """Units shown next to metric values (others are in the metric's own units)."""
 
-KL_TO_DATA = "kl_data_model"
-"""Name of the extra result KL(p_data || p_θ) = E[log p_data(x) - log p_θ(x)], in nats.
+_NLL = NLL()
+_SAMPLE_DISTANCES = SampleDistances()
+_FEATURE_DISTANCES = FeatureDistances()
+_PRECISION_RECALL = PrecisionRecall()
 
-Reported beside ``nll`` whenever the data set knows its exact distribution
-(``dataset.truth``) and the model's density is normalized: the per-example
-differences on the same examples give a paired estimate with a small standard
-error, and ``nll`` minus it is the data entropy, the best NLL any model can reach."""
+PROVIDERS: dict[str, tuple[Metric, ...]] = {
+    "nll": (_NLL, KLDataModel()),
+    "bpd": (_NLL,),
+    "mmd": (_SAMPLE_DISTANCES,),
+    "energy_distance": (_SAMPLE_DISTANCES,),
+    "sliced_wasserstein": (_SAMPLE_DISTANCES,),
+    "fid": (_FEATURE_DISTANCES,),
+    "kid": (_FEATURE_DISTANCES,),
+    "precision": (_PRECISION_RECALL,),
+    "recall": (_PRECISION_RECALL,),
+    "density": (_PRECISION_RECALL,),
+    "coverage": (_PRECISION_RECALL,),
+}
+"""The suite metrics computing each ``METRICS`` name (``nll`` brings the KL to the data)."""
 
 
-class MetricUnavailable(ProbgenError):
-    """A registered metric's implementation cannot be imported."""
-
-
-def default_metrics(model: GenerativeModel, dataset: Dataset) -> list[str]:
-    """The metrics a run reports unless told otherwise.
-
-    ``nll`` and ``bpd`` when the model has a likelihood; ``mmd`` and
-    ``energy_distance`` on continuous data, or whenever the model has no
-    likelihood (a GAN is judged by its samples).
-    """
-    names = []
-    if model.likelihood is not Likelihood.NONE:
-        names += ["nll", "bpd"]
-    if model.likelihood is Likelihood.NONE or dataset.spec.levels is None:
-        names += ["mmd", "energy_distance"]
-    return [n for n in names if n in METRICS]
+class MetricNotApplicable(ProbgenError):
+    """A chosen metric that means nothing for this model on this data (e.g. ``nll`` of a GAN)."""
 
 
 def evaluate(
     model: GenerativeModel,
     dataset: Dataset,
-    names: Sequence[str],
+    names: Sequence[str] | None = None,
     *,
     split: str = "test",
     n_samples: int = 2000,
     seed: int = 0,
 ) -> dict[str, Estimate]:
-    """Compute the metrics ``names`` of ``model`` on ``split`` of ``dataset``.
+    """``evaluate_model`` on ``split`` of ``dataset``: ``DEFAULT_METRICS``, or the ``names`` chosen.
 
-    Sample metrics compare ``n_samples`` model samples (drawn with a generator
-    seeded by ``seed``) with as many examples of the split (a random subset
-    when the split is larger). Raises ``UnknownName`` for an unregistered
-    name, ``MetricUnavailable`` when its module cannot be imported, and
-    ``IntractableLikelihood`` for a likelihood metric of a model without one.
+    ``n_samples`` model samples are drawn once with a generator seeded by
+    ``seed`` (so equal seeds give equal numbers). Raises ``UnknownName`` for a
+    name not in ``METRICS`` (listing the valid ones) and ``MetricNotApplicable``
+    for a chosen name the suite does not compute for this model and data.
     """
-    functions = {name: load_metric(name) for name in names}
-    x = dataset.split(split)
-    results: dict[str, Estimate] = {}
-    pair: tuple[Tensor, Tensor] | None = None
-    for name, fn in functions.items():
-        if _takes_model(fn):
-            results[name] = _as_estimate(fn(model, x, **_data_options(fn, dataset)))
-            if name == "nll" and _kl_is_meaningful(model, dataset):
-                results[KL_TO_DATA] = _kl_to_data(model, dataset.truth, x)
-        else:
-            if pair is None:
-                pair = _sample_pair(model, x, n_samples, seed)
-            results[name] = _as_estimate(fn(*pair))
-    return results
-
-
-def load_metric(name: str) -> Callable[..., Any]:
-    """Import the metric registered as ``name`` (``UnknownName`` lists the valid ones)."""
-    try:
-        return METRICS.get(name)
-    except ImportError as e:
-        raise MetricUnavailable(
-            f"metric {name!r} is unavailable ({METRICS.target(name)}): {e}"
-        ) from e
+    metrics: Sequence[Metric] = DEFAULT_METRICS
+    if names is not None:
+        for name in names:
+            METRICS.target(name)  # raises UnknownName, listing the registered metrics
+        chosen = {id(m): m for name in names for m in PROVIDERS[name]}
+        metrics = tuple(chosen.values())
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    results = evaluate_model(
+        model, dataset, n_samples=n_samples, generator=generator, metrics=metrics, split=split
+    )
+    if names is not None:
+        missing = [name for name in names if name not in results]
+        if missing:
+            raise MetricNotApplicable(
+                f"{', '.join(map(repr, missing))} not applicable to {type(model).__name__} "
+                f"(likelihood {model.likelihood.value}) on {type(dataset).__name__} "
+                f"(levels {dataset.spec.levels}); computed here: "
+                f"{', '.join(r for r in results if r in METRICS) or 'none'}"
+            )
+        companions = {r: v for r, v in results.items() if r not in METRICS}
+        results = {**{name: results[name] for name in names}, **companions}
+    # plain numbers (counts, seconds) after the estimates, each group in the suite's order
+    ordered = sorted(results.items(), key=lambda item: not isinstance(item[1], Estimate))
+    return {name: _as_estimate(value) for name, value in ordered}
 
 
 def write_metrics(path: Path, split: str, results: dict[str, Estimate]) -> None:
@@ -159,51 +171,5 @@ def metrics_table(results: dict[str, Estimate], title: str) -> Table:
     return table
 
 
-def _takes_model(fn: Callable[..., Any]) -> bool:
-    params = list(inspect.signature(fn).parameters)
-    return bool(params) and params[0] == "model"
-
-
-def _data_options(fn: Callable[..., Any], dataset: Dataset) -> dict[str, Any]:
-    levels = dataset.spec.levels
-    if "levels" not in inspect.signature(fn).parameters or levels is None:
-        return {}
-    return {"levels": levels, "dequantized": False}
-
-
-def _as_estimate(value: Any) -> Estimate:
-    if isinstance(value, Estimate):
-        return value
-    if isinstance(value, Tensor):
-        value = value.detach().double().item()
-    return Estimate(value=float(value), stderr=math.nan, kind="estimate")
-
-
-def _kl_is_meaningful(model: GenerativeModel, dataset: Dataset) -> bool:
-    # an unnormalized log-density is off by log Z, and so would the KL be
-    return dataset.truth is not None and model.likelihood is not Likelihood.UNNORMALIZED
-
-
-def _kl_to_data(model: GenerativeModel, truth: GenerativeModel, x: Tensor) -> Estimate:
-    gap = log_probs(truth, x).cpu().double() - log_probs(model, x).cpu().double()
-    return Estimate.from_samples(gap, kind=model.likelihood.value)
-
-
-def _sample_pair(model: GenerativeModel, x: Tensor, n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """n model samples and n examples of ``x``, both (n, D) floating point on the CPU."""
-    n = min(n, len(x))
-    cpu = torch.Generator().manual_seed(seed)
-    reference = x[torch.randperm(len(x), generator=cpu)[:n]]
-    generator = torch.Generator(device=model.device).manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            samples = model.sample(n, generator=generator)
-    finally:
-        model.train(was_training)
-    dtype = samples.dtype if samples.is_floating_point() else torch.get_default_dtype()
-    return (
-        flatten_events(samples.detach().cpu()).to(dtype),
-        flatten_events(reference.cpu()).to(dtype),
-    )
+def _as_estimate(value: Estimate | float) -> Estimate:
+    return value if isinstance(value, Estimate) else Estimate(float(value), math.nan, "measured")

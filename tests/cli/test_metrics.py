@@ -1,4 +1,4 @@
-"""The run metrics: which are chosen, their values against the true data distribution, the file."""
+"""The run metrics: computed by the evaluation suite, chosen by registry name, the file."""
 
 from __future__ import annotations
 
@@ -10,17 +10,12 @@ import pytest
 import torch
 from torch import Tensor
 
-from probgen.cli.metrics import KL_TO_DATA, default_metrics, evaluate, write_metrics
-from probgen.core import (
-    DataSpec,
-    Estimate,
-    GenerativeModel,
-    IntractableLikelihood,
-    Likelihood,
-)
+from probgen.cli.metrics import PROVIDERS, MetricNotApplicable, evaluate, write_metrics
+from probgen.core import DataSpec, Estimate, GenerativeModel, Likelihood
 from probgen.data.base import ArrayDataset
 from probgen.data.toy import ToyDataset
 from probgen.distributions import DiagonalGaussian
+from probgen.registry import METRICS, UnknownName
 
 
 class SamplerOnly(GenerativeModel):
@@ -40,23 +35,53 @@ def toy() -> ToyDataset:
     return ToyDataset("8gaussians", n_validation=10, n_test=1000)
 
 
-def test_default_metrics_follow_likelihood_and_data(toy: ToyDataset) -> None:
-    density = toy.truth
-    assert default_metrics(density, toy) == ["nll", "bpd", "mmd", "energy_distance"]
-    assert default_metrics(SamplerOnly(density), toy) == ["mmd", "energy_distance"]
-    digits_like = ArrayDataset(*(torch.zeros(4, 1, 2, 2),) * 3, spec=DataSpec((1, 2, 2), 17))
-    assert default_metrics(DiagonalGaussian(torch.zeros(1, 2, 2), torch.ones(1, 2, 2)),
-                           digits_like) == ["nll", "bpd"]  # fmt: skip
+def test_every_registered_metric_has_a_provider() -> None:
+    assert set(PROVIDERS) == set(METRICS.names())
+
+
+def test_default_metrics_are_the_suites_and_exact_for_the_truth(toy: ToyDataset) -> None:
+    """With p_θ = p_data both KLs are exactly 0, every mode is covered; counts come last."""
+    results = evaluate(toy.truth, toy, n_samples=500)
+    assert list(results) == [
+        "nll", "kl_data_model", "kl_model_data", "mmd", "energy_distance", "sliced_wasserstein",
+        "fid", "kid", "precision", "recall", "density", "coverage", "high_quality",
+        "reverse_kl", "sampling_seconds", "network_evaluations", "modes",
+    ]  # fmt: skip
+    for kl in ("kl_data_model", "kl_model_data"):
+        assert results[kl] == Estimate(0.0, 0.0, "exact"), kl
+    assert results["modes"].value == len(toy.truth.means)
+    assert results["modes"].kind == "measured" and math.isnan(results["modes"].stderr)
+    sampler = evaluate(SamplerOnly(toy.truth), toy, n_samples=500)
+    assert not {"nll", "kl_data_model"} & set(sampler)
+    assert sampler["kl_model_data"].kind == "estimate"  # a kernel density stands in for log p_θ
+
+
+def test_chosen_metrics_cover_the_registry_with_their_companions(toy: ToyDataset) -> None:
+    """Every continuous-data registry name in the order asked, then what the suite adds."""
+    names = [name for name in METRICS.names() if name != "bpd"]
+    results = evaluate(toy.truth, toy, names, n_samples=300)
+    assert list(results) == [*names, "kl_data_model", "sampling_seconds", "network_evaluations"]
 
 
 def test_the_true_distribution_scores_zero_kl_and_its_entropy(toy: ToyDataset) -> None:
     """With p_θ = p_data: KL(p_data‖p_θ) is exactly 0 and NLL estimates H[p_data]."""
-    results = evaluate(toy.truth, toy, ["nll", "bpd", "mmd"], n_samples=500)
-    assert results[KL_TO_DATA].value == 0.0 and results[KL_TO_DATA].stderr == 0.0
+    results = evaluate(toy.truth, toy, ["nll", "mmd"], n_samples=500)
+    assert results["kl_data_model"].value == 0.0 and results["kl_data_model"].stderr == 0.0
     entropy = toy.truth.entropy(n=100_000, generator=torch.Generator().manual_seed(5))
     nll = results["nll"]
     assert abs(nll.value - entropy.value) < 4.5 * math.hypot(nll.stderr, entropy.stderr)
-    assert results["bpd"].value == pytest.approx(nll.value / (2 * math.log(2)))
+
+
+def test_bits_per_dim_on_discrete_data_only(toy: ToyDataset) -> None:
+    """bpd = NLL / (D ln 2) with D = 4 on data with levels; refused on continuous data."""
+    x = torch.randint(0, 17, (50, 1, 2, 2)).double()
+    digits_like = ArrayDataset(x, x, x, spec=DataSpec((1, 2, 2), 17))
+    model = DiagonalGaussian(torch.full((1, 2, 2), 8.0), torch.full((1, 2, 2), 5.0))
+    results = evaluate(model, digits_like, ["bpd", "nll"], n_samples=50)
+    assert results["bpd"].value == pytest.approx(results["nll"].value / (4 * math.log(2)))
+    assert results["bpd"].kind == results["nll"].kind == "exact"
+    with pytest.raises(MetricNotApplicable, match="'bpd'"):
+        evaluate(toy.truth, toy, ["bpd"], n_samples=50)
 
 
 def test_sample_metrics_tell_a_shifted_sampler_from_the_truth(toy: ToyDataset) -> None:
@@ -69,17 +94,22 @@ def test_sample_metrics_tell_a_shifted_sampler_from_the_truth(toy: ToyDataset) -
         assert shifted[name].value > 20 * abs(exact[name].value), name
 
 
-def test_no_kl_for_an_unnormalized_density(toy: ToyDataset) -> None:
-    """-E(x) is off by log Z, so the KL to the data would be too: only the energy is reported."""
+def test_nll_of_an_energy_without_log_partition_is_refused(toy: ToyDataset) -> None:
+    """-E(x) is off by log Z; without an ``init`` and ``energy`` for AIS there is no NLL."""
     energy = DiagonalGaussian(torch.zeros(2), torch.ones(2))
     energy.likelihood = Likelihood.UNNORMALIZED
-    results = evaluate(energy, toy, ["nll"])
-    assert set(results) == {"nll"} and results["nll"].kind == "unnormalized"
+    with pytest.raises(MetricNotApplicable, match=r"'nll'.*unnormalized"):
+        evaluate(energy, toy, ["nll"], n_samples=50)
 
 
 def test_likelihood_metric_of_a_sampler_is_refused(toy: ToyDataset) -> None:
-    with pytest.raises(IntractableLikelihood, match="no likelihood"):
-        evaluate(SamplerOnly(toy.truth), toy, ["nll"])
+    with pytest.raises(MetricNotApplicable, match=r"'nll'.*likelihood none.*mmd"):
+        evaluate(SamplerOnly(toy.truth), toy, ["nll", "mmd"], n_samples=50)
+
+
+def test_unknown_metric_lists_the_registered_ones(toy: ToyDataset) -> None:
+    with pytest.raises(UnknownName, match=r"'nope'.*energy_distance"):
+        evaluate(toy.truth, toy, ["nll", "nope"])
 
 
 def test_metrics_file_merges_splits_and_writes_unknown_stderr_as_null(tmp_path: Path) -> None:
