@@ -116,10 +116,11 @@ def evaluate(
     if names is not None:
         missing = [name for name in names if name not in results]
         if missing:
+            levels = dataset.spec.levels
             raise MetricNotApplicable(
                 f"{', '.join(map(repr, missing))} not applicable to {type(model).__name__} "
                 f"(likelihood {model.likelihood.value}) on {type(dataset).__name__} "
-                f"(levels {dataset.spec.levels}); computed here: "
+                f"({'continuous' if levels is None else f'{levels} levels'}); computed: "
                 f"{', '.join(r for r in results if r in METRICS) or 'none'}"
             )
         companions = {r: v for r, v in results.items() if r not in METRICS}
