@@ -50,6 +50,8 @@ def compare(
     Prints the table and where the reports went; returns the ``Comparison``.
     """
     console = console or Console()
+    if not console.is_terminal:  # a log file: no wrapping at rich's 80-column fallback
+        console.width = max(console.width, 240)
     config = load_compare_config(config_path, overrides)
     comparison = run_comparison(
         config,
