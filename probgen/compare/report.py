@@ -167,9 +167,9 @@ def _md_image(path: Path, alt: str, out: Path) -> str:
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
 table { border-collapse: collapse; font-size: 14px; }
-th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; cursor: help; }
-td:first-child, th:first-child, td.text { text-align: left; }
+td:first-child, th:first-child, .text { text-align: left; }
 dl { font-size: 13px; } dt { font-weight: bold; } dd { margin: 0 0 6px 1.5em; }
 .figures { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
 .figures img { max-height: 360px; border: 1px solid #eee; }
@@ -216,19 +216,18 @@ def _html_extra(rows: list[ModelResult]) -> list[str]:
 
 def _html_table(cols: list[Column], rows: list[ModelResult], table_id: str = "results") -> str:
     e = html.escape
-    head = "".join(f'<th title="{e(c.definition)}">{e(c.header)}</th>' for c in cols)
+    head = "".join(f'<th title="{e(c.definition)}"{_align(c)}>{e(c.header)}</th>' for c in cols)
     body = "".join(
         f'<tr data-model="{e(r.label)}">'
-        + "".join(
-            f'<td class="text">{e(c.cell(r))}</td>'
-            if c.key in TEXT_COLUMNS
-            else f"<td>{e(c.cell(r))}</td>"
-            for c in cols
-        )
+        + "".join(f"<td{_align(c)}>{e(c.cell(r))}</td>" for c in cols)
         + "</tr>"
         for r in rows
     )
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _align(column: Column) -> str:
+    return ' class="text"' if column.key in TEXT_COLUMNS else ""
 
 
 def _html_figures(figures: dict[str, Path], label: str) -> str:
