@@ -85,7 +85,11 @@ class ODELikelihood(LikelihoodMethod):
 
 
 class VLBLikelihood(LikelihoodMethod):
-    """−L_VLB on a grid of ``steps`` intervals: a lower bound on log p_θ(x)."""
+    """−L_VLB on a grid of ``steps`` intervals: a lower bound on log p_θ(x), detached.
+
+    Evaluated without a graph, like the ODE likelihood (K network calls would
+    otherwise keep K graphs alive); train on the bound with ``VariationalBound``.
+    """
 
     kind = Likelihood.BOUND
 
@@ -99,11 +103,12 @@ class VLBLikelihood(LikelihoodMethod):
         levels: int | None,
         generator: torch.Generator | None,
     ) -> Tensor:
-        if levels is None:
-            return -variational_bound(denoiser, x, self.steps, GaussianDecoder(), generator)
-        centres = (2.0 * x + 1.0) / levels - 1.0
-        decoder = DiscretizedGaussianDecoder(levels)
-        return -variational_bound(denoiser, centres, self.steps, decoder, generator)
+        with torch.no_grad():
+            if levels is None:
+                return -variational_bound(denoiser, x, self.steps, GaussianDecoder(), generator)
+            centres = (2.0 * x + 1.0) / levels - 1.0
+            decoder = DiscretizedGaussianDecoder(levels)
+            return -variational_bound(denoiser, centres, self.steps, decoder, generator)
 
 
 class Diffusion(GenerativeModel):
