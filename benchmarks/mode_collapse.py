@@ -34,8 +34,11 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -94,35 +97,60 @@ VEEGAN_TABLE_1: dict[str, dict[str, tuple[float, float]]] = {
 }
 
 
+# PacGAN's generator size (4 hidden layers of 400 ReLU units, latent dimension 2),
+# used for the critic too, so every variant has the same networks.
+NETWORKS: dict[str, Any] = {"latent_dim": 2, "hidden": (400, 400, 400, 400)}
+
+
 @dataclass
 class Recipe:
-    """How one variant is built and trained."""
+    """How one variant is built (``build(event_shape, **networks)``) and trained."""
 
-    build: Callable[[tuple[int, ...]], GenerativeModel]
+    build: Callable[..., GenerativeModel]
+    networks: dict[str, Any] = field(default_factory=lambda: dict(NETWORKS))
     lr: float = 1e-3
     betas: tuple[float, float] = (0.5, 0.999)
     steps_per_round: dict[str, int] = field(default_factory=dict)
-    batch: int = 256
+    batch: int = 100
+
+    def model(self, event_shape: tuple[int, ...]) -> GenerativeModel:
+        """A fresh model for events of ``event_shape``."""
+        return self.build(event_shape, **self.networks)
+
+    def describe(self) -> dict[str, Any]:
+        """The recipe as JSON-ready fields."""
+        return {
+            "model": repr(self.build),
+            "networks": {
+                k: list(x) if isinstance(x, tuple) else x for k, x in self.networks.items()
+            },
+            "lr": self.lr,
+            "betas": list(self.betas),
+            "steps_per_round": self.steps_per_round,
+            "batch": self.batch,
+        }
 
 
-NETWORKS: dict[str, Any] = {"latent_dim": 2, "hidden": (128, 128, 128)}
+def _wasserstein(build: Callable[..., GenerativeModel], **options: Any) -> Recipe:
+    """Several critic steps per generator step with Adam β = (0.5, 0.9) (Gulrajani et al. 2017)."""
+    return Recipe(build, betas=(0.5, 0.9), steps_per_round={"critic": 5}, **options)
+
 
 VARIANTS: dict[str, Recipe] = {
-    "gan": Recipe(lambda s: GAN(s, **NETWORKS)),
-    "gan_minimax": Recipe(lambda s: GAN(s, non_saturating=False, **NETWORKS)),
+    "gan": Recipe(GAN),
+    "gan_minimax": Recipe(partial(GAN, non_saturating=False)),
     **{
-        f"fgan_{d}": Recipe(lambda s, d=d: FGAN(s, d, **NETWORKS))
+        f"fgan_{d}": Recipe(partial(FGAN, divergence=d))
         for d in ("kl", "reverse_kl", "js", "pearson", "hellinger", "total_variation")
     },
-    "wgan": Recipe(
-        lambda s: WGAN(s, **NETWORKS), lr=5e-4, betas=(0.5, 0.9), steps_per_round={"critic": 5}
-    ),
-    "wgan_gp": Recipe(
-        lambda s: WGANGP(s, **NETWORKS), lr=1e-3, betas=(0.5, 0.9), steps_per_round={"critic": 5}
-    ),
+    **{f"pacgan{m}": Recipe(partial(GAN, pack=m)) for m in (2, 4)},
+    "wgan": _wasserstein(WGAN, lr=5e-4),
+    "wgan_gp": _wasserstein(WGANGP),
 }
 if "ebm" in MODELS:
-    VARIANTS["ebm"] = Recipe(lambda s: MODELS.get("ebm").for_data(DataSpec(s)), betas=(0.9, 0.999))
+    VARIANTS["ebm"] = Recipe(
+        lambda s: MODELS.get("ebm").for_data(DataSpec(s)), networks={}, betas=(0.9, 0.999)
+    )
 
 
 def train(
@@ -160,7 +188,7 @@ def run(variant: str, data: str, seed: int, budget: float, n_samples: int) -> di
     torch.manual_seed(seed)
     truth = DATASETS[data]().float()
     recipe = VARIANTS[variant]
-    model = recipe.build(truth.event_shape).float()
+    model = recipe.model(truth.event_shape).float()
     start = time.process_time()
     try:
         rounds = train(model, truth, recipe, budget, seed)
@@ -239,6 +267,49 @@ def table(summaries: dict[str, dict[str, dict[str, dict[str, float]]]], data: st
     return "\n".join(lines)
 
 
+def write(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
+    """The JSON of every run so far: recipes, per-run figures, summaries, versions."""
+    runs = sorted(runs, key=lambda r: (r["variant"], r["data"], r["seed"]))
+    variants = list(dict.fromkeys(r["variant"] for r in runs))
+    summaries = {
+        v: {
+            d: summarise([r for r in runs if r["variant"] == v and r["data"] == d])
+            for d in args.data
+            if any(r["variant"] == v and r["data"] == d for r in runs)
+        }
+        for v in variants
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "protocol": "PacGAN ring-8 (r=1, σ=0.01) and grid-25 ({-4..4}², σ=0.05)",
+                "budget_cpu_seconds": args.budget,
+                "seeds": sorted({r["seed"] for r in runs}),
+                "samples": args.samples,
+                "threads": args.threads,
+                "jobs": args.jobs,
+                "recipes": {v: VARIANTS[v].describe() for v in variants if v in VARIANTS},
+                "summary": summaries,
+                "runs": runs,
+                "published": {"pacgan_table_1": PACGAN_TABLE_1, "veegan_table_1": VEEGAN_TABLE_1},
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "timestamp": datetime.now(timezone.utc).isoformat(),
+            },
+            indent=1,
+        )
+    )
+
+
+def _run_pinned(task: tuple[str, str, int, float, int, int]) -> dict[str, Any]:
+    """``run`` in a worker process pinned to ``threads`` threads."""
+    *job, threads = task
+    torch.set_num_threads(threads)
+    return run(*job)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -247,6 +318,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--data", nargs="*", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at once, each in its own process (CPU budgets)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "mode_collapse.json")
     parser.add_argument(
         "--runs", type=Path, help="summarise the run lines of an earlier log instead of training"
@@ -260,13 +334,18 @@ def main() -> None:
         args.variants = list(dict.fromkeys(r["variant"] for r in runs))
         args.data = list(dict.fromkeys(r["data"] for r in runs))
     else:
+        tasks = [  # seed-major, so a cut-short benchmark has the same seeds in every cell
+            (variant, data, seed, args.budget, args.samples, args.threads)
+            for seed in range(args.seeds)
+            for variant in args.variants
+            for data in args.data
+        ]
         runs = []
-        for variant in args.variants:
-            for data in args.data:
-                for seed in range(args.seeds):
-                    r = run(variant, data, seed, args.budget, args.samples)
-                    runs.append(r)
-                    print(json.dumps(r), flush=True)
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            for r in pool.map(_run_pinned, tasks):
+                runs.append(r)
+                print(json.dumps(r), flush=True)
+                write(args, runs)  # an interrupted benchmark keeps every finished run
     summaries = {
         v: {
             d: summarise([r for r in runs if r["variant"] == v and r["data"] == d])
@@ -278,38 +357,7 @@ def main() -> None:
         print()
         print(table(summaries, data))
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "protocol": "PacGAN ring-8 (r=1, σ=0.01) and grid-25 ({-4..4}², σ=0.05)",
-                "budget_cpu_seconds": args.budget,
-                "seeds": args.seeds,
-                "samples": args.samples,
-                "threads": args.threads,
-                "recipes": {
-                    v: {
-                        "lr": VARIANTS[v].lr,
-                        "betas": VARIANTS[v].betas,
-                        "steps_per_round": VARIANTS[v].steps_per_round,
-                        "batch": VARIANTS[v].batch,
-                        "networks": {
-                            k: list(x) if isinstance(x, tuple) else x for k, x in NETWORKS.items()
-                        },
-                    }
-                    for v in args.variants
-                },
-                "summary": summaries,
-                "runs": runs,
-                "published": {"pacgan_table_1": PACGAN_TABLE_1, "veegan_table_1": VEEGAN_TABLE_1},
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-                "machine": platform.machine(),
-                "timestamp": datetime.now(timezone.utc).isoformat(),
-            },
-            indent=1,
-        )
-    )
+    write(args, runs)
     print(f"\nwrote {args.out}")
 
 
