@@ -313,6 +313,7 @@ def _run_pinned(task: tuple[str, str, int, float, int, int]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
     parser.add_argument("--budget", type=float, default=120.0, help="CPU seconds per run")
     parser.add_argument("--samples", type=int, default=2500)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
@@ -336,7 +337,7 @@ def main() -> None:
     else:
         tasks = [  # seed-major, so a cut-short benchmark has the same seeds in every cell
             (variant, data, seed, args.budget, args.samples, args.threads)
-            for seed in range(args.seeds)
+            for seed in range(args.first_seed, args.first_seed + args.seeds)
             for variant in args.variants
             for data in args.data
         ]
