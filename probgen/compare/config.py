@@ -8,12 +8,12 @@ the embedded default that ``probgen compare`` runs without arguments)::
     data: {name: 8gaussians, options: {}}
     models: registered        # every registered family that builds for the data,
                               # or a list of entries (below)
-    total_time_budget: 330    # training seconds for all trained models, split equally
+    total_time_budget: 260    # training seconds for all trained models, split equally
     time_budget: null         # or: training seconds per model (exclusive with the above)
     train: {...}              # TrainConfig keys shared by every trained model
     families:                 # per-family settings, used whenever that family is trained
       wgan: {options: {...}, train: {steps_per_round: {critic: 5}}}
-    evaluation: {split: test, n_samples: 2000, heatmap_resolution: 64}
+    evaluation: {split: test, n_samples: 2000, heatmap_resolution: 48}
 
 An entry of ``models`` is a registered name (``vae``), a mapping
 ``{name, label, options, train}`` trained here, or ``{run: DIR, label}``: a run
