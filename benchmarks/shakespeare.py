@@ -267,9 +267,9 @@ def run_nanogpt(args: argparse.Namespace, out_dir: Path) -> dict:
     times = {int(m[1]): float(m[2]) for m in re.finditer(r"iter (\d+): .*time ([\d.]+)ms", log)}
     loop = [times[it] for it in range(args.iters)]
     steps = [times[it] for it in range(args.iters) if it % 250 != 0]
-    full, _, _ = timed(
-        [str(args.nanogpt_python), "-c", NANOGPT_FULL_VAL, str(out_dir)], args.nanogpt
-    )
+    (out_dir / "train.log").write_text(log)
+    scorer = [str(args.nanogpt_python), "-c", NANOGPT_FULL_VAL, str(out_dir)]
+    full, score_wall, score_cpu = timed(scorer, args.nanogpt)
     return {
         "val_loss_estimate": evals[max(evals)],  # the last evaluation: iteration args.iters
         "val_loss_full": float(full.strip().splitlines()[-1]),
