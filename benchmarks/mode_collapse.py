@@ -14,11 +14,16 @@ Protocol (Lin et al. 2018, PacGAN, Section 5.1, following VEEGAN):
 Training: a fresh exact sample of the mixture at every step, float32, one
 thread, each player stepped by its own Adam and ``steps_per_round`` as the engine
 does, for ``--budget`` CPU seconds (``time.process_time``) per run, with the
-learning rate decaying linearly over the budget.
+learning rate decaying linearly over the budget. Every variant has the same
+networks (``NETWORKS``) and a batch of 100 examples (25 critic inputs for
+PacGAN4). ``--jobs`` runs that many runs at once, one process each; the budgets
+are CPU time, so the figures do not depend on it.
 Recipes are in ``VARIANTS``; the EBM runs when ``probgen.registry.MODELS``
 has ``ebm``.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mode_collapse.py                 # 10 seeds
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mode_collapse.py --variants pacgan4 gan \
+        --seeds 10 --budget 30 --jobs 4                                # docs/gan.md's table
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mode_collapse.py --seeds 2 --budget 30
     .venv/bin/python benchmarks/mode_collapse.py --runs log.txt --budget 30 --seeds 2
 
