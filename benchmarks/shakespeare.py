@@ -206,7 +206,7 @@ NANOGPT_FULL_VAL = """
 import sys, numpy as np, torch
 from model import GPT, GPTConfig
 torch.set_num_threads(1)
-ckpt = torch.load(sys.argv[1] + "/ckpt.pt", map_location="cpu")
+ckpt = torch.load(sys.argv[1] + "/ckpt.pt", map_location="cpu", weights_only=True)
 model = GPT(GPTConfig(**ckpt["model_args"]))
 model.load_state_dict({k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()})
 model.eval()
