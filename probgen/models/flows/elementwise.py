@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from probgen.tensors import softmax_last
+
 __all__ = ["Affine", "ElementwiseTransform", "RationalQuadraticSpline"]
 
 
@@ -104,7 +106,7 @@ class RationalQuadraticSpline(ElementwiseTransform):
 
     def _knot_positions(self, raw: Tensor) -> Tensor:
         """(…, K) unnormalised sizes -> (…, K+1) knots from -B to B."""
-        sizes = self.min_bin + (1 - self.min_bin * self.bins) * torch.softmax(raw, dim=-1)
+        sizes = self.min_bin + (1 - self.min_bin * self.bins) * softmax_last(raw)
         knots = F.pad(torch.cumsum(sizes, dim=-1), (1, 0)) * 2 * self.bound - self.bound
         # pin the end knots exactly, so rounding never leaves a gap at ±B
         return torch.cat(
