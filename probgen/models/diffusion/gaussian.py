@@ -74,6 +74,6 @@ class ExactGaussianDenoiser(Denoiser):
         )
 
     def forward(self, x: Tensor, t: Tensor) -> Prediction:
-        rotated, variances = self._whiten(x, t)
+        rotated, variances = self._whiten(x, t.expand(x.shape[0]))
         score = -(rotated / variances) @ self.eigenvectors.mT  # (B, D)
         return self.from_score(x, t, score)

@@ -17,14 +17,17 @@ diffusion-based generative models" (data prediction).
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+import functools
 
+import torch
 from torch import Tensor, nn
 
+from probgen.core import InvalidInput
 from probgen.models.diffusion.processes import ForwardProcess
 from probgen.tensors import append_dims
 
 __all__ = [
+    "Coefficient",
     "DataPrediction",
     "Denoiser",
     "NetworkDenoiser",
@@ -34,9 +37,23 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+Coefficient = Tensor | float
+"""α_t or σ_t: a tensor broadcastable over (B, *event), or one Python float for the batch."""
+
+
+def _combine(a: Coefficient, x: Tensor, b: Coefficient, y: Tensor) -> Tensor:
+    """a x + b y; two kernels (a multiply and a fused add) when a and b are Python floats."""
+    if isinstance(a, float) and isinstance(b, float):
+        return torch.add(x * a, y, alpha=b)
+    return a * x + b * y
+
+
 class Prediction:
     """What a denoiser says about x_t at time t, all shaped (B, *event).
+
+    Built from the one quantity the network outputs; the other two follow
+    from x_t = α_t x_0 + σ_t ε when first read (and are then kept), so a
+    sampler pays only for what it uses.
 
     Attributes:
         noise: ε̂, the predicted noise.
@@ -44,13 +61,56 @@ class Prediction:
         score: ŝ = −ε̂ / σ_t ≈ ∇_x log p_t(x_t).
     """
 
-    noise: Tensor
-    data: Tensor
-    score: Tensor
+    def __init__(
+        self,
+        x: Tensor,
+        alpha: Coefficient,
+        sigma: Coefficient,
+        *,
+        noise: Tensor | None = None,
+        data: Tensor | None = None,
+        score: Tensor | None = None,
+    ) -> None:
+        if sum(v is not None for v in (noise, data, score)) != 1:
+            raise InvalidInput("Prediction: give exactly one of noise, data and score")
+        self._x, self._alpha, self._sigma = x, alpha, sigma
+        self._given = {"noise": noise, "data": data, "score": score}
+
+    @functools.cached_property
+    def noise(self) -> Tensor:
+        given = self._given
+        if given["noise"] is not None:
+            return given["noise"]
+        alpha, sigma = self._alpha, self._sigma
+        if given["data"] is not None:  # ε̂ = (x − α x̂_0) / σ
+            return _combine(1 / sigma, self._x, -alpha / sigma, given["data"])
+        return -sigma * given["score"]  # ε̂ = −σ ŝ
+
+    @functools.cached_property
+    def data(self) -> Tensor:
+        given = self._given
+        if given["data"] is not None:
+            return given["data"]
+        alpha, sigma = self._alpha, self._sigma
+        if given["noise"] is not None:  # x̂_0 = (x − σ ε̂) / α
+            return _combine(1 / alpha, self._x, -sigma / alpha, given["noise"])
+        return _combine(1 / alpha, self._x, sigma * sigma / alpha, given["score"])  # Tweedie
+
+    @functools.cached_property
+    def score(self) -> Tensor:
+        given = self._given
+        if given["score"] is not None:
+            return given["score"]
+        return self.noise * (-1 / self._sigma)  # ŝ = −ε̂ / σ
 
 
 class Denoiser(nn.Module, abc.ABC):
-    """(x_t, t) -> ``Prediction`` under a forward ``process``."""
+    """(x_t, t) -> ``Prediction`` under a forward ``process``.
+
+    Times t are per example (B,) or one 0-dim time for the whole batch; with
+    one time, α_t and σ_t are computed once, as Python floats (the samplers'
+    fast path).
+    """
 
     def __init__(self, process: ForwardProcess) -> None:
         super().__init__()
@@ -58,53 +118,54 @@ class Denoiser(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def forward(self, x: Tensor, t: Tensor) -> Prediction:
-        """Predict ε̂, x̂_0 and the score for x_t (B, *event) at times t (B,)."""
+        """Predict ε̂, x̂_0 and the score for x_t (B, *event) at times t (B,) or 0-dim."""
 
-    def _coefficients(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    def _coefficients(self, x: Tensor, t: Tensor) -> tuple[Coefficient, Coefficient]:
+        if t.dim() == 0:
+            return self.process.alpha_sigma_at(float(t))
         alpha, sigma = self.process.alpha_sigma(t)
         return append_dims(alpha, x.dim()), append_dims(sigma, x.dim())
 
     def from_noise(self, x: Tensor, t: Tensor, noise: Tensor) -> Prediction:
         """The prediction implied by ε̂ = ``noise``."""
-        alpha, sigma = self._coefficients(x, t)
-        return Prediction(noise, (x - sigma * noise) / alpha, -noise / sigma)
+        return Prediction(x, *self._coefficients(x, t), noise=noise)
 
     def from_score(self, x: Tensor, t: Tensor, score: Tensor) -> Prediction:
         """The prediction implied by ŝ = ``score``: ε̂ = −σ ŝ, x̂_0 = (x + σ² ŝ) / α (Tweedie)."""
-        alpha, sigma = self._coefficients(x, t)
-        return Prediction(-sigma * score, (x + sigma.square() * score) / alpha, score)
+        return Prediction(x, *self._coefficients(x, t), score=score)
 
     def from_data(self, x: Tensor, t: Tensor, data: Tensor) -> Prediction:
         """The prediction implied by x̂_0 = ``data``: ε̂ = (x − α x̂_0) / σ."""
-        alpha, sigma = self._coefficients(x, t)
-        noise = (x - alpha * data) / sigma
-        return Prediction(noise, data, -noise / sigma)
+        return Prediction(x, *self._coefficients(x, t), data=data)
 
 
 class NetworkDenoiser(Denoiser):
-    """A denoiser around a network ``net(x_t, t) -> (B, *event)``."""
+    """A denoiser around a network ``net(x_t, t) -> (B, *event)`` with per-example times (B,)."""
 
     def __init__(self, net: nn.Module, process: ForwardProcess) -> None:
         super().__init__(process)
         self.net = net
+
+    def _output(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.net(x, t.expand(x.shape[0]))
 
 
 class NoisePrediction(NetworkDenoiser):
     """The network predicts the noise, ε̂ = net(x_t, t) (Ho et al. 2020)."""
 
     def forward(self, x: Tensor, t: Tensor) -> Prediction:
-        return self.from_noise(x, t, self.net(x, t))
+        return self.from_noise(x, t, self._output(x, t))
 
 
 class ScorePrediction(NetworkDenoiser):
     """The network predicts the score, ŝ = net(x_t, t) (Song & Ermon 2019)."""
 
     def forward(self, x: Tensor, t: Tensor) -> Prediction:
-        return self.from_score(x, t, self.net(x, t))
+        return self.from_score(x, t, self._output(x, t))
 
 
 class DataPrediction(NetworkDenoiser):
     """The network predicts the clean data, x̂_0 = net(x_t, t) (Karras et al. 2022)."""
 
     def forward(self, x: Tensor, t: Tensor) -> Prediction:
-        return self.from_data(x, t, self.net(x, t))
+        return self.from_data(x, t, self._output(x, t))

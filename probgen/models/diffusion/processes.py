@@ -70,6 +70,36 @@ class ForwardProcess(nn.Module, abc.ABC):
         f = (d_alpha / alpha).detach()
         return f, (2.0 * sigma * d_sigma - 2.0 * f * sigma.square()).detach()
 
+    def alpha_sigma_at(self, t: float) -> tuple[float, float]:
+        """(α_t, σ_t) at one time as Python floats: the per-step coefficients of the samplers.
+
+        Computed in float64 from ``alpha_sigma``; processes with a closed form override it.
+        """
+        alpha, sigma = self.alpha_sigma(torch.tensor(t, dtype=torch.float64))
+        return alpha.item(), sigma.item()
+
+    def drift_diffusion_at(self, t: float) -> tuple[float, float]:
+        """(f(t), g(t)²) at one time as Python floats; see ``drift_diffusion``."""
+        f, g2 = self.drift_diffusion(torch.tensor(t, dtype=torch.float64))
+        return f.item(), g2.item()
+
+    def posterior_coefficients(self, t: float, s: float) -> tuple[float, float, float]:
+        """(c_t, c_0, σ̃) of q(x_s | x_t, x_0) = N(c_t x_t + c_0 x_0, σ̃² I) at one pair s < t.
+
+        The float form of ``posterior``: c_t = α_{t|s} σ_s² / σ_t²,
+        c_0 = α_s σ_{t|s}² / σ_t², σ̃ = σ_{t|s} σ_s / σ_t.
+        """
+        alpha_t, sigma_t = self.alpha_sigma_at(t)
+        alpha_s, sigma_s = self.alpha_sigma_at(s)
+        ratio = alpha_t / alpha_s
+        var_ts = max(sigma_t**2 - ratio**2 * sigma_s**2, 0.0)
+        var_t = sigma_t**2
+        return (
+            ratio * sigma_s**2 / var_t,
+            alpha_s * var_ts / var_t,
+            math.sqrt(var_ts) * sigma_s / sigma_t,
+        )
+
     def marginal(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """x_t = α_t x_0 + σ_t ε for x_0, ε (B, *event) and t (B,)."""
         alpha, sigma = self.alpha_sigma(t)
@@ -168,13 +198,26 @@ class VariancePreserving(ForwardProcess):
             raise InvalidInput(f"expected 0 < beta_min <= beta_max, got {beta_min}, {beta_max}")
         self.beta_min, self.beta_max = float(beta_min), float(beta_max)
 
-    def integral(self, t: Tensor) -> Tensor:
-        """∫_0^t β(u) du = β_min t + ½ t² (β_max − β_min)."""
-        return self.beta_min * t + 0.5 * t.square() * (self.beta_max - self.beta_min)
+    def integral(self, t: Tensor | float) -> Tensor | float:
+        """∫_0^t β(u) du = β_min t + ½ t² (β_max − β_min), for a tensor or a float t."""
+        return self.beta_min * t + 0.5 * t * t * (self.beta_max - self.beta_min)
+
+    def beta(self, t: float) -> float:
+        """β(t) = β_min + t (β_max − β_min)."""
+        return self.beta_min + t * (self.beta_max - self.beta_min)
 
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
         b = self.integral(t)
         return torch.exp(-0.5 * b), torch.sqrt(-torch.expm1(-b))
+
+    def alpha_sigma_at(self, t: float) -> tuple[float, float]:
+        b = self.integral(t)
+        return math.exp(-0.5 * b), math.sqrt(-math.expm1(-b))
+
+    def drift_diffusion_at(self, t: float) -> tuple[float, float]:
+        """f = −½ β(t), g² = β(t)."""
+        beta = self.beta(t)
+        return -0.5 * beta, beta
 
 
 class SubVariancePreserving(VariancePreserving):
@@ -186,6 +229,15 @@ class SubVariancePreserving(VariancePreserving):
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
         b = self.integral(t)
         return torch.exp(-0.5 * b), -torch.expm1(-b)
+
+    def alpha_sigma_at(self, t: float) -> tuple[float, float]:
+        b = self.integral(t)
+        return math.exp(-0.5 * b), -math.expm1(-b)
+
+    def drift_diffusion_at(self, t: float) -> tuple[float, float]:
+        """f = −½ β(t), g² = β(t) (1 − e^{−2∫β})."""
+        beta = self.beta(t)
+        return -0.5 * beta, beta * -math.expm1(-2.0 * self.integral(t))
 
 
 class VarianceExploding(ForwardProcess):
@@ -210,6 +262,14 @@ class VarianceExploding(ForwardProcess):
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
         sigma = self.sigma_min * torch.exp(t * math.log(self.sigma_max / self.sigma_min))
         return torch.ones_like(t), sigma
+
+    def alpha_sigma_at(self, t: float) -> tuple[float, float]:
+        return 1.0, self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def drift_diffusion_at(self, t: float) -> tuple[float, float]:
+        """f = 0, g² = dσ²/dt = 2 σ_t² log(σ_max / σ_min)."""
+        sigma = self.alpha_sigma_at(t)[1]
+        return 0.0, 2.0 * sigma**2 * math.log(self.sigma_max / self.sigma_min)
 
 
 class DDPMChain(ForwardProcess):
@@ -240,11 +300,18 @@ class DDPMChain(ForwardProcess):
         self.register_buffer("betas", betas.to(dtype))
         self.register_buffer("log_alpha_bar", log_alpha_bar.to(dtype))
         self.register_buffer("slopes", slopes.to(dtype))
+        self._tables_as_floats()
+        self.register_load_state_dict_post_hook(lambda module, keys: module._tables_as_floats())
+
+    def _tables_as_floats(self) -> None:
+        """Python copies of log ᾱ and the knot slopes, for the per-step float coefficients."""
+        self._table: list[float] = self.log_alpha_bar.tolist()
+        self._slopes: list[float] = self.slopes.tolist()
 
     @property
     def steps(self) -> int:
         """N, the number of steps of the chain."""
-        return len(self.betas)
+        return len(self._table) - 1
 
     @classmethod
     def linear(cls, steps: int = 1000, beta_1: float = 1e-4, beta_n: float = 0.02) -> DDPMChain:
@@ -272,6 +339,29 @@ class DDPMChain(ForwardProcess):
             + (w3 - w2) * slopes[index + 1]
         )
         return torch.exp(0.5 * log_ab), torch.sqrt(-torch.expm1(log_ab))
+
+    def _log_alpha_bar_at(self, t: float) -> tuple[float, float]:
+        """(log ᾱ(t), d log ᾱ/dt) of the same interpolant at one time, in Python floats."""
+        table, slopes = self._table, self._slopes
+        n = len(table) - 1
+        pos = t * n
+        i = min(max(math.floor(pos), 0), n - 1)
+        w = pos - i
+        w2, w3 = w * w, w * w * w
+        y0, y1, m0, m1 = table[i], table[i + 1], slopes[i], slopes[i + 1]
+        value = (2 * w3 - 3 * w2 + 1) * y0 + (w3 - 2 * w2 + w) * m0
+        value += (3 * w2 - 2 * w3) * y1 + (w3 - w2) * m1
+        slope = (6 * w2 - 6 * w) * (y0 - y1) + (3 * w2 - 4 * w + 1) * m0 + (3 * w2 - 2 * w) * m1
+        return value, n * slope
+
+    def alpha_sigma_at(self, t: float) -> tuple[float, float]:
+        log_ab = self._log_alpha_bar_at(t)[0]
+        return math.exp(0.5 * log_ab), math.sqrt(-math.expm1(log_ab))
+
+    def drift_diffusion_at(self, t: float) -> tuple[float, float]:
+        """f = ½ d log ᾱ/dt and g² = −d log ᾱ/dt (σ² = 1 − ᾱ)."""
+        slope = self._log_alpha_bar_at(t)[1]
+        return 0.5 * slope, -slope
 
     def sample_times(
         self, n: int, generator: torch.Generator | None = None, *, like: Tensor

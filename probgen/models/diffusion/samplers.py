@@ -15,7 +15,10 @@ calls actually made. Only the ``step`` differs:
     ProbabilityFlow     dx/dt = f x − ½ g² ŝ by adaptive RK45 (torchdiffeq) (Song et al. 2021)
     AnnealedLangevin    Langevin at each noise level (NCSN)              (Song & Ermon 2019)
 
-Shapes: x (B, *event); grid times are 0-dim tensors, broadcast to (B,).
+Shapes: x (B, *event); grid times are 0-dim tensors, passed to the denoiser as one
+time for the batch, so every per-step coefficient is a Python float computed once
+(``ForwardProcess.alpha_sigma_at``, ``posterior_coefficients``) and the updates are
+fused ``torch.add(·, ·, alpha=c)`` kernels.
 """
 
 from __future__ import annotations
@@ -77,23 +80,23 @@ def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
 
-def _times(t: Tensor, x: Tensor) -> Tensor:
-    """A grid time (0-dim) as per-example times (B,)."""
-    return t.to(x.dtype).expand(x.shape[0])
-
-
 def probability_flow_velocity(
     denoiser: Denoiser | CountingDenoiser, x: Tensor, t: Tensor
 ) -> Tensor:
     """v(x, t) = f(t) x − ½ g(t)² ŝ(x, t), the probability-flow ODE's velocity, (B, *event).
 
-    ``t`` is one time (0-dim) or per-example times (B,). The solution has the same
-    marginals p_t as the forward SDE (Song et al. 2021, eq. (13)). Times are clamped
-    to [t_min, 1], where the network is defined: adaptive solvers probe past the ends.
+    ``t`` is one time (0-dim; f and g² then come as Python floats) or per-example
+    times (B,). The solution has the same marginals p_t as the forward SDE
+    (Song et al. 2021, eq. (13)). Times are clamped to [t_min, 1], where the
+    network is defined: adaptive solvers probe past the ends.
     """
-    t = t.clamp(denoiser.process.t_min, 1.0)
-    f, g2 = denoiser.process.drift_diffusion(t)
-    score = denoiser(x, t.expand(x.shape[0])).score
+    process = denoiser.process
+    t = t.clamp(process.t_min, 1.0)
+    score = denoiser(x, t).score
+    if t.dim() == 0:
+        f, g2 = process.drift_diffusion_at(float(t))
+        return torch.add(x * f, score, alpha=-0.5 * g2)
+    f, g2 = process.drift_diffusion(t)
     return append_dims(f, x.dim()) * x - 0.5 * append_dims(g2, x.dim()) * score
 
 
@@ -164,10 +167,11 @@ class Ancestral(DiffusionSampler):
         s: Tensor,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        pred = denoiser(x, _times(t, x))
-        # one time for the whole batch: the coefficients are computed once, as 0-dim tensors
-        mean, std = denoiser.process.posterior(x, pred.data, t.to(x.dtype), s.to(x.dtype))
-        return mean + append_dims(std, x.dim()) * _noise(x, generator)
+        pred = denoiser(x, t)
+        # one time for the whole batch: the coefficients are Python floats
+        c_t, c_0, std = denoiser.process.posterior_coefficients(float(t), float(s))
+        mean = torch.add(pred.data * c_0, x, alpha=c_t)
+        return mean.add_(_noise(x, generator), alpha=std)
 
 
 class DDIM(DiffusionSampler):
@@ -192,29 +196,26 @@ class DDIM(DiffusionSampler):
         s: Tensor,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        pred = denoiser(x, _times(t, x))
-        return ddim_update(
-            denoiser.process, x, pred, t.to(x.dtype), s.to(x.dtype), self.eta, generator
-        )
+        pred = denoiser(x, t)
+        return ddim_update(denoiser.process, x, pred, float(t), float(s), self.eta, generator)
 
 
 def ddim_update(
     process: ForwardProcess,
     x: Tensor,
     pred: Prediction,
-    t: Tensor,
-    s: Tensor,
+    t: float,
+    s: float,
     eta: float,
     generator: torch.Generator | None,
 ) -> Tensor:
-    """The DDIM update of x (B, *event) from t to s ((B,) or 0-dim) given a prediction at (x, t)."""
-    alpha_s, sigma_s = process.alpha_sigma(s)
-    c = eta * process.posterior(x, pred.data, t, s)[1]
-    n = x.dim()
-    keep = (sigma_s.square() - c.square()).clamp_min(0.0).sqrt()
-    out = append_dims(alpha_s, n) * pred.data + append_dims(keep, n) * pred.noise
+    """The DDIM update of x (B, *event) from time t to s < t given a prediction at (x, t)."""
+    alpha_s, sigma_s = process.alpha_sigma_at(s)
+    c = eta * process.posterior_coefficients(t, s)[2] if eta > 0 else 0.0
+    keep = math.sqrt(max(sigma_s**2 - c**2, 0.0))
+    out = torch.add(pred.data * alpha_s, pred.noise, alpha=keep)
     if eta > 0:
-        out = out + append_dims(c, n) * _noise(x, generator)
+        out.add_(_noise(x, generator), alpha=c)
     return out
 
 
@@ -234,13 +235,11 @@ class EulerMaruyama(DiffusionSampler):
         s: Tensor,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        tb = _times(t, x)
-        f, g2 = denoiser.process.drift_diffusion(t.to(x.dtype))  # one time for the batch
-        score = denoiser(x, tb).score
-        dt = (s - t).to(x.dtype)
-        n = x.dim()
-        drift = append_dims(f, n) * x - append_dims(g2, n) * score
-        return x + drift * dt + append_dims((g2 * -dt).sqrt(), n) * _noise(x, generator)
+        f, g2 = denoiser.process.drift_diffusion_at(float(t))  # one time for the batch
+        score = denoiser(x, t).score
+        dt = float(s) - float(t)
+        out = torch.add(x * (1.0 + f * dt), score, alpha=-g2 * dt)
+        return out.add_(_noise(x, generator), alpha=math.sqrt(-g2 * dt))
 
 
 class PredictorCorrector(DiffusionSampler):
@@ -275,16 +274,15 @@ class PredictorCorrector(DiffusionSampler):
         s: Tensor,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        tb = _times(t, x)
         for _ in range(self.corrector_steps):
-            score = denoiser(x, tb).score
+            score = denoiser(x, t).score
             norm = sum_events(score.square()).sqrt().mean().item()
             drift_step = 2.0 * (self.snr * math.sqrt(x[0].numel()) / max(norm, 1e-12)) ** 2
             current = x
 
             def known_score(y: Tensor, current: Tensor = current, score: Tensor = score) -> Tensor:
                 # the score at the current state is already computed; no second evaluation
-                return score if y is current else denoiser(y, tb).score
+                return score if y is current else denoiser(y, t).score
 
             x = Langevin(math.sqrt(2.0 * drift_step)).step(x, Score(known_score), generator).x
         return self.predictor.step(denoiser, x, t, s, generator)
@@ -321,8 +319,8 @@ class ProbabilityFlow(DiffusionSampler):
                 denoiser, x, t.to(x.dtype), end, self.rtol, self.atol, self.method
             )
         if s < end:
-            pred = denoiser(x, _times(end, x))
-            x = ddim_update(denoiser.process, x, pred, end, s.to(x.dtype), 0.0, generator)
+            pred = denoiser(x, end)
+            x = ddim_update(denoiser.process, x, pred, float(end), float(s), 0.0, generator)
         return x
 
 
@@ -374,15 +372,12 @@ class AnnealedLangevin(DiffusionSampler):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         process = denoiser.process
-        tb = _times(t, x)
-        alpha_t, sigma_t = (v.item() for v in process.alpha_sigma(t.double()))
-        alpha_s = process.alpha_sigma(s.double())[0].item()
-        alpha_min, sigma_min = (
-            v.item() for v in process.alpha_sigma(torch.tensor(process.t_min, dtype=torch.float64))
-        )
+        alpha_t, sigma_t = process.alpha_sigma_at(float(t))
+        alpha_s = process.alpha_sigma_at(float(s))[0]
+        alpha_min, sigma_min = process.alpha_sigma_at(process.t_min)
         drift = self.step_size * ((sigma_t / alpha_t) / (sigma_min / alpha_min)) ** 2
         kernel = Langevin(alpha_t * math.sqrt(drift))
-        target = Score(lambda y: denoiser(y, tb).score)
+        target = Score(lambda y: denoiser(y, t).score)
         for _ in range(self.steps_per_level):
             x = kernel.step(x, target, generator).x
         return x * (alpha_s / alpha_t)

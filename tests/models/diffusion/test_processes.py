@@ -104,6 +104,35 @@ def test_transitions_compose(r, gap1, gap2, name):
     assert torch.allclose(s_tr**2, a_ts**2 * s_sr**2 + s_ts**2, rtol=1e-8, atol=1e-12)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.sampled_from(sorted(PROCESSES)))
+def test_float_coefficients_match_the_tensor_ones(u, v, name):
+    """The samplers' per-step Python floats (α_t, σ_t), (f, g²) and the posterior's
+    (c_t, c_0, σ̃) equal ``alpha_sigma``, ``drift_diffusion`` and ``posterior`` at the same times."""
+    process = PROCESSES[name]()
+    s, t = sorted((u, v))
+    t = max(t, s + 1e-3, process.t_min)
+    tt, ss = torch.tensor(t), torch.tensor(s)
+    assert process.alpha_sigma_at(t) == pytest.approx(
+        [c.item() for c in process.alpha_sigma(tt)], rel=1e-12, abs=1e-14
+    )
+    assert process.drift_diffusion_at(t) == pytest.approx(
+        [c.item() for c in process.drift_diffusion(tt)], rel=1e-10, abs=1e-12
+    )
+    x_t, x0 = torch.tensor([[0.7, -1.3]]), torch.tensor([[0.2, 0.5]])
+    mean, std = process.posterior(x_t, x0, tt, ss)
+    c_t, c_0, std_float = process.posterior_coefficients(t, s)
+    assert torch.allclose(mean, c_t * x_t + c_0 * x0, rtol=1e-10, atol=1e-12)
+    assert std_float == pytest.approx(std.item(), rel=1e-10, abs=1e-14)
+
+
+def test_ddpm_float_tables_follow_a_loaded_state():
+    """The float copies of log ᾱ are refreshed when a state dict is loaded."""
+    chain, other = DDPMChain.linear(100), DDPMChain.cosine(100)
+    chain.load_state_dict(other.state_dict())
+    assert chain.alpha_sigma_at(0.37) == pytest.approx(other.alpha_sigma_at(0.37), rel=1e-12)
+
+
 @ALL
 def test_grids_times_and_prior(name):
     """Grids run from 1 to 0; training times lie in [t_min, 1]; the prior is N(0, prior_std² I)."""
