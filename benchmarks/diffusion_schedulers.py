@@ -6,12 +6,15 @@ images (B, 3, 32, 32) and of 2-D points (B, 2), next to one forward pass of
 probgen's small U-Net / TimeMLP on the same batch, so the overhead is read
 against the network's cost. diffusers runs in its own environment (never
 installed into .venv); this script re-runs itself there with ``--only diffusers``.
+With ``--before REV`` it also times probgen's samplers as of git revision REV
+(``git archive`` of ``probgen/`` into a temporary folder, imported by a
+subprocess), so the figures before and after a change come from one run.
 
     python3 -m venv /work/peers-diffusers
     /work/peers-diffusers/bin/pip install torch==2.13.0
     /work/peers-diffusers/bin/pip install diffusers
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/diffusion_schedulers.py \
-        --peer-python /work/peers-diffusers/bin/python
+        --peer-python /work/peers-diffusers/bin/python --before 8c9ae91
 
 Reference: von Platen et al. (2022), "Diffusers: state-of-the-art diffusion models".
 """
@@ -20,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -89,28 +94,48 @@ def time_probgen(repeats: int) -> dict[str, float]:
     return out
 
 
+def run_json(command: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """The JSON dict printed on the last line of ``command``'s output."""
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def time_probgen_at(revision: str, repeats: int) -> dict[str, float]:
+    """``time_probgen`` on probgen as of git ``revision``, keys prefixed ``before_``."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as folder:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", revision, "probgen"],
+            capture_output=True,
+            check=True,
+        )
+        subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+        env = {**os.environ, "PYTHONPATH": folder}
+        command = [sys.executable, __file__, "--only", "probgen", "--repeats", str(repeats)]
+        timed = run_json(command, env)
+    return {f"before_{name}": micros for name, micros in timed.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["diffusers", "probgen"], default=None)
     parser.add_argument("--peer-python", default="/work/peers-diffusers/bin/python")
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--before", default=None, help="also time probgen at this git revision")
     parser.add_argument(
         "--out", type=Path, default=Path("benchmarks/results/diffusion_schedulers.json")
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if args.only == "diffusers":
-        print(json.dumps(time_diffusers(args.repeats)))
+    if args.only is not None:
+        timer = time_diffusers if args.only == "diffusers" else time_probgen
+        print(json.dumps(timer(args.repeats)))
         return
     results = time_probgen(args.repeats)
-    if args.only is None:
-        peer = subprocess.run(
-            [args.peer_python, __file__, "--only", "diffusers", "--repeats", str(args.repeats)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        results.update(json.loads(peer.stdout.strip().splitlines()[-1]))
+    if args.before is not None:
+        results.update(time_probgen_at(args.before, args.repeats))
+    peer = [args.peer_python, __file__, "--only", "diffusers", "--repeats", str(args.repeats)]
+    results.update(run_json(peer))
     for name, micros in sorted(results.items()):
         print(f"{name:32s} {micros:10.1f} µs")
     args.out.parent.mkdir(parents=True, exist_ok=True)
