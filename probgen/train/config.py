@@ -26,6 +26,7 @@ from probgen.core import InvalidInput, ProbgenError
 from probgen.registry import DATASETS, MODELS, Registry
 
 __all__ = [
+    "CLOCKS",
     "DEVICES",
     "OPTIMIZERS",
     "PRECISIONS",
@@ -47,6 +48,11 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 
 SCHEDULES = ("constant", "cosine", "warmup")
 """Learning-rate schedule names (see ``probgen.train.optim``)."""
+
+CLOCKS = ("wall", "cpu")
+"""What ``time_budget`` counts: wall-clock seconds, or CPU seconds of this process
+(``time.process_time``, all its threads; fair between runs on a shared CPU
+machine, meaningless for GPU work)."""
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 """``"auto"`` picks CUDA, then MPS, then CPU."""
@@ -80,6 +86,7 @@ class TrainConfig:
 
     steps: int = 1000
     time_budget: float | None = None
+    budget_clock: str = "wall"
     batch_size: int = 256
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -372,6 +379,7 @@ def _validate(config: RunConfig) -> None:
     t = config.train
     _choice("train.optimizer", t.optimizer, OPTIMIZERS)
     _choice("train.lr_schedule", t.lr_schedule, SCHEDULES)
+    _choice("train.budget_clock", t.budget_clock, CLOCKS)
     _choice("train.device", t.device, DEVICES)
     _choice("train.precision", t.precision, PRECISIONS)
     _choice("train.strategy", t.strategy, STRATEGIES)

@@ -262,7 +262,8 @@ class _Run:
             save_config(self.config, self.run_dir / "config.yaml")
         self.model.train()
         start = time.perf_counter()
-        elapsed_before = self.elapsed
+        clock = time.process_time if t.budget_clock == "cpu" else time.perf_counter
+        clock_start, elapsed_before = clock(), self.elapsed
         stop_reason = "steps"
         bar = TrainingProgress(
             t.steps,
@@ -274,7 +275,7 @@ class _Run:
             while self.step < t.steps:
                 losses = self._round()
                 self.step += 1
-                self.elapsed = elapsed_before + time.perf_counter() - start
+                self.elapsed = elapsed_before + clock() - clock_start
                 bar.advance()
                 if self._out_of_time():
                     stop_reason = "time_budget"

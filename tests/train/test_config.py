@@ -58,6 +58,7 @@ def test_overrides_alone_and_free_form_options() -> None:
         ({"train.optimizer": "adagrad"}, r"choose one of: adam, adamw, sgd"),
         ({"train.lr_schedule": "step"}, r"choose one of: constant, cosine, warmup"),
         ({"train.device": "tpu"}, r"choose one of: auto, cpu, cuda, mps"),
+        ({"train.budget_clock": "gpu"}, r"budget_clock: .*choose one of: wall, cpu"),
         ({"train.ema_decay": 1.0}, r"ema_decay: must be in \(0, 1\)"),
         (
             {"model.name": "gausian"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -273,6 +274,26 @@ def test_time_budget_stops_and_checkpoints(make_config, tmp_path, gaussian_data)
     result = fit(config, tmp_path, model=GaussianModel((2,)), dataset=gaussian_data, progress=False)
     assert (result.stop_reason, result.steps) == ("time_budget", 1)
     assert read_checkpoint(tmp_path / "checkpoint").meta["step"] == 1
+
+
+class _SleepyGaussian(GaussianModel):
+    """A Gaussian whose loss waits 0.1 s of wall time without using CPU time."""
+
+    def loss(self, x: Tensor, player: str = "model") -> Tensor:
+        time.sleep(0.1)
+        return super().loss(x, player)
+
+
+@pytest.mark.parametrize(("clock", "steps"), [("wall", 2), ("cpu", 5)])
+def test_time_budget_counts_the_chosen_clock(
+    make_config, tmp_path, gaussian_data, clock: str, steps: int
+) -> None:
+    # 0.1 s of sleep per step: the wall clock passes 0.15 s at step 2, the CPU clock never does
+    config = make_config(steps=5, time_budget=0.15, budget_clock=clock)
+    model = _SleepyGaussian((2,))
+    result = fit(config, tmp_path, model=model, dataset=gaussian_data, progress=False)
+    assert result.steps == steps
+    assert result.stop_reason == ("time_budget" if clock == "wall" else "steps")
 
 
 def test_registered_run_round_trips_through_config_and_load_run(make_config, tmp_path) -> None:
