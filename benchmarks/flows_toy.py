@@ -5,7 +5,7 @@ separated by order reversals, conditioners with two hidden layers of 64, 8
 spline bins (spline on [-5, 5], identity outside), standard normal base.
 The autoregressive contender is MADE with mixture conditionals
 (Germain et al., 2015, "MADE"; p(x) = p(x_1) p(x_2 | x_1), each a mixture of
-``MADE_COMPONENTS`` Gaussians — "made" — or logistics — "made_logistic" —
+``--made-components`` (20) Gaussians — "made" — or logistics — "made_logistic" —
 whose weights, locations and log-scales come from a masked MLP 128-128).
 Every model: batch 512, Adam (lr 1e-3; with ``--cosine`` decayed as
 lr·½(1 + cos(π·c/budget)) in the CPU time c spent), a fresh exact sample of
@@ -62,9 +62,9 @@ RECIPE: dict[str, Any] = {
     "data": "fresh exact samples every step",
     "dtype": "float32",
     "budget": "CPU seconds (time.process_time) per training run",
+    "made_components": 20,
 }
 SHAPES = ["8gaussians", "two_moons", "checkerboard", "pinwheel"]
-MADE_COMPONENTS = 20
 MADE_HIDDEN = (128, 128)
 
 
@@ -81,14 +81,15 @@ class Contender:
 def ours(name: str) -> Contender:
     """probgen's model ``name`` ("realnvp", "maf", "nsf", "made", "made_logistic")."""
     k, hidden = RECIPE["transforms"], tuple(RECIPE["hidden"])
+    components = RECIPE["made_components"]
     builders: dict[str, Callable[[], nn.Module]] = {
         "realnvp": lambda: RealNVP((2,), transforms=k, hidden=hidden),
         "maf": lambda: MAF((2,), transforms=k, hidden=hidden),
         "nsf": lambda: NSF(
             (2,), transforms=k, hidden=hidden, bins=RECIPE["bins"], bound=RECIPE["spline_bound"]
         ),
-        "made": lambda: MADEModel((2,), MixtureOfGaussians(MADE_COMPONENTS), MADE_HIDDEN),
-        "made_logistic": lambda: MADEModel((2,), MixtureOfLogistics(MADE_COMPONENTS), MADE_HIDDEN),
+        "made": lambda: MADEModel((2,), MixtureOfGaussians(components), MADE_HIDDEN),
+        "made_logistic": lambda: MADEModel((2,), MixtureOfLogistics(components), MADE_HIDDEN),
     }
     flow = builders[name]()
     return Contender(f"probgen {name}", flow, flow.log_prob, flow.sample)
@@ -162,7 +163,7 @@ def save(args: argparse.Namespace, runs: list[dict[str, Any]], summary: dict) ->
     """Write the JSON record of the runs so far (and the summary once there is one)."""
     record = {
         "benchmark": "flows_toy",
-        "recipe": RECIPE | {"made": f"{MADE_COMPONENTS} components, hidden {MADE_HIDDEN}"},
+        "recipe": RECIPE | {"made_hidden": list(MADE_HIDDEN)},
         "budget_cpu_seconds": {"long": args.budget, "short": args.short_budget},
         "long_budget_models": args.long,
         "cosine_lr": args.cosine,
@@ -187,8 +188,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--n-test", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--bins", type=int, default=RECIPE["bins"], help="spline bins (NSF)")
+    parser.add_argument("--made-components", type=int, default=RECIPE["made_components"])
     parser.add_argument("--out", type=Path, default=RESULTS / "flows_toy.json")
     args = parser.parse_args()
+    RECIPE.update(bins=args.bins, made_components=args.made_components)
     torch.set_num_threads(args.threads)
 
     runs: list[dict[str, Any]] = []
