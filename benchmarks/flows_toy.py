@@ -1,8 +1,8 @@
 """Flows and MADE on the 2-D toy shapes: KL gap to the exact density after a CPU-time budget.
 
 Flow recipe (/work/shared/BENCHMARKING.md, "Flow peers"): 5 transforms
-separated by order reversals, conditioners with two hidden layers of 64, 8
-spline bins (spline on [-5, 5], identity outside), standard normal base.
+separated by order reversals, conditioners with two hidden layers of 64,
+``--bins`` (8) spline bins (spline on [-5, 5], identity outside), standard normal base.
 The autoregressive contender is MADE with mixture conditionals
 (Germain et al., 2015, "MADE"; p(x) = p(x_1) p(x_2 | x_1), each a mixture of
 ``--made-components`` (20) Gaussians — "made" — or logistics — "made_logistic" —
