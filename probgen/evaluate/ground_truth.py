@@ -35,7 +35,12 @@ import torch
 from torch import Tensor
 
 from probgen.core import Estimate, GenerativeModel, InvalidInput, Likelihood
-from probgen.evaluate.likelihood import LogLikelihoodEstimator, ModelLogProb, log_probs
+from probgen.evaluate.likelihood import (
+    LogLikelihoodEstimator,
+    ModelLogProb,
+    log_probs,
+    with_log_partition,
+)
 from probgen.tensors import flatten_events
 
 __all__ = ["kde_log_prob", "kl_data_model", "kl_model_data", "scott_bandwidth"]
@@ -51,30 +56,34 @@ def kl_data_model(
     estimator: LogLikelihoodEstimator | None = None,
     log_partition: Estimate | None = None,
     generator: torch.Generator | None = None,
+    log_q: Tensor | None = None,
 ) -> Estimate:
     """KL(p ‖ p_θ) = mean of log p(x_n) − log p_θ(x_n) over data x (N, *event_shape) from p.
 
-    log p_θ by the model's ``log_prob`` or the ``estimator``; for an unnormalised
-    model pass ``log_partition`` (log Ẑ_θ, e.g. from ``AIS.log_partition``), whose
-    error is added in quadrature. The kind is that of the log-likelihood used.
+    log p_θ by the model's ``log_prob`` or the ``estimator``, or ``log_q`` (N,)
+    when already computed by that same estimator (so the KL and the NLL of an
+    evaluation share their draws); for an unnormalised model pass
+    ``log_partition`` (log Ẑ_θ, e.g. from ``AIS.log_partition``), whose error is
+    added in quadrature. The kind is that of the log-likelihood used.
     """
     estimator = ModelLogProb() if estimator is None else estimator
     kind = estimator.kind(model)
     log_p = log_probs(truth, x).double().cpu()
-    log_q = log_probs(model, x, estimator=estimator, generator=generator).double().cpu()
+    if log_q is None:
+        log_q = log_probs(model, x, estimator=estimator, generator=generator)
+    if len(log_q) != len(log_p):
+        raise InvalidInput(
+            f"log_q: expected {len(log_p)} values, one per row of x; got {len(log_q)}"
+        )
+    gap = Estimate.from_samples(log_p - log_q.double().cpu(), kind=kind)
     if model.likelihood is Likelihood.UNNORMALIZED and isinstance(estimator, ModelLogProb):
         if log_partition is None:
             raise InvalidInput(
                 f"{type(model).__name__} is unnormalized: pass log_partition (an estimate of "
                 "log Z, e.g. AIS().log_partition(model.init, model.energy).estimate())"
             )
-        gap = Estimate.from_samples(log_p - log_q)
-        return Estimate(
-            gap.value + log_partition.value,
-            math.hypot(gap.stderr, log_partition.stderr),
-            "estimate",
-        )
-    return Estimate.from_samples(log_p - log_q, kind=kind)
+        return with_log_partition(gap, log_partition)
+    return gap
 
 
 def scott_bandwidth(samples: Tensor) -> Tensor:

@@ -50,6 +50,7 @@ __all__ = [
     "log_probs",
     "nll",
     "normalized_nll",
+    "with_log_partition",
 ]
 
 
@@ -234,10 +235,8 @@ def normalized_nll(
 ) -> Estimate:
     """NLL of an unnormalised model, 1/N Σ_n E_θ(x_n) + log Ẑ_θ, given an estimate of log Z_θ.
 
-    ``model.log_prob`` must return -E_θ(x) (likelihood UNNORMALIZED). The
-    standard errors of the mean energy and of log Ẑ add in quadrature; the kind
-    is "estimate". With log Ẑ from AIS, E[log Ẑ] ≤ log Z_θ, so the NLL is biased
-    low (an optimistic score) by the AIS gap.
+    ``model.log_prob`` must return -E_θ(x) (likelihood UNNORMALIZED); see
+    ``with_log_partition`` for the error and the bias.
     """
     if model.likelihood is not Likelihood.UNNORMALIZED:
         raise InvalidInput(
@@ -245,9 +244,19 @@ def normalized_nll(
             f"{model.likelihood.value}"
         )
     energy = Estimate.from_samples(-log_probs(model, x, batch_size))
+    return with_log_partition(energy, log_partition)
+
+
+def with_log_partition(mean: Estimate, log_partition: Estimate) -> Estimate:
+    """``mean`` + log Ẑ_θ: turns a mean energy (or energy gap) into a normalised figure.
+
+    The standard errors add in quadrature; the kind is "estimate". With log Ẑ
+    from AIS, E[log Ẑ] ≤ log Z_θ, so the NLL is biased low (an optimistic
+    score) by the AIS gap.
+    """
     return Estimate(
-        value=energy.value + log_partition.value,
-        stderr=math.hypot(energy.stderr, log_partition.stderr),
+        value=mean.value + log_partition.value,
+        stderr=math.hypot(mean.stderr, log_partition.stderr),
         kind="estimate",
     )
 

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from probgen.core import Estimate, GenerativeModel, Likelihood
 from probgen.data.base import Dataset
+from probgen.data.dequantize import bits_per_dim as bits_per_dim_convention
 from probgen.distributions import GaussianMixture
 from probgen.divergences import energy_distance, mmd, sliced_wasserstein
 from probgen.evaluate.ais import AIS, sigmoid_schedule
@@ -40,9 +41,8 @@ from probgen.evaluate.likelihood import (
     IWAEBound,
     LogLikelihoodEstimator,
     ModelLogProb,
-    bits_per_dim,
-    nll,
-    normalized_nll,
+    log_probs,
+    with_log_partition,
 )
 from probgen.evaluate.modes import mode_metrics_for
 from probgen.evaluate.samples import embed, frechet_distance, kernel_inception_distance, prdc
@@ -95,6 +95,19 @@ class Context:
             self.cache["log_partition"] = result.estimate("estimate")
         return self.cache["log_partition"]
 
+    def log_likelihoods(self, estimator: LogLikelihoodEstimator | None) -> Tensor:
+        """log p_θ(x_n) of every row of ``data`` by ``estimator`` (``log_prob`` when None).
+
+        (N,) float64 on the CPU, computed once per estimator, so the NLL, the
+        bits/dim and KL(p_data ‖ p_θ) of one evaluation rest on the same values
+        (the same draws, for a stochastic estimator).
+        """
+        key = f"log_likelihoods:{id(estimator)}"
+        if key not in self.cache:
+            values = log_probs(self.model, self.data, estimator=estimator, generator=self.generator)
+            self.cache[key] = values.double().cpu()
+        return self.cache[key]
+
     def features(self, net: nn.Module | None) -> tuple[Tensor, Tensor]:
         """φ(samples), φ(reference) with ``net`` (default features when None), computed once."""
         key = f"features:{id(net)}"
@@ -146,14 +159,17 @@ class NLL(Metric):
         return model.likelihood is not Likelihood.NONE
 
     def __call__(self, ctx: Context) -> Result:
-        model, x, levels = ctx.model, ctx.data, ctx.dataset.spec.levels
+        model, levels = ctx.model, ctx.dataset.spec.levels
+        values = ctx.log_likelihoods(self.estimator)
         if self.estimator is None and model.likelihood is Likelihood.UNNORMALIZED:
             log_z = ctx.log_partition(self.ais or _default_ais())
-            return {"nll": normalized_nll(model, x, log_z), "log_partition": log_z}
-        options = {"estimator": self.estimator, "generator": ctx.generator}
-        out: Result = {"nll": nll(model, x, **options)}
+            energy = Estimate.from_samples(-values)
+            return {"nll": with_log_partition(energy, log_z), "log_partition": log_z}
+        kind = (self.estimator or ModelLogProb()).kind(model)
+        out: Result = {"nll": Estimate.from_samples(-values, kind=kind)}
         if levels is not None:
-            out["bpd"] = bits_per_dim(model, x, levels, dequantized=False, **options)
+            bits = bits_per_dim_convention(values, ctx.dataset.spec.dim, levels, dequantized=False)
+            out["bpd"] = Estimate.from_samples(bits, kind=kind)
         return out
 
 
@@ -167,9 +183,8 @@ class IWAENLL(Metric):
         return callable(getattr(model, "iwae_bound", None))
 
     def __call__(self, ctx: Context) -> Result:
-        return {
-            "nll_iwae": nll(ctx.model, ctx.data, estimator=self.estimator, generator=ctx.generator)
-        }
+        values = ctx.log_likelihoods(self.estimator)
+        return {"nll_iwae": Estimate.from_samples(-values, kind=self.estimator.kind(ctx.model))}
 
 
 class KLDataModel(Metric):
@@ -190,9 +205,9 @@ class KLDataModel(Metric):
             ctx.model,
             ctx.dataset.truth,
             ctx.data,
-            estimator=estimator or ModelLogProb(),
+            estimator=estimator,
             log_partition=log_z,
-            generator=ctx.generator,
+            log_q=ctx.log_likelihoods(estimator),
         )
         return {"kl_data_model": value}
 

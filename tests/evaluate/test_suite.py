@@ -22,6 +22,7 @@ from probgen.evaluate.suite import (
     evaluate_model,
 )
 from probgen.models.ebm import EBM
+from probgen.models.gaussian import GaussianModel
 from probgen.models.gan import GAN
 from probgen.models.vae import VAE
 from probgen.sampling import MALA
@@ -51,6 +52,33 @@ def test_the_truth_scores_zero_kl_and_covers_every_mode() -> None:
     assert abs(results["mmd"].value) < 0.01
     assert SAMPLE_KEYS <= results.keys()
     assert "bpd" not in results  # continuous data
+
+
+class _NoisyLogProb(GaussianModel):
+    """A Gaussian whose ``log_prob`` adds fresh noise (a stochastic estimate) and counts calls."""
+
+    likelihood = Likelihood.ESTIMATE
+
+    def __init__(self) -> None:
+        super().__init__((2,))
+        self.rows_scored = 0
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        self.rows_scored += len(x)
+        return super().log_prob(x) + torch.randn(len(x))
+
+
+def test_nll_and_kl_share_one_pass_of_log_prob_over_the_data() -> None:
+    data = toy()
+    model = _NoisyLogProb()
+    results = evaluate_model(model, data, n_samples=100, generator=torch.Generator())
+    assert model.rows_scored == len(data.split("test"))
+    # KL(p ‖ p_θ) = mean log p − mean log p_θ on the same values: NLL − (true NLL), exactly
+    true_nll = -data.truth.log_prob(data.split("test")).mean().item()
+    assert results["kl_data_model"].value == pytest.approx(
+        results["nll"].value - true_nll, rel=0, abs=1e-12
+    )
+    assert results["nll"].kind == results["kl_data_model"].kind == "estimate"
 
 
 def test_a_vae_gets_an_iwae_bound_tighter_than_its_elbo() -> None:
