@@ -130,11 +130,11 @@ class EBM(GenerativeModel):
 
     @classmethod
     def for_data(cls, spec: DataSpec, **options: Any) -> EBM:
-        """An EBM for continuous data of any event shape (discrete data are rejected)."""
-        if spec.levels is not None:
-            raise InvalidInput(
-                f"EBM models continuous data; this data set is discrete ({spec.levels} levels)"
-            )
+        """An EBM over the event shape of ``spec``: a density on ℝ^D.
+
+        On discrete data ``probgen.models.build_model`` wraps it in
+        ``Dequantized``, so it models y = (x + u)/K ∈ [0, 1)^D like a flow.
+        """
         return cls(event_shape=spec.event_shape, **options)
 
     @property

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from probgen.core import DataSpec, InvalidInput, Likelihood, UnknownPlayer
 from probgen.data.base import ArrayDataset
 from probgen.distributions import DiagonalGaussian
+from probgen.models import Dequantized, build_model
 from probgen.models.ebm import EBM, contrastive_loss
 from probgen.registry import MODELS
 from probgen.sampling import MALA
@@ -80,8 +81,16 @@ def test_registry_and_for_data() -> None:
     assert MODELS.get("ebm") is EBM
     model = EBM.for_data(DataSpec((2,)), hidden=(8,), buffer_size=10)
     assert model.event_shape == (2,) and model.chains.shape == (10, 2)
-    with pytest.raises(InvalidInput, match="continuous data"):
-        EBM.for_data(DataSpec((1, 8, 8), levels=17))
+
+
+def test_a_dequantized_ebm_stays_unnormalized_and_trains_on_levels() -> None:
+    model = build_model("ebm", DataSpec((1, 4, 4), levels=17), hidden=(8,), sample_steps=3)
+    assert isinstance(model, Dequantized) and isinstance(model.model, EBM)
+    assert model.likelihood is Likelihood.UNNORMALIZED  # −E(y) − D log K, still off by log Z
+    x = model.sample(5, generator=torch.Generator().manual_seed(0))
+    loss = model.loss(x)
+    loss.backward()
+    assert torch.isfinite(loss)
 
 
 def test_sample_shapes_any_event_shape_and_reproducibility() -> None:
