@@ -30,8 +30,10 @@ from probgen.models.gan import (
     CriticDiverged,
     Generator,
     GradientPenalty,
+    InputScale,
     KantorovichRubinstein,
     WeightClipping,
+    build_networks,
 )
 from probgen.nn.mlp import MLP
 from probgen.registry import MODELS
@@ -404,3 +406,31 @@ def test_pack_errors() -> None:
     with pytest.raises(InvalidInput, match="pack"):
         GAN((2,), pack=0)
     assert "pack=2" in repr(GAN((2,), pack=2))
+
+
+@pytest.mark.parametrize("pack", [1, 3])
+@pytest.mark.parametrize("scale", [0.03, 7.0])
+def test_critic_scale_reads_the_input_in_units_of_the_length_scale(pack: int, scale: float) -> None:
+    """With critic_scale = ℓ the critic is V_ℓ(x) = V_1(x/ℓ) for the same MLP weights."""
+    event_shape = (1, 2)
+    _, plain = build_networks(event_shape, hidden=(16, 16), pack=pack)
+    _, scaled = build_networks(event_shape, hidden=(16, 16), pack=pack, critic_scale=scale)
+    scaled_input, mlp = scaled.network
+    assert isinstance(scaled_input, InputScale) and scaled_input.length_scale == scale
+    torch.nn.init.normal_(plain.network[-1].weight)  # a non-constant critic
+    mlp.load_state_dict(plain.network.state_dict())
+    x = torch.randn(5, pack, *event_shape)
+    torch.testing.assert_close(scaled(scale * x), plain(x))
+    game = GAN(event_shape, hidden=(16,), pack=pack, critic_scale=scale)
+    assert isinstance(game.critic.network[0], InputScale)
+    assert game.loss(torch.randn(6, *event_shape), "critic").isfinite()
+
+
+def test_critic_scale_errors() -> None:
+    """ℓ must be positive; the default ℓ = 1 adds no layer."""
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InvalidInput, match="critic_scale"):
+            GAN((2,), critic_scale=bad)
+        with pytest.raises(InvalidInput, match="length_scale"):
+            InputScale(bad)
+    assert isinstance(GAN((2,), hidden=(4,)).critic.network, MLP)

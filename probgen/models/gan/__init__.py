@@ -12,7 +12,13 @@ from probgen.models.gan.constraints import (
     WeightClipping,
 )
 from probgen.models.gan.game import AdversarialGame, CriticDiverged
-from probgen.models.gan.networks import Critic, Generator, build_networks, packed_shape
+from probgen.models.gan.networks import (
+    Critic,
+    Generator,
+    InputScale,
+    build_networks,
+    packed_shape,
+)
 from probgen.models.gan.objectives import CriticObjective, KantorovichRubinstein, minimax_value
 from probgen.models.gan.variants import FGAN, GAN, WGAN, WGANGP, resolve_divergence
 
@@ -27,6 +33,7 @@ __all__ = [
     "CriticObjective",
     "Generator",
     "GradientPenalty",
+    "InputScale",
     "KantorovichRubinstein",
     "LipschitzConstraint",
     "NoConstraint",

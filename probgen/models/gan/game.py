@@ -51,6 +51,8 @@ class AdversarialGame(GenerativeModel):
         constraint: the critic's Lipschitz constraint (default: none).
         non_saturating: generator minimises −E[g(V(G(z)))] instead of −E[f*(g(V(G(z))))].
         latent_dim, hidden: sizes of the default MLP networks (``build_networks``).
+        critic_scale: length scale ℓ at which the default critic reads its
+            input, x/ℓ (``build_networks``); about 3σ for modes of width σ.
         generator, critic: networks to use instead of the defaults; a given
             critic must take events of shape ``packed_shape(event_shape, pack)``.
         pack: m, the number of samples the critic judges jointly (PacGAN, 1 =
@@ -76,6 +78,7 @@ class AdversarialGame(GenerativeModel):
         critic: Critic | None = None,
         max_critic: float = 1e4,
         pack: int = 1,
+        critic_scale: float = 1.0,
     ) -> None:
         super().__init__(event_shape)
         if not isinstance(objective, CriticObjective):
@@ -89,7 +92,9 @@ class AdversarialGame(GenerativeModel):
         if not max_critic > 0:
             raise InvalidInput(f"max_critic: expected > 0, got {max_critic}")
         default_g, default_c = (
-            build_networks(self.event_shape, latent_dim, hidden, pack=self.pack)
+            build_networks(
+                self.event_shape, latent_dim, hidden, pack=self.pack, critic_scale=critic_scale
+            )
             if generator is None or critic is None
             else (generator, critic)
         )
