@@ -121,3 +121,11 @@ def test_saved_config_reloads_identically(tmp_path_factory, steps, lr, ema, clip
     path = tmp_path_factory.mktemp("cfg") / "config.yaml"
     save_config(config, path)
     assert load_config(path) == config
+
+
+def test_model_options_are_checked_against_what_for_data_takes() -> None:
+    base = {"model.name": "transformer", "data.name": "tinyshakespeare"}
+    config = load_config(None, {**base, "model.options": {"n_layer": 2, "n_embd": 32}})
+    assert config.model.options == {"n_layer": 2, "n_embd": 32}
+    with pytest.raises(ConfigError, match=r"unknown option 'n_layr'.*valid options: .*n_layer"):
+        load_config(None, {**base, "model.options": {"n_layr": 2}})

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -102,15 +101,39 @@ class Transformer(GenerativeModel):
             nn.init.zeros_(module.bias)
 
     @classmethod
-    def for_data(cls, spec: DataSpec, **options: Any) -> Transformer:
-        """A transformer for token windows ``spec`` (event (T,), V = ``spec.levels``)."""
+    def for_data(
+        cls,
+        spec: DataSpec,
+        n_layer: int = TransformerConfig.n_layer,
+        n_head: int = TransformerConfig.n_head,
+        n_embd: int = TransformerConfig.n_embd,
+        dropout: float = TransformerConfig.dropout,
+        bias: bool = TransformerConfig.bias,
+        tie_weights: bool = TransformerConfig.tie_weights,
+        block_size: int | None = None,
+    ) -> Transformer:
+        """A transformer for token windows ``spec`` (event (T,), V = ``spec.levels``).
+
+        The options are ``TransformerConfig``'s (named here so that run configs
+        are checked against them); ``block_size`` defaults to T.
+        """
         if len(spec.event_shape) != 1 or spec.levels is None:
             raise InvalidInput(
                 f"Transformer: expected token sequences (event shape (T,), discrete levels), "
                 f"got event shape {spec.event_shape} with levels {spec.levels}"
             )
-        options.setdefault("block_size", spec.event_shape[0])
-        return cls(TransformerConfig(vocab_size=spec.levels, **options), spec.event_shape[0])
+        length = spec.event_shape[0]
+        config = TransformerConfig(
+            vocab_size=spec.levels,
+            block_size=length if block_size is None else block_size,
+            n_layer=n_layer,
+            n_head=n_head,
+            n_embd=n_embd,
+            dropout=dropout,
+            bias=bias,
+            tie_weights=tie_weights,
+        )
+        return cls(config, length)
 
     @property
     def handles_levels(self) -> bool:
