@@ -7,20 +7,21 @@ import math
 import pytest
 import torch
 
-from probgen.tensors import logmeanexp, softmax_last
+from probgen.tensors import FUSED_SOFTMAX_MIN_WIDTH, log_softmax_last, logmeanexp, softmax_last
+
+WIDTHS = [2, 8, FUSED_SOFTMAX_MIN_WIDTH - 1, FUSED_SOFTMAX_MIN_WIDTH, 40]  # both code paths
 
 
-@pytest.mark.parametrize("shape", [(5,), (3, 8), (2, 4, 7)])
-def test_softmax_last_equals_torch_softmax(shape: tuple[int, ...]) -> None:
-    t = 30 * torch.randn(shape)  # large logits: the max shift must keep it finite
-    torch.testing.assert_close(softmax_last(t), torch.softmax(t, dim=-1))
-
-
-def test_softmax_last_gradient_equals_torch_softmax() -> None:
-    t = torch.randn(6, 8, requires_grad=True)
-    w = torch.randn(6, 8)
-    (g_ours,) = torch.autograd.grad((softmax_last(t) * w).sum(), t)
-    (g_torch,) = torch.autograd.grad((torch.softmax(t, dim=-1) * w).sum(), t)
+@pytest.mark.parametrize("k", WIDTHS)
+@pytest.mark.parametrize(
+    ("ours", "theirs"), [(softmax_last, torch.softmax), (log_softmax_last, torch.log_softmax)]
+)
+def test_softmax_helpers_equal_torch_in_value_and_gradient(ours, theirs, k: int) -> None:
+    t = (30 * torch.randn(3, 4, k)).requires_grad_()  # large logits: must stay finite
+    w = torch.randn(3, 4, k)
+    torch.testing.assert_close(ours(t), theirs(t, dim=-1))
+    (g_ours,) = torch.autograd.grad((ours(t) * w).sum(), t)
+    (g_torch,) = torch.autograd.grad((theirs(t, dim=-1) * w).sum(), t)
     torch.testing.assert_close(g_ours, g_torch)
 
 

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from probgen.core import InvalidInput, check_input
 from probgen.models.autoregressive.sampling import LogitFilter, as_levels, sample_logits
+from probgen.tensors import log_softmax_last
 
 __all__ = [
     "Bernoulli",
@@ -87,7 +88,7 @@ class Categorical(Conditional):
         return x.to(dtype) * (2 / (self.levels - 1)) - 1
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        logp = self.logits(params).log_softmax(dim=-1)
+        logp = log_softmax_last(self.logits(params))
         return logp.gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
 
     def sample(
@@ -146,7 +147,7 @@ class Mixture(Conditional):
         logits, mu, log_s = self.split(params)
         z = (x.unsqueeze(-1) - mu) * torch.exp(-log_s)
         comp = self.standard_log_prob(z) - log_s
-        return torch.logsumexp(logits.log_softmax(dim=-1) + comp, dim=-1)
+        return torch.logsumexp(log_softmax_last(logits) + comp, dim=-1)
 
     def sample(
         self, params: Tensor, filt: LogitFilter, generator: torch.Generator | None

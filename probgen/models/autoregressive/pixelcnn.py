@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from probgen.core import DataSpec, GenerativeModel, InvalidInput, Likelihood
 from probgen.models.autoregressive.sampling import LogitFilter, as_levels, sample_logits
 from probgen.nn.masked import MaskedConv2d
-from probgen.tensors import sum_events
+from probgen.tensors import log_softmax_last, sum_events
 
 __all__ = ["PixelCNN", "ResidualMaskedBlock"]
 
@@ -116,7 +116,7 @@ class PixelCNN(GenerativeModel):
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) = Σ over pixels and channels of log p(x_{c,i,j} | earlier): (B,)."""
         x = as_levels(x, self.event_shape, self.levels)
-        logp = self.logits(x).log_softmax(dim=-1)
+        logp = log_softmax_last(self.logits(x))
         return sum_events(logp.gather(-1, x.unsqueeze(-1)).squeeze(-1))
 
     @torch.no_grad()
