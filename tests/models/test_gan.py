@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from probgen.core import (
     UnknownPlayer,
 )
 from probgen.distributions import StandardNormal
+from probgen.distributions.shapes import EightGaussians
 from probgen.divergences import F_DIVERGENCES, GANJensenShannon, KullbackLeibler
 from probgen.models.gan import (
     FGAN,
@@ -434,3 +436,50 @@ def test_critic_scale_errors() -> None:
         with pytest.raises(InvalidInput, match="length_scale"):
             InputScale(bad)
     assert isinstance(GAN((2,), hidden=(4,)).critic.network, MLP)
+
+
+def test_a_critic_reading_x_over_3_sigma_resolves_narrow_modes() -> None:
+    """Spectral bias, measured: a critic resolves modes of width σ ≪ 1 only at ℓ ≈ 3σ.
+
+    P is PacGAN's ring (8 modes, radius 1, σ = 0.01); Q spreads the same mass
+    uniformly along the ring (radius 1 + σ ε), as a generator does before it
+    forms modes. Q has density q(x) = φ_σ(‖x‖ − 1)/(2π‖x‖), so the Bayes
+    classifier 1[p > q] and its accuracy (0.96) are known. After the same 200
+    Adam steps, a critic reading x/(3σ) classifies better than one reading x
+    by more than 0.1 in mean accuracy over two seeds (measured 0.76 against
+    0.60), and no better than the Bayes classifier.
+    """
+    sigma = 0.01
+    truth = EightGaussians(radius=1.0, std=sigma)
+
+    def uniform_ring(n: int) -> torch.Tensor:
+        angle = 2 * math.pi * torch.rand(n)
+        radius = 1.0 + sigma * torch.randn(n)
+        return radius[:, None] * torch.stack([angle.cos(), angle.sin()], dim=1)
+
+    def log_q(x: torch.Tensor) -> torch.Tensor:
+        r = x.norm(dim=1)
+        normal = torch.distributions.Normal(1.0, sigma)
+        return normal.log_prob(r) - torch.log(2 * math.pi * r)
+
+    def accuracy(classify: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        real, fake = truth.sample(4000), uniform_ring(4000)
+        return 0.5 * (classify(real).double().mean() + (~classify(fake)).double().mean()).item()
+
+    def trained_accuracy(scale: float, seed: int) -> float:
+        torch.manual_seed(seed)
+        critic = GAN((2,), hidden=(32, 32), latent_dim=2, critic_scale=scale).critic
+        optimizer = torch.optim.Adam(critic.parameters(), lr=1e-3, betas=(0.5, 0.999))
+        for _ in range(200):
+            v = critic(torch.cat([truth.sample(64), uniform_ring(64)]))
+            loss = F.softplus(-v[:64]).mean() + F.softplus(v[64:]).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            return accuracy(lambda x: critic(x) > 0)
+
+    bayes = accuracy(lambda x: truth.log_prob(x) > log_q(x))
+    plain = sum(trained_accuracy(1.0, seed) for seed in range(2)) / 2
+    scaled = sum(trained_accuracy(3 * sigma, seed) for seed in range(2)) / 2
+    assert plain + 0.1 < scaled < bayes + 0.01
