@@ -212,13 +212,28 @@ def evaluate_(
     ] = None,
     n_samples: Annotated[int, typer.Option(help="Samples for sample metrics.")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed of the samples.")] = 0,
+    max_examples: Annotated[
+        int | None,
+        typer.Option(help="Score only the first N examples of the split (default: all).", min=1),
+    ] = None,
 ) -> None:
     """Evaluate a trained run on a split; print a table and update RUN_DIR/metrics.json."""
     if split not in SPLITS:
         raise typer.BadParameter(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     names = None if metrics is None else [m.strip() for m in metrics.split(",") if m.strip()]
     model, _, dataset = load_run(run_dir)
-    _report(Console(), model, dataset, run_dir, split, names, n_samples, seed, picture=False)
+    _report(
+        Console(),
+        model,
+        dataset,
+        run_dir,
+        split,
+        names,
+        n_samples,
+        seed,
+        picture=False,
+        max_examples=max_examples,
+    )
 
 
 @app.command()
@@ -258,18 +273,22 @@ def _report(
     seed: int,
     *,
     picture: bool = True,
+    max_examples: int | None = None,
 ) -> None:
     """Compute metrics, write metrics.json (and samples.png), print the table."""
-    results = evaluate(
-        model,
-        dataset,
-        names or None,
-        split=split,
-        n_samples=n_samples,
-        seed=seed,
-    )
+    n = len(dataset.split(split)[:max_examples])
+    with console.status(f"evaluating {type(model).__name__} on {n} {split} examples"):
+        results = evaluate(
+            model,
+            dataset,
+            names or None,
+            split=split,
+            n_samples=n_samples,
+            seed=seed,
+            max_examples=max_examples,
+        )
     write_metrics(run_dir / "metrics.json", split, results)
-    console.print(metrics_table(results, f"{split} split ({len(dataset.split(split))} examples)"))
+    console.print(metrics_table(results, f"{split} split ({n} examples)"))
     if picture:
         _picture(
             _draw(model, n_samples, seed).cpu(), run_dir / "samples.png", dataset, run_dir.name

@@ -9,7 +9,8 @@ time and network evaluations). Names chosen by the user are the registry's
 objects that compute it, so the model's samples, their pairing with data and
 every formula are the suite's. Results the suite computes alongside a chosen
 name that are no registry name themselves (``kl_data_model`` beside ``nll``,
-``log_partition`` of an EBM, ``sampling_seconds``, ``network_evaluations``) are
+``log_partition`` of an EBM, ``sampling_seconds``, ``network_evaluations``,
+``held_out_examples``) are
 kept; other registry names are not.
 
 Each result is an ``Estimate``; the suite's plain numbers (counts and seconds)
@@ -95,11 +96,13 @@ def evaluate(
     split: str = "test",
     n_samples: int = 2000,
     seed: int = 0,
+    max_examples: int | None = None,
 ) -> dict[str, Estimate]:
     """``evaluate_model`` on ``split`` of ``dataset``: ``DEFAULT_METRICS``, or the ``names`` chosen.
 
     ``n_samples`` model samples are drawn once with a generator seeded by
-    ``seed`` (so equal seeds give equal numbers). Raises ``UnknownName`` for a
+    ``seed`` (so equal seeds give equal numbers); ``max_examples`` keeps the
+    first rows of the split only. Raises ``UnknownName`` for a
     name not in ``METRICS`` (listing the valid ones) and ``MetricNotApplicable``
     for a chosen name the suite does not compute for this model and data.
     """
@@ -111,7 +114,13 @@ def evaluate(
         metrics = tuple(chosen.values())
     generator = torch.Generator(device=model.device).manual_seed(seed)
     results = evaluate_model(
-        model, dataset, n_samples=n_samples, generator=generator, metrics=metrics, split=split
+        model,
+        dataset,
+        n_samples=n_samples,
+        generator=generator,
+        metrics=metrics,
+        split=split,
+        max_examples=max_examples,
     )
     if names is not None:
         missing = [name for name in names if name not in results]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from probgen.core import Estimate, GenerativeModel, Likelihood
+from probgen.core import Estimate, GenerativeModel, InvalidInput, Likelihood
 from probgen.data.base import Dataset
 from probgen.data.dequantize import bits_per_dim as bits_per_dim_convention
 from probgen.distributions import GaussianMixture
@@ -351,6 +351,7 @@ def evaluate_model(
     generator: torch.Generator | None = None,
     metrics: Sequence[Metric] = DEFAULT_METRICS,
     split: str = "test",
+    max_examples: int | None = None,
 ) -> Result:
     """Every metric of ``metrics`` that applies to ``model`` on ``dataset``, by name.
 
@@ -360,13 +361,21 @@ def evaluate_model(
     it: 1 for a GAN or VAE, the number of steps of an MCMC or diffusion sampler,
     one per dimension of an autoregressive model). Sample metrics compare the
     samples with as many rows of ``split`` (a random subset drawn with
-    ``generator`` when the split is larger).
+    ``generator`` when the split is larger). ``max_examples`` keeps only the
+    first rows of the split (for likelihoods that cost seconds per batch,
+    e.g. a diffusion model's ODE); ``held_out_examples`` records how many.
     """
-    data = dataset.split(split)
+    if max_examples is not None and (isinstance(max_examples, bool) or max_examples < 1):
+        raise InvalidInput(f"max_examples: expected a positive integer, got {max_examples!r}")
+    data = dataset.split(split)[:max_examples]
     samples, seconds, calls = _draw(model, n_samples, generator)
     rows = torch.randperm(len(data), generator=_cpu(generator))[:n_samples]
     ctx = Context(model, dataset, data, samples, data[rows].cpu(), generator)
-    results: Result = {"sampling_seconds": seconds, "network_evaluations": float(calls)}
+    results: Result = {
+        "sampling_seconds": seconds,
+        "network_evaluations": float(calls),
+        "held_out_examples": float(len(data)),
+    }
     for metric in metrics:
         if metric.applies(model, dataset):
             results.update(metric(ctx))

@@ -75,7 +75,7 @@ def test_train_writes_every_output(trained_run: Path) -> None:
     assert set(test) == {
         "nll", "kl_data_model", "kl_model_data", "mmd", "energy_distance", "sliced_wasserstein",
         "fid", "kid", "precision", "recall", "density", "coverage", "modes", "high_quality",
-        "reverse_kl", "sampling_seconds", "network_evaluations",
+        "reverse_kl", "sampling_seconds", "network_evaluations", "held_out_examples",
     }  # fmt: skip
     assert test["nll"]["kind"] == "exact" and test["nll"]["unit"] == "nats"
     assert test["sampling_seconds"]["unit"] == "s"
@@ -185,6 +185,19 @@ def test_evaluate_reproduces_the_training_metrics(cli: Cli, run_copy: Path) -> N
         assert after[name]["value"] == pytest.approx(before[name]["value"], rel=1e-9), name
 
 
+def test_evaluate_scores_only_the_first_max_examples(cli: Cli, run_copy: Path) -> None:
+    result = cli("evaluate", run_copy, "--metrics", "nll", "--max-examples", "50")
+    assert result.exit_code == 0, result.output
+    assert "test split (50 examples)" in result.stdout
+    scored = _metrics(run_copy)["test"]
+    model, _, dataset = load_run(run_copy)
+    assert scored["held_out_examples"]["value"] == 50
+    assert scored["nll"]["value"] == pytest.approx(
+        nll(model, dataset.split("test")[:50]).value, rel=1e-12
+    )
+    assert cli("evaluate", run_copy, "--max-examples", "0").exit_code == 2
+
+
 def test_evaluate_other_split_and_chosen_metrics(cli: Cli, run_copy: Path) -> None:
     result = cli(
         "evaluate", run_copy, "--split", "validation", "--metrics", "nll,mmd", "--n-samples", "300"
@@ -194,7 +207,8 @@ def test_evaluate_other_split_and_chosen_metrics(cli: Cli, run_copy: Path) -> No
     metrics = _metrics(run_copy)
     assert set(metrics) == {"test", "validation"}
     assert set(metrics["validation"]) == {
-        "nll", "kl_data_model", "mmd", "sampling_seconds", "network_evaluations"
+        "nll", "kl_data_model", "mmd", "sampling_seconds", "network_evaluations",
+        "held_out_examples",
     }  # fmt: skip
     model, _, dataset = load_run(run_copy)
     direct = nll(model, dataset.split("validation"))

@@ -45,7 +45,7 @@ def test_default_metrics_are_the_suites_and_exact_for_the_truth(toy: ToyDataset)
     assert list(results) == [
         "nll", "kl_data_model", "kl_model_data", "mmd", "energy_distance", "sliced_wasserstein",
         "fid", "kid", "precision", "recall", "density", "coverage", "high_quality",
-        "reverse_kl", "sampling_seconds", "network_evaluations", "modes",
+        "reverse_kl", "sampling_seconds", "network_evaluations", "held_out_examples", "modes",
     ]  # fmt: skip
     for kl in ("kl_data_model", "kl_model_data"):
         assert results[kl] == Estimate(0.0, 0.0, "exact"), kl
@@ -60,7 +60,9 @@ def test_chosen_metrics_cover_the_registry_with_their_companions(toy: ToyDataset
     """Every continuous-data registry name in the order asked, then what the suite adds."""
     names = [name for name in METRICS.names() if name != "bpd"]
     results = evaluate(toy.truth, toy, names, n_samples=300)
-    assert list(results) == [*names, "kl_data_model", "sampling_seconds", "network_evaluations"]
+    assert list(results) == [
+        *names, "kl_data_model", "sampling_seconds", "network_evaluations", "held_out_examples"
+    ]  # fmt: skip
 
 
 def test_the_true_distribution_scores_zero_kl_and_its_entropy(toy: ToyDataset) -> None:
