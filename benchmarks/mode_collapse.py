@@ -232,9 +232,10 @@ def run(
 
     Besides the three mode figures, reports the quartiles of the standardised
     distance d = min_k ‖x − μ_k‖/σ of the samples to their nearest mode: a
-    generator spreading its mass uniformly along the ring (or over the grid's
-    square) scores quartiles near (10, 19, 29) (or (11, 15, 20)), and still
-    covers every mode.
+    generator spreading its mass uniformly along the ring (radial spread σ), or
+    uniformly over the grid's square [−5, 5]², has quartiles (9.8, 19.6, 29.3),
+    or (11.3, 16.0, 19.5), covers every mode with a reverse KL near 0, and has
+    only 7.2%, or 1.7%, high-quality samples.
     """
     torch.manual_seed(seed)
     truth = DATASETS[data]().float()
