@@ -22,8 +22,8 @@ from probgen.evaluate.suite import (
     evaluate_model,
 )
 from probgen.models.ebm import EBM
-from probgen.models.gaussian import GaussianModel
 from probgen.models.gan import GAN
+from probgen.models.gaussian import GaussianModel
 from probgen.models.vae import VAE
 from probgen.sampling import MALA
 
