@@ -24,6 +24,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check probgen tests benchmarks
+	$(BIN)/ruff format --check probgen tests benchmarks
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
