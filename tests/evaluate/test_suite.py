@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from probgen.core import Estimate, GenerativeModel, Likelihood
+from probgen.core import Estimate, GenerativeModel, InvalidInput, Likelihood
 from probgen.data.digits import Digits
 from probgen.data.toy import ToyDataset
 from probgen.evaluate.ais import AIS, sigmoid_schedule
@@ -79,6 +79,16 @@ def test_nll_and_kl_share_one_pass_of_log_prob_over_the_data() -> None:
         results["nll"].value - true_nll, rel=0, abs=1e-12
     )
     assert results["nll"].kind == results["kl_data_model"].kind == "estimate"
+
+
+def test_max_examples_scores_the_first_rows_only() -> None:
+    data = toy()
+    first = data.split("test")[:40]
+    results = evaluate_model(data.truth, data, n_samples=50, metrics=[NLL()], max_examples=40)
+    assert results["held_out_examples"] == 40.0
+    assert results["nll"].value == pytest.approx(-data.truth.log_prob(first).mean().item())
+    with pytest.raises(InvalidInput, match="max_examples"):
+        evaluate_model(data.truth, data, n_samples=50, metrics=[NLL()], max_examples=0)
 
 
 def test_a_vae_gets_an_iwae_bound_tighter_than_its_elbo() -> None:

@@ -23,6 +23,7 @@ from probgen.models.diffusion import (
     HutchinsonDivergence,
     NoisePrediction,
     ODELikelihood,
+    Prediction,
     PredictorCorrector,
     ProbabilityFlow,
     ScorePrediction,
@@ -198,3 +199,17 @@ def test_registry_entries():
         assert isinstance(SAMPLERS.get(name)(), DiffusionSampler)
     with pytest.raises(InvalidInput, match="unknown process"):
         ScoreSDE((2,), process="nope")
+
+
+def test_a_prediction_is_built_from_exactly_one_quantity():
+    """ε̂, x̂_0 and ŝ follow from any one of them by x_t = α x_0 + σ ε and ŝ = −ε̂/σ."""
+    x0, eps = torch.randn(4, 2), torch.randn(4, 2)
+    alpha, sigma = 0.6, 0.8
+    xt = alpha * x0 + sigma * eps
+    for given in ({"noise": eps}, {"data": x0}, {"score": -eps / sigma}):
+        pred = Prediction(xt, alpha, sigma, **given)
+        assert torch.allclose(pred.noise, eps, atol=1e-12)
+        assert torch.allclose(pred.data, x0, atol=1e-12)
+        assert torch.allclose(pred.score, -eps / sigma, atol=1e-12)
+    with pytest.raises(InvalidInput, match="exactly one"):
+        Prediction(xt, alpha, sigma, noise=eps, data=x0)
