@@ -11,11 +11,13 @@ from probgen.models.vae.decoders import (
 from probgen.models.vae.encoders import GaussianEncoder, GaussianPosterior
 from probgen.models.vae.model import VAE
 from probgen.models.vae.objectives import ELBO, IWAE
+from probgen.models.vae.priors import PRIORS, MixturePrior, VampPrior, build_prior
 
 __all__ = [
     "DECODERS",
     "ELBO",
     "IWAE",
+    "PRIORS",
     "VAE",
     "BernoulliDecoder",
     "CategoricalDecoder",
@@ -24,5 +26,8 @@ __all__ = [
     "GaussianDecoder",
     "GaussianEncoder",
     "GaussianPosterior",
+    "MixturePrior",
+    "VampPrior",
     "build_networks",
+    "build_prior",
 ]

@@ -14,6 +14,7 @@ from probgen.models.vae.build import build_networks
 from probgen.models.vae.decoders import Decoder
 from probgen.models.vae.encoders import GaussianEncoder, GaussianPosterior
 from probgen.models.vae.objectives import ELBO, IWAE
+from probgen.models.vae.priors import build_prior
 from probgen.tensors import logmeanexp
 
 __all__ = ["VAE"]
@@ -102,17 +103,21 @@ class VAE(GenerativeModel):
         beta: float = 1.0,
         iwae_k: int | None = None,
         log_prob_k: int = 1,
+        prior: str = "standard",
+        prior_components: int = 50,
     ) -> VAE:
         """A VAE for data described by ``spec`` (used by configs and the CLI).
 
         Networks and decoder as in ``build_networks`` (decoder by the data's
         levels unless named: "gaussian", "bernoulli", "categorical",
-        "logistic"); standard normal prior; trained on ``IWAE(iwae_k)`` when
-        ``iwae_k`` is given, else on ``ELBO(beta)``.
+        "logistic"); prior by ``build_prior`` ("standard" normal, a learned
+        "mixture" or a "vamp" prior with ``prior_components`` components);
+        trained on ``IWAE(iwae_k)`` when ``iwae_k`` is given, else on ``ELBO(beta)``.
         """
         encoder, dec = build_networks(spec, latent_dim, decoder, hidden, channels)
         objective = ELBO(beta=beta) if iwae_k is None else IWAE(k=iwae_k)
-        return cls(encoder, dec, objective=objective, log_prob_k=log_prob_k)
+        p_z = build_prior(prior, encoder, spec, prior_components)
+        return cls(encoder, dec, p_z, objective=objective, log_prob_k=log_prob_k)
 
     @property
     def handles_levels(self) -> bool:
