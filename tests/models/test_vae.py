@@ -266,6 +266,10 @@ def test_protocol_shapes_and_errors() -> None:
         _vae(prior=StandardNormal((Z + 1,)))
     with pytest.raises(InvalidInput, match="k >= 1"):
         IWAE(k=0)
+    half = torch.full((3, 4), 0.5)
+    for bound in (vae.elbo, vae.log_prob, lambda x: vae.iwae_bound(x, 3)):
+        with pytest.raises(InvalidInput, match=r"BernoulliDecoder x: .*\{0, …, 1\}"):
+            bound(half)
 
 
 def test_conv_vae_on_images() -> None:

@@ -37,7 +37,9 @@ class Decoder(nn.Module, abc.ABC):
 
     Subclasses set ``n_params`` (P, raw parameters per event entry) and
     implement ``log_prob_params``, ``sample_params`` and ``mean_params`` on
-    params of shape (B, P, *event_shape).
+    params of shape (B, P, *event_shape); discrete ones override ``check``,
+    which ``log_prob`` applies to x first (``log_prob_params`` takes checked x,
+    so a caller scoring one x against many z checks it once).
 
     Args:
         net: module mapping z (B, Z) to (B, P·prod(event_shape)) or any shape
@@ -58,9 +60,13 @@ class Decoder(nn.Module, abc.ABC):
         """Raw parameters of p_θ(x|z): z (B, Z) -> (B, P, *event_shape)."""
         return self.net(z).reshape(z.shape[0], self.n_params, *self.event_shape)
 
+    def check(self, x: Tensor) -> Tensor:
+        """x, after checking its values are observations of this model (any real, here)."""
+        return x
+
     def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
         """log p_θ(x|z) summed over the event: x (B, *event_shape), z (B, Z) -> (B,)."""
-        return self.log_prob_params(x, self(z))
+        return self.log_prob_params(self.check(x), self(z))
 
     def sample(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One draw x ~ p_θ(x|z) per latent: z (B, Z) -> (B, *event_shape)."""
@@ -72,7 +78,7 @@ class Decoder(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def log_prob_params(self, x: Tensor, params: Tensor) -> Tensor:
-        """log p(x | params): x (B, *event_shape), params (B, P, *event_shape) -> (B,)."""
+        """log p(x | params): checked x (B, *event_shape), params (B, P, *event_shape) -> (B,)."""
 
     @abc.abstractmethod
     def sample_params(self, params: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -84,7 +90,7 @@ class Decoder(nn.Module, abc.ABC):
 
 
 def _check_levels(x: Tensor, levels: int, name: str) -> Tensor:
-    """x as integer class indices (long), after checking every entry is in {0, …, K-1}."""
+    """x, after checking every entry is an integer in {0, …, K-1}."""
     index = x.round()
     if not (torch.equal(index, x) and (index >= 0).all() and (index <= levels - 1).all()):
         raise InvalidInput(
@@ -92,10 +98,18 @@ def _check_levels(x: Tensor, levels: int, name: str) -> Tensor:
             f"got values in [{x.min().item():g}, {x.max().item():g}]"
             + ("" if torch.equal(index, x) else " with non-integers")
         )
-    return index.long()
+    return x
 
 
-class BernoulliDecoder(Decoder):
+class _DiscreteDecoder(Decoder):
+    """A decoder whose observations are the integers {0, …, ``levels`` - 1}."""
+
+    def check(self, x: Tensor) -> Tensor:
+        """x, after checking every entry is an integer in {0, …, K-1} (InvalidInput if not)."""
+        return _check_levels(x, self.levels, f"{type(self).__name__} x")
+
+
+class BernoulliDecoder(_DiscreteDecoder):
     """Independent Bernoulli pixels for binary data, x ∈ {0, 1}^D.
 
     log p(x|z) = Σ_d x_d log π_d + (1 - x_d) log(1 - π_d), π = sigmoid(logits(z)),
@@ -106,7 +120,6 @@ class BernoulliDecoder(Decoder):
     levels = 2
 
     def log_prob_params(self, x: Tensor, params: Tensor) -> Tensor:
-        _check_levels(x, 2, "BernoulliDecoder x")
         logits = params[:, 0]
         return -sum_events(F.binary_cross_entropy_with_logits(logits, x, reduction="none"))
 
@@ -170,7 +183,7 @@ class GaussianDecoder(Decoder):
         return params[:, 0]
 
 
-class CategoricalDecoder(Decoder):
+class CategoricalDecoder(_DiscreteDecoder):
     """Independent categorical entries over K levels, x_d ∈ {0, …, K-1}.
 
     log p(x|z) = Σ_d log softmax(logits_d(z))[x_d]; P = K.
@@ -188,7 +201,7 @@ class CategoricalDecoder(Decoder):
         self.levels = self.n_params = int(levels)
 
     def log_prob_params(self, x: Tensor, params: Tensor) -> Tensor:
-        index = _check_levels(x, self.levels, "CategoricalDecoder x")
+        index = x.long()
         log_p = torch.log_softmax(params, dim=1)  # (B, K, *event)
         return sum_events(log_p.gather(1, index.unsqueeze(1)).squeeze(1))
 
@@ -202,7 +215,7 @@ class CategoricalDecoder(Decoder):
         return torch.einsum("bk...,k->b...", torch.softmax(params, dim=1), values)
 
 
-class DiscretizedLogisticDecoder(Decoder):
+class DiscretizedLogisticDecoder(_DiscreteDecoder):
     """A logistic law on the real line, discretised to the K integers 0 … K-1.
 
     With μ(z), s(z) = exp(log s(z)) per entry and the logistic CDF σ((t - μ)/s),
@@ -239,7 +252,6 @@ class DiscretizedLogisticDecoder(Decoder):
         return half * (params[:, 0] + 1.0), params[:, 1] + math.log(half)
 
     def log_prob_params(self, x: Tensor, params: Tensor) -> Tensor:
-        _check_levels(x, self.levels, "DiscretizedLogisticDecoder x")
         loc, log_scale = self._loc_log_scale(params)
         inv_scale = torch.exp(-log_scale)
         upper = (x + 0.5 - loc) * inv_scale

@@ -163,7 +163,8 @@ class VAE(GenerativeModel):
         (1/k) Σ_k log p_θ(x|z_k) - β KL(q_φ(z|x) || p(z)), z_k ~ q_φ(z|x), with the
         KL as in ``kl``; β = 1 gives the ELBO itself, unbiased for every k.
         """
-        q = self.encode(x)
+        x = self._checked(x)
+        q = self.encoder(x)
         z = q.rsample(k, generator)  # (k, B, Z)
         reconstruction = self._decoder_log_prob(x, z).mean(dim=0)  # (B,)
         return reconstruction - beta * self.kl(q, z)
@@ -177,7 +178,8 @@ class VAE(GenerativeModel):
         """
         if k < 1:
             raise InvalidInput(f"iwae_bound: expected k >= 1, got {k}")
-        q = self.encode(x)
+        x = self._checked(x)
+        q = self.encoder(x)
         z = q.rsample(k, generator)  # (K, B, Z)
         log_w = [
             self._decoder_log_prob(x, zc) + self._prior_log_prob(zc) - q.log_prob(zc)
@@ -206,11 +208,16 @@ class VAE(GenerativeModel):
         z = self.prior.sample(n, generator=generator)
         return self.decoder.mean(z) if mean else self.decoder.sample(z, generator)
 
+    def _checked(self, x: Tensor) -> Tensor:
+        """x after the shape check and the decoder's value check (each done once per batch)."""
+        return self.decoder.check(self._check(x))
+
     def _decoder_log_prob(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p_θ(x|z_k) for draws z (k, B, Z): (k, B)."""
+        """log p_θ(x|z_k) for checked x (B, *event_shape) and draws z (k, B, Z): (k, B)."""
         k, b = z.shape[:2]
         xs = x.expand(k, *x.shape).reshape(k * b, *x.shape[1:])
-        return self.decoder.log_prob(xs, z.reshape(k * b, -1)).reshape(k, b)
+        params = self.decoder(z.reshape(k * b, -1))
+        return self.decoder.log_prob_params(xs, params).reshape(k, b)
 
     def _prior_log_prob(self, z: Tensor) -> Tensor:
         """log p(z_k) for draws z (k, B, Z): (k, B)."""
