@@ -63,6 +63,27 @@ def test_one_optimizer_per_player_with_its_own_lr() -> None:
     assert sgd["model"].param_groups[0]["momentum"] == 0.7
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_fused_adam_takes_the_same_steps_as_the_loop(optimizer: str) -> None:
+    """On CPU the engine's Adam is torch's fused kernel, and it matches the per-tensor loop."""
+    torch.manual_seed(0)
+    target = torch.randn(5)
+    start = torch.randn(5)
+    train = TrainConfig(optimizer=optimizer, lr=0.1, weight_decay=0.01)
+    fused_param, loop_param = nn.Parameter(start.clone()), nn.Parameter(start.clone())
+    fused = make_optimizers({"model": [fused_param]}, train)["model"]
+    assert fused.param_groups[0]["fused"] is True
+    cls = type(fused)
+    loop = cls([loop_param], lr=0.1, weight_decay=0.01, betas=train.betas, fused=False)
+    for _ in range(20):
+        for param, opt in ((fused_param, fused), (loop_param, loop)):
+            opt.zero_grad()
+            (param - target).square().sum().backward()
+            opt.step()
+    torch.testing.assert_close(fused_param.detach(), loop_param.detach())
+    assert (fused_param - target).norm() < (start - target).norm()
+
+
 def test_unknown_player_in_config_names_the_model_players() -> None:
     p = nn.Parameter(torch.zeros(1))
     with pytest.raises(ConfigError, match=r"unknown player 'critic'.*players are model"):
