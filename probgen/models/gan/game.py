@@ -20,6 +20,7 @@ samples in generative adversarial networks".
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +29,9 @@ from probgen.core import GenerativeModel, InvalidInput, Likelihood, ProbgenError
 from probgen.models.gan.constraints import LipschitzConstraint, NoConstraint
 from probgen.models.gan.networks import Critic, Generator, build_networks, packed_shape
 from probgen.models.gan.objectives import CriticObjective
+
+if TYPE_CHECKING:
+    from probgen.models.gan.refine import Refiner
 
 __all__ = ["AdversarialGame", "CriticDiverged"]
 
@@ -128,8 +132,21 @@ class AdversarialGame(GenerativeModel):
             return self.critic_loss(x)
         return self.generator_loss(len(x))
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """x = G_θ(z), z ~ p(z): (n, *event_shape), without gradients."""
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        refine: Refiner | None = None,
+    ) -> Tensor:
+        """x = G_θ(z), z ~ p(z): (n, *event_shape), without gradients.
+
+        With ``refine`` (e.g. ``RejectionSampler`` or ``IndependenceMetropolisHastings``
+        of ``probgen.models.gan.refine``) the generator's samples are proposals that
+        the refiner corrects towards p_data by its log density ratio; call
+        ``refine.draw(model.sample, n)`` directly for the acceptance rate.
+        """
+        if refine is not None:
+            return refine.draw(self.sample, n, generator=generator).samples
         with torch.no_grad():
             return self.generator.sample(n, generator=generator)
 

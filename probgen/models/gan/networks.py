@@ -13,7 +13,14 @@ from probgen.distributions import Distribution, StandardNormal
 from probgen.nn.mlp import MLP
 from probgen.tensors import flatten_events
 
-__all__ = ["Critic", "Generator", "InputScale", "build_networks", "packed_shape"]
+__all__ = [
+    "Critic",
+    "FourierFeatures",
+    "Generator",
+    "InputScale",
+    "build_networks",
+    "packed_shape",
+]
 
 
 class Generator(nn.Module):
@@ -104,6 +111,56 @@ class InputScale(nn.Module):
 
     def extra_repr(self) -> str:
         return f"length_scale={self.length_scale:g}"
+
+
+class FourierFeatures(nn.Module):
+    """Random Fourier features φ(x) = [cos(W x/ℓ), sin(W x/ℓ)], W ~ N(0, I): (B, D) -> (B, 2F).
+
+    φ(x)·φ(y)/F estimates the Gaussian kernel exp(−‖x − y‖²/(2ℓ²)) (Rahimi &
+    Recht 2007, "Random features for large-scale kernel machines"), so a
+    network reading φ(x) varies on the length scale ℓ from its first step,
+    anywhere in the input space, where an MLP reading x (or x/ℓ) resolves
+    detail of size ℓ only near the origin at first and learns it slowly (Tancik
+    et al. 2020, "Fourier features let networks learn high frequency functions
+    in low dimensional domains"). W is a fixed buffer drawn by ``generator``.
+
+    Args:
+        in_features: D.
+        n_frequencies: F, the number of random frequencies.
+        length_scale: ℓ.
+        generator: draws W (default: the global generator).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        n_frequencies: int,
+        length_scale: float,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if in_features < 1 or n_frequencies < 1:
+            raise InvalidInput(
+                f"in_features, n_frequencies: expected >= 1, got {in_features}, {n_frequencies}"
+            )
+        if not length_scale > 0:
+            raise InvalidInput(f"length_scale: expected ℓ > 0, got {length_scale}")
+        w = torch.randn(n_frequencies, in_features, generator=generator) / length_scale
+        self.register_buffer("frequencies", w)
+        self.length_scale = float(length_scale)
+
+    @property
+    def out_features(self) -> int:
+        """2F."""
+        return 2 * self.frequencies.shape[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        phase = x @ self.frequencies.T  # (B, F)
+        return torch.cat([phase.cos(), phase.sin()], dim=1)
+
+    def extra_repr(self) -> str:
+        f, d = self.frequencies.shape
+        return f"in_features={d}, n_frequencies={f}, length_scale={self.length_scale:g}"
 
 
 def packed_shape(event_shape: tuple[int, ...], pack: int) -> tuple[int, ...]:
