@@ -169,23 +169,42 @@ class VAE(GenerativeModel):
         reconstruction = self._decoder_log_prob(x, z).mean(dim=0)  # (B,)
         return reconstruction - beta * self.kl(q, z)
 
-    def iwae_bound(self, x: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+    def iwae_bound(
+        self,
+        x: Tensor,
+        k: int,
+        generator: torch.Generator | None = None,
+        *,
+        doubly_reparameterized: bool = False,
+    ) -> Tensor:
         """One draw of the importance-weighted estimate of L_K: (B, *event_shape) -> (B,).
 
         log (1/K) Σ_k p_θ(x|z_k) p(z_k) / q_φ(z_k|x) with z_k ~ q_φ(z|x); its
         expectation is the bound L_K (Burda et al., 2016). The decoder sees
-        the draws in chunks, so K = 5000 fits in memory.
+        the draws in chunks, so K = 5000 fits in memory. With
+        ``doubly_reparameterized`` the value is unchanged and gradients reach
+        the encoder only through z, each draw's scaled by its normalised
+        weight w̃_k: the DReG estimator (see ``IWAE``).
         """
         if k < 1:
             raise InvalidInput(f"iwae_bound: expected k >= 1, got {k}")
         x = self._checked(x)
         q = self.encoder(x)
         z = q.rsample(k, generator)  # (K, B, Z)
-        log_w = [
-            self._decoder_log_prob(x, zc) + self._prior_log_prob(zc) - q.log_prob(zc)
-            for zc in z.split(max(1, _MAX_ROWS // x.shape[0]))
-        ]  # chunks of (K', B)
-        return logmeanexp(torch.cat(log_w), dim=0)
+        q_weight = (
+            GaussianPosterior(q.mean.detach(), q.std.detach()) if doubly_reparameterized else q
+        )
+        log_w = torch.cat(
+            [
+                self._decoder_log_prob(x, zc) + self._prior_log_prob(zc) - q_weight.log_prob(zc)
+                for zc in z.split(max(1, _MAX_ROWS // x.shape[0]))
+            ]
+        )  # (K, B)
+        if doubly_reparameterized and z.requires_grad:
+            # d L_K / d log w_k = w̃_k; scaling the gradient at z_k by w̃_k again gives w̃_k².
+            w = torch.softmax(log_w.detach(), dim=0).unsqueeze(-1)
+            z.register_hook(lambda grad: grad * w)
+        return logmeanexp(log_w, dim=0)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """A lower bound on log p_θ(x): the ELBO, or L_K when ``log_prob_k`` = K > 1; (B,)."""
