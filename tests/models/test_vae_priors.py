@@ -145,6 +145,10 @@ def test_build_prior_by_name_and_for_data() -> None:
     vae = VAE.for_data(spec, latent_dim=3, hidden=(8,), prior="mixture", prior_components=5)
     assert isinstance(vae.prior, MixturePrior) and vae.prior.means.shape == (5, 3)
     assert isinstance(VAE.for_data(spec, latent_dim=3).prior, StandardNormal)
+    vae = VAE.for_data(spec, latent_dim=3, iwae_k=4, dreg=True)
+    assert vae.objective == IWAE(k=4, doubly_reparameterized=True)
+    with pytest.raises(InvalidInput, match="dreg applies to the IWAE objective"):
+        VAE.for_data(spec, dreg=True)
     with pytest.raises(InvalidInput, match="unknown prior 'flow'"):
         build_prior("flow", vae.encoder, spec)
 
@@ -170,7 +174,7 @@ def _encoder_and_decoder_grads(vae: VAE, x, k: int, seed: int, dreg: bool):
 
 
 def test_dreg_gradient_is_unbiased_with_lower_encoder_variance() -> None:
-    """DReG: same value, same decoder gradient per draw, encoder gradient unbiased and less noisy."""
+    """DReG: same value and decoder gradient per draw; encoder gradient unbiased, less noisy."""
     torch.manual_seed(3)
     vae, x, k = _bernoulli_vae(lambda enc: MixturePrior(2, components=3)), torch.tensor(X), 8
     torch.testing.assert_close(

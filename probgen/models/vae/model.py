@@ -105,6 +105,7 @@ class VAE(GenerativeModel):
         log_prob_k: int = 1,
         prior: str = "standard",
         prior_components: int = 50,
+        dreg: bool = False,
     ) -> VAE:
         """A VAE for data described by ``spec`` (used by configs and the CLI).
 
@@ -112,10 +113,15 @@ class VAE(GenerativeModel):
         levels unless named: "gaussian", "bernoulli", "categorical",
         "logistic"); prior by ``build_prior`` ("standard" normal, a learned
         "mixture" or a "vamp" prior with ``prior_components`` components);
-        trained on ``IWAE(iwae_k)`` when ``iwae_k`` is given, else on ``ELBO(beta)``.
+        trained on ``IWAE(iwae_k)`` (with DReG encoder gradients when ``dreg``)
+        when ``iwae_k`` is given, else on ``ELBO(beta)``.
         """
         encoder, dec = build_networks(spec, latent_dim, decoder, hidden, channels)
-        objective = ELBO(beta=beta) if iwae_k is None else IWAE(k=iwae_k)
+        if dreg and iwae_k is None:
+            raise InvalidInput("VAE: dreg applies to the IWAE objective; give iwae_k too")
+        objective = (
+            ELBO(beta=beta) if iwae_k is None else IWAE(k=iwae_k, doubly_reparameterized=dreg)
+        )
         p_z = build_prior(prior, encoder, spec, prior_components)
         return cls(encoder, dec, p_z, objective=objective, log_prob_k=log_prob_k)
 
