@@ -25,7 +25,7 @@ has ``ebm``.
 Corrected variants (``pacgan4_drs``, ``pacgan4_mh``) train exactly as
 ``pacgan4``, then calibrate a per-example classifier of data against the
 frozen generator (``CORRECTION``: random Fourier features at ℓ = 2σ, 2,000
-steps) and draw the 2,500 scored samples by discriminator rejection sampling
+steps of 512 per side) and draw the 2,500 scored samples by discriminator rejection sampling
 or independence Metropolis–Hastings with its logit as ln p_data/p_g
 (``probgen.models.gan.refine``). Their JSON rows say ``"corrected": true``, keep
 the generator's own figures under ``uncorrected``, report the CPU seconds of
@@ -37,7 +37,7 @@ kernel density estimate of p_g).
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mode_collapse.py --variants pacgan4 \
         --seeds 10 --budget 60 --out benchmarks/results/mode_collapse_pacgan4.json
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mode_collapse.py --variants pacgan4_mh \
-        --seeds 10 --budget 60 --out benchmarks/results/mode_collapse_pacgan4_mh.json
+        --seeds 10 --budget 30 --out benchmarks/results/mode_collapse_pacgan4_mh.json
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mode_collapse.py --seeds 3 --budget 10
     .venv/bin/python benchmarks/mode_collapse.py --runs log.txt --budget 10 --seeds 3
 
