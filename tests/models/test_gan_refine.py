@@ -24,6 +24,7 @@ from probgen.models.gan import (
     FourierFeatures,
     Generator,
     IndependenceMetropolisHastings,
+    PerturbedProposal,
     RejectionSampler,
     TooFewAccepted,
     calibrate,
@@ -160,3 +161,23 @@ def test_fourier_features_estimate_the_gaussian_kernel() -> None:
     assert (kernel - exact).abs().max() < 4 / math.sqrt(20_000)
     with pytest.raises(InvalidInput, match="length_scale"):
         FourierFeatures(2, 4, 0.0)
+
+
+def test_perturbed_proposal_is_the_generator_smoothed_by_a_gaussian() -> None:
+    """G(z) + τε with G = N(0, 1), τ = 0.75, has law N(0, 1 + τ²) (variance within 4 SE).
+
+    MH with the ratio against that law samples N(1, 0.5²); the noise is reproducible.
+    """
+    q = gaussian((1,), 0.0, 1.0)
+    proposal = PerturbedProposal(q.sample, 0.75)
+    n = 20_000
+    x = proposal(n, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(x, proposal(n, generator=torch.Generator().manual_seed(4)))
+    variance = 1.0 + 0.75**2
+    assert abs(x.var().item() - variance) < 4 * variance * math.sqrt(2 / n)
+    exact = ExactLogRatio(gaussian((1,), 1.0, 0.5), gaussian((1,), 0.0, math.sqrt(variance)))
+    out = IndependenceMetropolisHastings(exact, steps=50).draw(proposal, 4000)
+    assert abs(out.samples.mean().item() - 1.0) < 4 * 0.5 / math.sqrt(4000)
+    assert abs(out.samples.std().item() - 0.5) < 4 * 0.5 / math.sqrt(8000)
+    with pytest.raises(InvalidInput, match="std"):
+        PerturbedProposal(q.sample, 0.0)

@@ -36,6 +36,7 @@ from probgen.models.gan.ratio import (
 )
 from probgen.models.gan.refine import (
     IndependenceMetropolisHastings,
+    PerturbedProposal,
     Refined,
     Refiner,
     RejectionSampler,
@@ -65,6 +66,7 @@ __all__ = [
     "KantorovichRubinstein",
     "LipschitzConstraint",
     "NoConstraint",
+    "PerturbedProposal",
     "Refined",
     "Refiner",
     "RejectionSampler",

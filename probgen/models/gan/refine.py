@@ -36,6 +36,7 @@ from probgen.tensors import append_dims
 __all__ = [
     "IndependenceMetropolisHastings",
     "LogRatioFunction",
+    "PerturbedProposal",
     "Refined",
     "Refiner",
     "RejectionSampler",
@@ -50,6 +51,37 @@ class LogRatioFunction(Protocol):
     """d(x) ≈ ln p_data(x)/p_g(x) up to a constant: (B, *event_shape) -> (B,)."""
 
     def __call__(self, x: Tensor) -> Tensor: ...
+
+
+class PerturbedProposal:
+    """x = G(z) + τ ε, ε ~ N(0, I): a proposal whose law is p_g smoothed by a Gaussian of width τ.
+
+    Its density q = p_g ⊛ N(0, τ² I) is positive and smooth at the scale τ
+    wherever p_g has mass within a few τ, so a log-ratio ln p_data/q
+    calibrated against this proposal (pass it as ``calibrate``'s ``proposal``
+    and to the sampler) stays bounded where G leaves holes narrower than τ
+    inside a mode, where ln p_data/p_g is huge and poorly estimated. Both
+    samplers stay exact for q: only the proposal's samples are needed.
+    Shapes: ``proposal(n, generator=...)`` (n, *event_shape) -> same.
+
+    Reference: Robert & Casella 2004, "Monte Carlo Statistical Methods",
+    Chapter 7 (independent Metropolis–Hastings: the proposal must cover the
+    target's support, and heavier-tailed proposals mix faster).
+    """
+
+    def __init__(self, proposal: Proposal, std: float) -> None:
+        if not std > 0:
+            raise InvalidInput(f"std: expected τ > 0, got {std}")
+        self.proposal = proposal
+        self.std = float(std)
+
+    def __call__(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        x = self.proposal(n, generator=generator)
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        return x + self.std * noise
+
+    def __repr__(self) -> str:
+        return f"PerturbedProposal(std={self.std:g})"
 
 
 class TooFewAccepted(ProbgenError, RuntimeError):
