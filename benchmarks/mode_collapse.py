@@ -24,14 +24,15 @@ has ``ebm``.
 
 Corrected variants (``pacgan4_drs``, ``pacgan4_mh``) train exactly as
 ``pacgan4``, then calibrate a per-example classifier of data against the
-frozen generator (``CORRECTION``: random Fourier features at ℓ = 2σ, 2,000
-steps of 512 per side) and draw the 2,500 scored samples by discriminator rejection sampling
-or independence Metropolis–Hastings with its logit as ln p_data/p_g
-(``probgen.models.gan.refine``). Their JSON rows say ``"corrected": true``, keep
-the generator's own figures under ``uncorrected``, report the CPU seconds of
-calibration and sampling beside the training budget, the acceptance rate, and
-how far the logit is from the true log-ratio (``ratio_error``, against a
-kernel density estimate of p_g).
+frozen generator's proposals G(z) + N(0, σ²) (``CORRECTION``: random Fourier
+features at ℓ = 2σ, 2,000 steps of 512 per side) and draw the 2,500 scored
+samples by discriminator rejection sampling or independence
+Metropolis–Hastings with its logit as ln p_data/q (``probgen.models.gan.refine``).
+Their JSON rows say ``"corrected": true``, keep the generator's own figures
+under ``uncorrected``, report the CPU seconds of calibration and sampling
+beside the training budget, the acceptance rate, and how far the logit is
+from the true log-ratio (``ratio_error``, against a kernel density estimate
+of the proposals' law).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mode_collapse.py                 # 10 seeds
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mode_collapse.py --variants pacgan4 \
