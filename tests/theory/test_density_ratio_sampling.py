@@ -160,7 +160,7 @@ def test_rejection_with_an_estimated_bound() -> None:
 
 
 def test_shifted_rejection_samples_p_g_times_its_acceptance() -> None:
-    """With γ ≠ 0 DRS samples p_g(x) σ(F(x)) / Z, F = d − M − ln(1 − e^{d−M}) − γ (Eq. 8).
+    """With γ ≠ 0 DRS samples p_g(x) σ(F(x)) / Z, F = d − M − ln(1 − e^{d−M}) − γ.
 
     The target's CDF is integrated on the grid; γ = −2 accepts more than the
     exact e^{−M} and its samples are not p_data's.

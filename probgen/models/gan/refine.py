@@ -17,7 +17,9 @@ p_g e^{d̂}/Z, which is p_data exactly when d̂ − d is constant on the support
 References: Azadi, Olsson, Darrell, Goodfellow & Odena 2019, "Discriminator
 rejection sampling", ICLR; Turner, Hung, Frank, Saatci & Yosinski 2019,
 "Metropolis-Hastings generative adversarial networks", ICML; Tierney 1994,
-"Markov chains for exploring posterior distributions" (independence chains).
+"Markov chains for exploring posterior distributions" (independence chains);
+Mengersen & Tweedie 1996, "Rates of convergence of the Hastings and Metropolis
+algorithms" (their geometric convergence).
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ class RejectionSampler:
 
     which is the exact rejection probability e^{d − M} at γ = 0 (the default);
     γ > 0 rejects more, γ < 0 accepts more, trading exactness for speed as in
-    Azadi et al. (Eq. (8)). M is ``log_bound`` if given, else the largest d
+    Azadi et al. (Section 3.2). M is ``log_bound`` if given, else the largest d
     over ``burn_in`` proposals; a later proposal with d > M is accepted with
     probability 1 and counted in ``info["above_bound"]`` (its excess weight is
     truncated, the bias DRS accepts for an estimated M).
@@ -220,8 +222,9 @@ class IndependenceMetropolisHastings:
     min(1, r(x')/r(x)) = min(1, e^{d(x') − d(x)}): the Metropolis–Hastings
     ratio p_data(x') p_g(x) / (p_data(x) p_g(x')) of an independence chain
     whose target is p_data = p_g e^{d}. Each chain starts at a proposal and
-    runs ``steps`` steps; its last state is returned. The chain mixes at rate
-    1 − e^{−sup d}·E (Tierney 1994): take ``steps`` several times e^{sup d}.
+    runs ``steps`` steps; its last state is returned. With d normalised so
+    that E_{p_g}[e^d] = 1, ‖P^t(x, ·) − p_data‖_TV ≤ (1 − e^{−sup d})^t
+    (Mengersen & Tweedie 1996): take ``steps`` several times e^{sup d}.
     ``info["unmoved"]`` is the fraction of chains that never moved (their
     sample is a raw generator sample).
 
