@@ -48,14 +48,6 @@ class Correction:
     narrower than cσ inside a mode.
     """
 
-    def proposal(self, model: GenerativeModel, truth: GaussianMixture) -> Proposal:
-        """The proposal q: ``model.sample``, perturbed when ``perturbation`` > 0."""
-        if not self.perturbation:
-            return model.sample
-        return PerturbedProposal(
-            model.sample, self.perturbation * truth.component_stds.min().item()
-        )
-
     sampler: Callable[[ClassifierLogRatio], Refiner]
     perturbation: float = 0.0
     scale: float = 2.0
@@ -63,6 +55,14 @@ class Correction:
     hidden: tuple[int, ...] = (128, 128)
     steps: int = 2000
     batch: int = 512
+
+    def proposal(self, model: GenerativeModel, truth: GaussianMixture) -> Proposal:
+        """The proposal q: ``model.sample``, perturbed when ``perturbation`` > 0."""
+        if not self.perturbation:
+            return model.sample
+        return PerturbedProposal(
+            model.sample, self.perturbation * truth.component_stds.min().item()
+        )
 
     def ratio(self, truth: GaussianMixture) -> ClassifierLogRatio:
         """A fresh classifier for ``truth``'s events (output layer at zero, d ≡ 0)."""
