@@ -25,6 +25,7 @@ from typer.core import TyperGroup
 
 from probgen.cli.listing import KINDS, registry_table
 from probgen.cli.metrics import evaluate, metrics_table, write_metrics
+from probgen.cli.refine import refine_samples
 from probgen.core import GenerativeModel, ProbgenError
 from probgen.data.base import SPLITS, Dataset
 from probgen.evaluate.plots import plot_samples
@@ -186,6 +187,18 @@ def sample(
         Path | None, typer.Option(help="Output file: .png, .npy or .safetensors.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the samples.")] = 0,
+    refine: Annotated[
+        str | None,
+        typer.Option(
+            help="GANs: correct the generator by a density ratio calibrated on the run's "
+            "training data: mh (independence Metropolis-Hastings, 1000 proposals per "
+            "sample) or rejection (exact, e^M proposals per sample: slow when the "
+            "generator is far from the data)."
+        ),
+    ] = None,
+    calibration_steps: Annotated[
+        int, typer.Option(help="With --refine: steps calibrating the ratio (512 per side).")
+    ] = 2000,
 ) -> None:
     """Draw samples from a trained run: a picture (.png) or an array (.npy, .safetensors)."""
     out = out or run_dir / "samples.npy"
@@ -196,11 +209,21 @@ def sample(
         )
     if n < 1:
         raise typer.BadParameter(f"-n must be positive, got {n}")
+    if calibration_steps < 1:
+        raise typer.BadParameter(f"--calibration-steps must be positive, got {calibration_steps}")
     model, _, dataset = load_run(run_dir)
-    x = _draw(model, n, seed).cpu()
+    model.eval()
+    note = ""
+    if refine is None:
+        x = _draw(model, n, seed).cpu()
+    else:
+        with Console().status(f"calibrating the density ratio ({calibration_steps} steps)"):
+            refined = refine_samples(model, dataset, refine, n, calibration_steps, seed)
+        x = refined.samples.cpu()
+        note = f" ({refine}-corrected, acceptance {refined.acceptance_rate:.3g})"
     out.parent.mkdir(parents=True, exist_ok=True)
-    _SAMPLE_WRITERS[out.suffix](x, out, dataset, f"{n} samples from {run_dir.name}")
-    Console().print(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {out}")
+    _SAMPLE_WRITERS[out.suffix](x, out, dataset, f"{n} samples from {run_dir.name}{note}")
+    Console().print(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {out}{note}")
 
 
 @app.command("evaluate")
