@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from probgen.core import GenerativeModel
 from probgen.distributions import GaussianMixture
+from probgen.evaluate.ground_truth import kde_log_prob
 from probgen.evaluate.modes import assign_modes
 from probgen.models.gan import (
     ClassifierLogRatio,
@@ -31,7 +32,7 @@ from probgen.models.gan import (
 from probgen.models.gan.refine import Proposal
 from probgen.nn.mlp import MLP
 
-__all__ = ["CORRECTION", "Correction", "correct", "kde_log_density", "ratio_error"]
+__all__ = ["CORRECTION", "Correction", "correct", "ratio_error"]
 
 
 @dataclass(frozen=True)
@@ -93,17 +94,6 @@ class Correction:
 CORRECTION = Correction(RejectionSampler, perturbation=1.0)
 
 
-def kde_log_density(samples: Tensor, x: Tensor, bandwidth: float, chunk: int = 200) -> Tensor:
-    """ln p̂(x), Gaussian kernel density estimate on ``samples`` (N, D), at ``x`` (B, D) -> (B,)."""
-    n, d = samples.shape
-    norm = math.log(n) + 0.5 * d * math.log(2 * math.pi * bandwidth**2)
-    out = []
-    for xc in x.split(chunk):
-        sq = torch.cdist(xc, samples).square()  # (chunk, N)
-        out.append(torch.logsumexp(-sq / (2 * bandwidth**2), dim=1) - norm)
-    return torch.cat(out)
-
-
 def ratio_error(
     ratio: ClassifierLogRatio, proposal: Proposal, truth: GaussianMixture, seed: int
 ) -> dict[str, float]:
@@ -126,7 +116,7 @@ def ratio_error(
     with torch.no_grad():
         x = truth.sample(500, generator=g)
         proposals = proposal(200_000, generator=g)
-        log_q = kde_log_density(proposals, x, h)
+        log_q = kde_log_prob(x, proposals, x.new_full((x.shape[1],), h))
         e = ratio(x) - (smooth.log_prob(x) - log_q)
     n, d = proposals.shape
     noise = (n * log_q.exp() * (4 * math.pi * h**2) ** (d / 2)).rsqrt()

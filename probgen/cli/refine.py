@@ -8,6 +8,7 @@ of p_g · e^d ≈ p_data (docs/gan.md, "Density-ratio correction").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -37,13 +38,12 @@ REFINERS: dict[str, Callable[[nn.Module], Refiner]] = {
 """``--refine`` names -> sampler from a log-ratio (independence MH; exact rejection, DRS)."""
 
 
-def _log_ratio(game: AdversarialGame) -> ClassifierLogRatio | CriticLogRatio:
+def _ratio_to_calibrate(game: AdversarialGame) -> ClassifierLogRatio | CriticLogRatio:
     """The game's own critic read as d(x) when it is one, else a fresh 2 × 128 classifier."""
     try:
         return critic_log_ratio(game)
     except InvalidInput:  # packed or Wasserstein critics, total variation
-        width = int(torch.tensor(game.event_shape).prod())
-        network = MLP(width, 1, (128, 128), activation=nn.SiLU, zero_last=True)
+        network = MLP(math.prod(game.event_shape), 1, (128, 128), nn.SiLU, zero_last=True)
         parameter = next(game.parameters())
         return ClassifierLogRatio(network, game.event_shape).to(parameter)
 
@@ -67,7 +67,7 @@ def refine_samples(
         raise InvalidInput(f"unknown --refine {refiner!r}; choose one of: {', '.join(REFINERS)}")
     generator = torch.Generator(device=model.device).manual_seed(seed)
     data_generator = torch.Generator().manual_seed(seed)  # the data set draws on the CPU
-    ratio = _log_ratio(model)
+    ratio = _ratio_to_calibrate(model)
     parameter = next(model.parameters())
 
     def data(batch: int) -> torch.Tensor:

@@ -67,5 +67,6 @@ def test_refine_errors_name_the_problem(gan_run: Path, trained_run: Path) -> Non
     )
     result = _invoke("sample", gan_run, "-n", "5", "--refine", "mh", "--calibration-steps", "0")
     assert result.exit_code != 0 and "--calibration-steps must be positive" in result.output
-    with pytest.raises(InvalidInput, match="not an adversarial game"):
-        refine_samples(load_run(trained_run)[0], load_run(trained_run)[2], "mh", 5, 1, 0)
+    model, _, dataset = load_run(trained_run)
+    with pytest.raises(InvalidInput, match="GaussianModel is not an adversarial game"):
+        refine_samples(model, dataset, "mh", 5, 1, 0)
