@@ -49,7 +49,7 @@ import torch
 
 from probgen.core import GenerativeModel
 from probgen.data.base import Dataset
-from probgen.models.dequantized import build_model
+from probgen.models import build_model
 from probgen.registry import DATASETS, MODELS
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -34,6 +34,7 @@ __all__ = [
     "IntractableLikelihood",
     "InvalidInput",
     "Likelihood",
+    "OutOfRangeWarning",
     "ProbgenError",
     "UnknownPlayer",
     "check_input",
@@ -57,6 +58,10 @@ class UnknownPlayer(ProbgenError, KeyError):
 
 class IntractableLikelihood(ProbgenError, NotImplementedError):
     """The model defines no density that can be evaluated (e.g. a GAN generator)."""
+
+
+class OutOfRangeWarning(UserWarning):
+    """A model was evaluated on points it cannot represent well; the message gives the fraction."""
 
 
 class Likelihood(enum.Enum):

@@ -8,6 +8,7 @@ of p_g · e^d ≈ p_data (docs/gan.md, "Density-ratio correction").
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -16,6 +17,7 @@ from torch import nn
 
 from probgen.core import GenerativeModel, InvalidInput
 from probgen.data.base import Dataset
+from probgen.models import Standardized
 from probgen.models.gan import (
     AdversarialGame,
     ClassifierLogRatio,
@@ -58,21 +60,29 @@ def refine_samples(
     the run's own critic is continued when it reads as ln p_data/p_g, else a
     classifier is trained from scratch.
     """
-    if not isinstance(model, AdversarialGame):
+    # The ratio p_data/p_g is the same in the data map's coordinates z = (x − μ)/s
+    # (both laws carry the same Jacobian), so a standardised game is corrected in z.
+    data_map = model if isinstance(model, Standardized) else None
+    game = model.model if data_map is not None else model
+    if not isinstance(game, AdversarialGame):
         raise InvalidInput(
             f"--refine corrects a GAN's generator by its density ratio; "
-            f"{type(model).__name__} is not an adversarial game"
+            f"{type(game).__name__} is not an adversarial game"
         )
     if refiner not in REFINERS:
         raise InvalidInput(f"unknown --refine {refiner!r}; choose one of: {', '.join(REFINERS)}")
-    generator = torch.Generator(device=model.device).manual_seed(seed)
+    generator = torch.Generator(device=game.device).manual_seed(seed)
     data_generator = torch.Generator().manual_seed(seed)  # the data set draws on the CPU
-    ratio = _ratio_to_calibrate(model)
-    parameter = next(model.parameters())
+    ratio = _ratio_to_calibrate(game)
+    parameter = next(game.parameters())
 
     def data(batch: int) -> torch.Tensor:
-        return dataset.batch("train", batch, data_generator).to(parameter)
+        x = dataset.batch("train", batch, data_generator).to(parameter)
+        return x if data_map is None else data_map.to_inner(x)
 
-    calibrate(ratio, data, model.sample, steps=steps, generator=generator)
+    calibrate(ratio, data, game.sample, steps=steps, generator=generator)
     with torch.no_grad():
-        return REFINERS[refiner](ratio).draw(model.sample, n, generator=generator)
+        refined = REFINERS[refiner](ratio).draw(game.sample, n, generator=generator)
+    if data_map is not None:
+        refined = dataclasses.replace(refined, samples=data_map.from_inner(refined.samples))
+    return refined

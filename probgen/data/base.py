@@ -34,6 +34,18 @@ class Dataset(abc.ABC):
     def split(self, split: str) -> Tensor:
         """The whole split as one tensor ``(N, *spec.event_shape)``."""
 
+    @property
+    def train_size(self) -> int | None:
+        """Examples in the training split; None when every batch is fresh (infinite data)."""
+        return len(self.split("train"))
+
+    def fitting_sample(self, n: int = 10_000, seed: int = 0) -> Tensor:
+        """Training examples to fit a data map on: the whole training split when it is
+        finite, else ``n`` fresh draws with a generator seeded by ``seed``."""
+        if self.train_size is not None:
+            return self.split("train")
+        return self.batch("train", n, torch.Generator().manual_seed(seed))
+
     @staticmethod
     def _check_split(split: str) -> None:
         if split not in SPLITS:

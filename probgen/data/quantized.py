@@ -39,6 +39,11 @@ class QuantizedDataset(Dataset):
         self._check_split(split)
         return self.stored(split).to(torch.get_default_dtype())
 
+    @property
+    def train_size(self) -> int:
+        """Examples in the training split (counted without converting them)."""
+        return len(self.stored("train"))
+
     empty_split_hint = "see the data set's options for its split sizes"
     """Appended to the error raised when a batch is asked of an empty split."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ from torch import Tensor
 from probgen.core import DataSpec, GenerativeModel, InvalidInput
 from probgen.data.base import SPLITS, Dataset
 from probgen.distributions.shapes import make_shape
+from probgen.models.standardize import Standardized
 
 __all__ = ["ToyDataset", "split_seed"]
 
@@ -32,6 +34,9 @@ class ToyDataset(Dataset):
     when ``shape`` is a name (see ``probgen.distributions.SHAPES``), or the
     given model with exact ``sample(n, generator=...)``. ``spec`` is
     ``DataSpec(truth.event_shape)`` (continuous; ``(2,)`` for the shapes).
+    With ``scale`` s or ``shift`` m the data are m + s·y, y ~ the shape, and
+    ``truth`` is that law exactly (log-density minus D log s): the shapes in
+    any units, to check that no model depends on them.
 
     Training data: with ``n_train=None`` every ``batch("train", …)`` is a
     fresh exact sample drawn with the given generator (infinite data, no
@@ -49,16 +54,24 @@ class ToyDataset(Dataset):
         n_validation: int = 10_000,
         n_test: int = 10_000,
         seed: int = 0,
+        scale: float = 1.0,
+        shift: float = 0.0,
         **shape_options: Any,
     ) -> None:
         if isinstance(shape, str):
-            self.truth = make_shape(shape, **shape_options)
+            truth = make_shape(shape, **shape_options)
         elif shape_options:
             raise InvalidInput(
                 f"shape options {sorted(shape_options)} apply only to a shape given by name"
             )
         else:
-            self.truth = shape
+            truth = shape
+        if not (math.isfinite(scale) and scale > 0 and math.isfinite(shift)):
+            raise InvalidInput(f"expected a finite scale > 0 and a finite shift, got {scale}, {shift}")
+        if scale != 1.0 or shift != 0.0:  # x = shift + scale · y, y ~ the shape: exact density
+            like = torch.ones(truth.event_shape)
+            truth = Standardized(truth, shift * like, scale * like)
+        self.truth = truth
         sizes = {"train": n_train, "validation": n_validation, "test": n_test}
         for name, n in sizes.items():
             if n is not None and n < 1:
@@ -67,6 +80,11 @@ class ToyDataset(Dataset):
         self.seed = seed
         self._sizes = sizes
         self._fixed: dict[str, Tensor] = {}
+
+    @property
+    def train_size(self) -> int | None:
+        """``n_train``: None for fresh exact samples in every batch."""
+        return self._sizes["train"]
 
     def batch(self, split: str, batch_size: int, generator: torch.Generator) -> Tensor:
         """A batch ``(batch_size, *event_shape)``: fresh samples, or rows of a fixed set."""

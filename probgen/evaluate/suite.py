@@ -91,7 +91,8 @@ class Context:
     def log_partition(self, ais: AIS) -> Estimate:
         """log Ẑ_θ of an unnormalised model (its ``init`` and ``energy``) by AIS, computed once."""
         if "log_partition" not in self.cache:
-            result = ais.log_partition(self.model.init, self.model.energy, generator=self.generator)
+            inner = _partition_model(self.model)
+            result = ais.log_partition(inner.init, inner.energy, generator=self.generator)
             self.cache["log_partition"] = result.estimate("estimate")
         return self.cache["log_partition"]
 
@@ -132,8 +133,18 @@ class Metric(abc.ABC):
         """The results, by name."""
 
 
+def _partition_model(model: GenerativeModel) -> GenerativeModel:
+    """The model whose ``init`` and ``energy`` define ``model``'s normaliser Z.
+
+    The model itself, or for a wrapper that changes variables exactly (the
+    ``Standardized`` data map) the inner model, whose log Z it shares.
+    """
+    return getattr(model, "partition_model", model)
+
+
 def _has_log_partition(model: GenerativeModel) -> bool:
-    return hasattr(model, "init") and callable(getattr(model, "energy", None))
+    inner = _partition_model(model)
+    return hasattr(inner, "init") and callable(getattr(inner, "energy", None))
 
 
 def _default_ais() -> AIS:

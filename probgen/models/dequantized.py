@@ -31,11 +31,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from probgen.core import DataSpec, GenerativeModel, InvalidInput, Likelihood
+from probgen.core import GenerativeModel, InvalidInput, Likelihood
 from probgen.data.dequantize import uniform_dequantize
-from probgen.registry import MODELS
 
-__all__ = ["Dequantized", "build_model"]
+__all__ = ["Dequantized"]
 
 _BOUND_OF = {
     Likelihood.EXACT: Likelihood.BOUND,
@@ -133,20 +132,3 @@ class Dequantized(GenerativeModel):
                 + ("" if whole else " with non-integers")
             )
         return x
-
-
-def build_model(name: str, spec: DataSpec, **options: Any) -> GenerativeModel:
-    """The registered model ``name`` built for data ``spec``, dequantized when it must be.
-
-    ``MODELS.get(name).for_data(spec, **options)``; on data with levels
-    (``spec.levels`` = K) a model whose ``handles_levels`` is False (a flow,
-    a Gaussian, a GAN, a VAE with a Gaussian decoder, a MADE with a
-    continuous conditional) is returned as ``Dequantized(model, K)``, so it
-    sees y = (x + u)/K ∈ [0, 1)^D and its ``log_prob`` is a bound on
-    log P(x). Models of levels (PixelCNN, a discrete VAE, diffusion with
-    levels) and every model of continuous data are returned as built.
-    """
-    model = MODELS.get(name).for_data(spec, **options)
-    if spec.levels is None or model.handles_levels:
-        return model
-    return Dequantized(model, spec.levels)

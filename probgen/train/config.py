@@ -31,6 +31,7 @@ __all__ = [
     "OPTIMIZERS",
     "PRECISIONS",
     "SCHEDULES",
+    "SMALL_DATA",
     "STRATEGIES",
     "BayesConfig",
     "ComponentConfig",
@@ -63,6 +64,9 @@ PRECISIONS = ("32-true", "64-true", "16-mixed", "bf16-mixed", "bf16-true", "16-t
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "dp", "fsdp", "deepspeed")
 """Lightning Fabric strategy names."""
 
+SMALL_DATA = 10_000
+"""``early_stopping: auto`` is on for finite training splits of at most this many examples."""
+
 
 class ConfigError(ProbgenError, ValueError):
     """A configuration is invalid; the message names the key, the problem and the valid choices."""
@@ -82,6 +86,12 @@ class TrainConfig:
 
     ``steps`` counts rounds; in one round each player ``p`` takes
     ``steps_per_round[p]`` optimizer steps (default 1), each on its own batch.
+    ``standardize`` is the map continuous data get (``probgen.models.build_model``:
+    ``mean_std``, ``robust``, ``none`` or ``{shift, scale}``; a run records the
+    fitted map here). ``early_stopping`` (``auto``: on for a finite training
+    split of at most ``SMALL_DATA`` examples and a model with a likelihood)
+    stops after ``patience`` validations without a better validation NLL and
+    keeps the best weights.
     """
 
     steps: int = 1000
@@ -100,6 +110,9 @@ class TrainConfig:
     ema_decay: float | None = None
     eval_every: int = 0
     eval_examples: int = 2048
+    standardize: Any = "mean_std"
+    early_stopping: Any = "auto"
+    patience: int = 20
     checkpoint_every: int = 0
     log_every: int = 10
     device: str = "auto"
@@ -373,6 +386,22 @@ def _positive(key: str, value: float | None, *, allow_zero: bool = False) -> Non
         raise ConfigError(f"{key}: must be {bound}, got {value!r}")
 
 
+def _check_standardize(value: Any) -> None:
+    from probgen.models.standardize import STANDARDIZATIONS
+
+    if isinstance(value, dict):
+        extra = sorted(set(value) - {"method", "shift", "scale"})
+        if extra:
+            raise ConfigError(
+                f"train.standardize: unknown key {extra[0]!r}; valid keys: method, scale, shift"
+            )
+    elif value not in STANDARDIZATIONS:
+        raise ConfigError(
+            f"train.standardize: unknown value {value!r}; choose one of: "
+            f"{', '.join(STANDARDIZATIONS)}, or give {{shift: ..., scale: ...}}"
+        )
+
+
 def _validate(config: RunConfig) -> None:
     _check_options(config.model, MODELS, "model", reserved=("event_shape", "spec"))
     _check_options(config.data, DATASETS, "data")
@@ -388,6 +417,12 @@ def _validate(config: RunConfig) -> None:
     for key in ("weight_decay", "warmup_steps", "eval_every", "checkpoint_every"):
         _positive(f"train.{key}", getattr(t, key), allow_zero=True)
     _positive("train.time_budget", t.time_budget)
+    _positive("train.patience", t.patience)
+    if t.early_stopping not in ("auto", True, False):
+        raise ConfigError(
+            f"train.early_stopping: expected auto, true or false, got {t.early_stopping!r}"
+        )
+    _check_standardize(t.standardize)
     _positive("train.grad_clip", t.grad_clip)
     for player, lr in t.player_lr.items():
         _positive(f"train.player_lr.{player}", lr)

@@ -19,6 +19,7 @@ so its gradients are all-reduced across processes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -32,10 +33,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from probgen.core import GenerativeModel, IntractableLikelihood, Likelihood, ProbgenError
 from probgen.data.base import Dataset
-from probgen.models import build_model
+from probgen.models import Standardized, build_model
 from probgen.registry import DATASETS
 from probgen.train.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from probgen.train.config import RunConfig, atomic_write_text, load_config, save_config
+from probgen.train.early_stopping import early_stopping_for
 from probgen.train.optim import make_optimizers, make_schedule, set_lr
 from probgen.train.progress import TrainingProgress
 
@@ -48,6 +50,7 @@ __all__ = [
     "fit",
     "load_run",
     "resolve_device",
+    "standardization_record",
     "validation_nll",
 ]
 
@@ -78,8 +81,9 @@ class TrainResult:
     ``model`` holds the weights to sample and evaluate with (the EMA weights
     when EMA is on); ``history`` has one record per logged round
     (``step``, ``loss/<player>``, ``elapsed`` seconds, evaluation metrics);
-    ``wall_time`` is this call's duration; ``stop_reason`` is ``"steps"`` or
-    ``"time_budget"``.
+    ``wall_time`` is this call's duration; ``stop_reason`` is ``"steps"``,
+    ``"time_budget"`` or ``"early_stopping"``; ``best_step`` is the round whose
+    weights ``model`` holds when early stopping was on (else None).
     """
 
     model: GenerativeModel
@@ -89,6 +93,7 @@ class TrainResult:
     wall_time: float = 0.0
     stop_reason: str = "steps"
     global_rank: int = 0
+    best_step: int | None = None
 
 
 def resolve_device(device: str) -> str:
@@ -107,17 +112,51 @@ def build(config: RunConfig) -> tuple[GenerativeModel, Dataset]:
 
     ``DATASETS.get(data.name)(**data.options)``, then
     ``probgen.models.build_model(model.name, dataset.spec, **model.options)``
-    (``for_data``, a density model dequantized on discrete data), wrapped
-    by ``probgen.bayes.make_bayesian`` when the config has a ``bayes`` section.
+    (``for_data``; a density model dequantized on discrete data; on
+    continuous data a ``Standardized`` map fitted on the training split by
+    ``train.standardize``), wrapped by ``probgen.bayes.make_bayesian`` when
+    the config has a ``bayes`` section. A fitted map is written back into
+    ``config.train.standardize`` as ``{method, shift, scale}``, so the
+    resolved config.yaml records it and ``load_run`` rebuilds the same map.
     """
     torch.manual_seed(config.seed)
     dataset = DATASETS.get(config.data.name)(**config.data.options)
-    model = build_model(config.model.name, dataset.spec, **config.model.options)
+    method = config.train.standardize
+    continuous = dataset.spec.levels is None
+    train_data = (
+        dataset.fitting_sample(seed=config.seed)
+        if continuous and not isinstance(method, dict) and method != "none"
+        else None
+    )
+    model = build_model(
+        config.model.name,
+        dataset.spec,
+        train_data=train_data,
+        standardize=method,
+        **config.model.options,
+    )
+    if isinstance(model, Standardized) and not isinstance(method, dict):
+        config.train.standardize = standardization_record(model, method)
     if config.bayes is not None:
         from probgen.bayes import make_bayesian  # only Bayesian runs pay the import
 
-        model = make_bayesian(model, config.bayes, dataset, config.train)
+        # inside the data map, so ``bayes.layers`` name the family's own parameters
+        if isinstance(model, Standardized):
+            model.model = make_bayesian(model.model, config.bayes, dataset, config.train)
+        else:
+            model = make_bayesian(model, config.bayes, dataset, config.train)
     return model, dataset
+
+
+def standardization_record(model: GenerativeModel, method: Any = "given") -> dict[str, Any] | None:
+    """``{method, shift, scale}`` of a ``Standardized`` model (lists of floats); else None."""
+    if not isinstance(model, Standardized):
+        return None
+    return {
+        "method": method if isinstance(method, str) else "given",
+        "shift": model.shift.tolist(),
+        "scale": model.scale.tolist(),
+    }
 
 
 def validation_nll(state: TrainState, max_examples: int, batch_size: int) -> dict[str, float]:
@@ -167,6 +206,11 @@ def fit(
     seed the losses equal those of an uninterrupted run. Raises
     ``TrainingDiverged`` on a non-finite loss; the last good checkpoint stays.
     """
+    if model is not None:  # the saved config must rebuild the model given, not a fresh one
+        data_map = standardization_record(model) or "none"
+        config = dataclasses.replace(
+            config, train=dataclasses.replace(config.train, standardize=data_map)
+        )
     if model is None or dataset is None:
         built_model, built_data = build(config)
         model = built_model if model is None else model
@@ -176,6 +220,8 @@ def fit(
 
 def load_run(run_dir: Path) -> tuple[GenerativeModel, RunConfig, Dataset]:
     """The trained model (EMA weights when the run used EMA), its config and data set.
+
+    With early stopping, the model holds the weights of the best validation.
 
     Raises ``CheckpointError`` when the config or checkpoint is missing or unreadable.
     """
@@ -187,6 +233,9 @@ def load_run(run_dir: Path) -> tuple[GenerativeModel, RunConfig, Dataset]:
     checkpoint = read_checkpoint(run_dir / "checkpoint")
     model, dataset = build(config)
     checkpoint.load_module("ema" if checkpoint.has_module("ema") else "model", model)
+    best = {k[len("best/") :]: v for k, v in checkpoint.tensors.items() if k.startswith("best/")}
+    if best:  # early stopping kept the weights of the best validation
+        model.load_state_dict(best)
     model.eval()
     return model, config, dataset
 
@@ -239,6 +288,8 @@ class _Run:
         self.elapsed = 0.0
         self.history: list[dict[str, Any]] = []
         self.checkpoint_step: int | None = None
+        self.early = early_stopping_for(t, dataset, model)
+        self.eval_every = self.early.interval if self.early is not None else t.eval_every
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -284,10 +335,14 @@ class _Run:
                 if record:
                     self.history.append(record)
                     bar.show(losses)
+                if self._no_longer_improving(record):
+                    stop_reason, last = "early_stopping", True
                 if last or (t.checkpoint_every and self.step % t.checkpoint_every == 0):
                     self._save()
                 if last:
                     break
+        if self.early is not None:  # the checkpoint keeps the last weights to resume from
+            self.early.restore(self.eval_model)
         return TrainResult(
             model=self.eval_model,
             dataset=self.dataset,
@@ -296,6 +351,7 @@ class _Run:
             wall_time=time.perf_counter() - start,
             stop_reason=stop_reason,
             global_rank=self.fabric.global_rank,
+            best_step=None if self.early is None else self.early.best_step,
         )
 
     def _round(self) -> dict[str, float]:
@@ -357,17 +413,27 @@ class _Run:
         record: dict[str, Any] = {}
         if last or self.step % t.log_every == 0:
             record.update({f"loss/{p}": v for p, v in losses.items()})
-        if last or (t.eval_every and self.step % t.eval_every == 0):
+        if last or (self.eval_every and self.step % self.eval_every == 0):
             state = TrainState(
                 self.step, self.eval_model, self.dataset, self.fabric.global_rank, self.history
             )
-            if t.eval_every:
+            if self.eval_every:
                 record.update(validation_nll(state, t.eval_examples, t.batch_size))
             for callback in self.callbacks:
                 record.update(callback(state) or {})
         if not record:
             return {}
         return {"step": self.step, **record, "elapsed": self.elapsed}
+
+    def _no_longer_improving(self, record: dict[str, Any]) -> bool:
+        """Feed a validation NLL to early stopping; True when it says stop (rank 0 decides)."""
+        if self.early is None:
+            return False
+        value = next((v for k, v in record.items() if k.startswith("val_nll")), None)
+        stop = value is not None and self.early.update(self.step, value, self.eval_model)
+        if self.fabric.world_size > 1:
+            stop = self.fabric.broadcast(stop, src=0)
+        return stop
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -385,12 +451,20 @@ class _Run:
             if self.ema is not None:
                 modules["ema"] = self.ema.module
                 tensors["ema/n_averaged"] = self.ema.n_averaged
+            meta: dict[str, Any] = {
+                "step": self.step,
+                "elapsed": self.elapsed,
+                "history": self.history,
+            }
+            if self.early is not None:
+                tensors.update(self.early.tensors())
+                meta["early_stopping"] = self.early.state()
             write_checkpoint(
                 self.checkpoint_dir,
                 modules=modules,
                 optimizers=dict(self.optimizers.items()),
                 tensors=tensors,
-                meta={"step": self.step, "elapsed": self.elapsed, "history": self.history},
+                meta=meta,
             )
             atomic_write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
         self.checkpoint_step = self.step
@@ -415,6 +489,8 @@ class _Run:
             torch.cuda.set_rng_state(tensors["rng/cuda"], self.fabric.device)
         meta = checkpoint.meta
         self.step, self.elapsed, self.history = meta["step"], meta["elapsed"], meta["history"]
+        if self.early is not None and "early_stopping" in meta:
+            self.early.load(meta["early_stopping"], tensors)
         self.checkpoint_step = self.step
 
 

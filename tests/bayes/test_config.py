@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from probgen.bayes import SGLD, BayesianModel, MeanField
+from probgen.models import Standardized
 from probgen.train import ConfigError, build, config_to_dict, fit, load_config, load_run
 
 BASE = {
@@ -20,9 +21,15 @@ def _config(bayes: dict, **train):
     return load_config(None, overrides)
 
 
+def _family(model):
+    """The Bayesian family inside the data map that continuous data get (Standardized)."""
+    assert isinstance(model, Standardized)
+    return model.model
+
+
 def test_config_builds_a_bayesian_model():
     config = _config({"method": "mean_field", "layers": ["loc"], "prior_std": 2.0, "samples": 3})
-    model, _ = build(config)
+    model = _family(build(config)[0])
     assert isinstance(model, BayesianModel) and isinstance(model.posterior, MeanField)
     assert model.posterior.names == ["loc"] and model.posterior.prior_std == 2.0
     assert model.posterior.num_data == 50 and model.samples == 3
@@ -32,7 +39,7 @@ def test_config_builds_a_bayesian_model():
 
 def test_sgld_takes_its_step_from_the_optimizer():
     config = _config({"method": "sgld", "options": {"burn_in": 2}}, optimizer="sgd", betas=[0, 0])
-    model, _ = build(config)
+    model = _family(build(config)[0])
     assert isinstance(model.posterior, SGLD) and model.posterior.step_size == config.train.lr
 
 
@@ -55,8 +62,8 @@ def test_invalid_bayes_sections_are_config_errors(bayes: dict, train: dict, mess
 def test_fit_and_reload(tmp_path):
     config = _config({"method": "mean_field", "layers": ["loc"], "samples": 2})
     result = fit(config, tmp_path / "run", progress=False)
-    assert isinstance(result.model, BayesianModel)
+    assert isinstance(_family(result.model), BayesianModel)
     model, reloaded, _ = load_run(tmp_path / "run")
-    assert isinstance(model, BayesianModel) and reloaded.bayes == config.bayes
+    assert isinstance(_family(model), BayesianModel) and reloaded.bayes == config.bayes
     for a, b in zip(model.state_dict().values(), result.model.state_dict().values(), strict=True):
         assert torch.equal(a.cpu(), b.cpu())

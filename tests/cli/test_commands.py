@@ -97,7 +97,10 @@ def test_reported_nll_is_the_gaussian_fit_cross_entropy(trained_run: Path) -> No
     mean = w @ mu_k
     second = torch.einsum("k,kij->ij", w, cov_k + mu_k[:, :, None] * mu_k[:, None, :])
     cov = second - torch.outer(mean, mean)
-    mu, sigma = model.loc.detach().double(), model.covariance.detach().double()
+    # the Gaussian of z = (x - m)/s seen in x: N(m + s ⊙ μ_z, diag(s) Σ_z diag(s))
+    s = model.scale.double()
+    mu = model.from_inner(model.model.loc.detach()).double()
+    sigma = s[:, None] * model.model.covariance.detach().double() * s[None, :]
     diff = mean - mu
     cross_entropy = (
         0.5 * torch.logdet(2 * math.pi * sigma)

@@ -89,7 +89,14 @@ def test_fit_converges_to_closed_form_mle(tmp_path) -> None:
     config = RunConfig(
         model=ComponentConfig("gaussian"),
         data=ComponentConfig("array"),
-        train=TrainConfig(steps=600, lr=0.1, lr_schedule="cosine", log_every=500, device="cpu"),
+        train=TrainConfig(
+            steps=600,
+            lr=0.1,
+            lr_schedule="cosine",
+            log_every=500,
+            device="cpu",
+            early_stopping=False,  # the training-data MLE, not the best validation fit
+        ),
     )
     result = fit(config, tmp_path, model=GaussianModel((3,)), dataset=data, progress=False)
     model = result.model

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
+from torch import Tensor
+
+from probgen.core import OutOfRangeWarning
 from probgen.distributions import StandardNormal
 from probgen.models.flows.autoregressive import MaskedAutoregressive
 from probgen.models.flows.base import Compose, Inverse, Transform
@@ -158,3 +162,22 @@ class NSF(VectorFlow):
             return Coupling(half_mask(features), spline, _coupling_net(hidden))
 
         super().__init__(event_shape, layer, transforms)
+        self.bound = bound
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log p(x) (B, *event_shape) -> (B,); in eval mode, warns about x outside [-B, B].
+
+        Outside the interval every spline is the identity, so such points get
+        the base density's tails rather than a learned density.
+        """
+        if not self.training:
+            outside = (x.abs() > self.bound).flatten(1).any(1).double().mean().item()
+            if outside > 0:
+                warnings.warn(
+                    f"NSF: {outside:.1%} of the {len(x)} points have an entry outside the "
+                    f"spline interval [-{self.bound:g}, {self.bound:g}], where the flow is "
+                    "the identity; standardise the data or raise `bound`",
+                    OutOfRangeWarning,
+                    stacklevel=2,
+                )
+        return super().log_prob(x)

@@ -1,0 +1,84 @@
+"""``build_model``: a registered family built for a data set, wrapped once where the data need it.
+
+Integer data (levels) get ``Dequantized`` (probgen.models.dequantized);
+continuous data get ``Standardized`` (probgen.models.standardize), fitted on
+the training split. Each wrapper is a ``GenerativeModel``, so everything
+downstream (the engine, the evaluators, compare, the CLI) is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from probgen.core import DataSpec, GenerativeModel, InvalidInput, check_input
+from probgen.models.dequantized import Dequantized
+from probgen.models.standardize import Standardized, fit_standardization
+from probgen.registry import MODELS
+
+__all__ = ["build_model"]
+
+
+def build_model(
+    name: str,
+    spec: DataSpec,
+    *,
+    train_data: Tensor | None = None,
+    standardize: str | Mapping[str, Any] | None = None,
+    **options: Any,
+) -> GenerativeModel:
+    """The registered model ``name`` built for data ``spec``, wrapped where the data need it.
+
+    ``MODELS.get(name).for_data(spec, **options)``, then exactly one wrapper:
+
+    - on data with levels (``spec.levels`` = K), a model whose
+      ``handles_levels`` is False (a flow, a Gaussian, a GAN, a VAE with a
+      Gaussian decoder, a MADE with a continuous conditional) becomes
+      ``Dequantized(model, K)``: it sees y = (x + u)/K ∈ [0, 1)^D and its
+      ``log_prob`` is a bound on log P(x). Models of levels (PixelCNN, a
+      discrete VAE, diffusion with levels) are returned as built.
+    - on continuous data, every family becomes ``Standardized(model, μ, s)``,
+      x = μ + s ⊙ z, with (μ, s) from ``fit_standardization(train_data,
+      standardize)`` and the training range of z, so no family depends on
+      the data's units (``probgen.models.standardize``).
+
+    Args:
+        name: a registered model name.
+        spec: the data's event shape and levels.
+        train_data: training examples (N, *event_shape) the map is fitted on.
+        standardize: ``"mean_std"``, ``"robust"``, ``"none"`` or ``{"shift",
+            "scale"}`` (a ``"method"`` key there is kept as a note); ``None``
+            means ``"mean_std"`` when ``train_data`` is given and no map
+            otherwise. Ignored on data with levels, which ``Dequantized``
+            already maps to [0, 1).
+        options: the family's own options (``for_data``).
+
+    Raises ``InvalidInput`` when a fitted map is asked for without ``train_data``.
+    """
+    model = MODELS.get(name).for_data(spec, **options)
+    if spec.levels is not None:
+        return model if model.handles_levels else Dequantized(model, spec.levels)
+    if standardize is None:
+        standardize = "none" if train_data is None else "mean_std"
+    if isinstance(standardize, Mapping):
+        given = {k: v for k, v in standardize.items() if k != "method"}
+        fitted = fit_standardization(torch.zeros(0, *spec.event_shape), given)
+    elif standardize == "none":
+        return model
+    elif train_data is None:
+        raise InvalidInput(
+            f"standardize={standardize!r} is fitted on training data: pass train_data "
+            "(N, *event_shape), or standardize='none'"
+        )
+    else:
+        fitted = fit_standardization(check_input(train_data, spec.event_shape), standardize)
+    if fitted is None:
+        return model
+    shift, scale = fitted
+    if train_data is None:
+        return Standardized(model, shift, scale)
+    z = (train_data.to(shift.dtype) - shift) / scale
+    return Standardized(model, shift, scale, z.amin(0), z.amax(0))

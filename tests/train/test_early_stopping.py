@@ -1,0 +1,79 @@
+"""Early stopping on the validation split, and the data map a run records and reloads."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import yaml
+
+from probgen.models import Standardized
+from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit, load_run
+from probgen.train.engine import validation_nll
+
+
+def _config(data: dict, **train) -> RunConfig:
+    settings = {"steps": 300, "batch_size": 64, "lr": 5e-3, "log_every": 10, "device": "cpu"}
+    return RunConfig(
+        model=ComponentConfig("maf", {"hidden": [32, 32]}),
+        data=ComponentConfig("two_moons", data),
+        train=TrainConfig(**{**settings, **train}),
+    )
+
+
+SMALL = {"n_train": 64, "n_validation": 256, "n_test": 64}
+
+
+def _val_records(history: list[dict]) -> list[tuple[int, float]]:
+    return [(r["step"], r["val_nll"]) for r in history if "val_nll" in r]
+
+
+def test_small_data_stop_early_and_keep_the_best_validation_weights(tmp_path) -> None:
+    result = fit(_config(SMALL, patience=5), tmp_path, progress=False)
+    records = _val_records(result.history)
+    best_step, best = min(records, key=lambda r: r[1])
+    assert result.stop_reason == "early_stopping" and result.steps < 300
+    assert result.best_step == best_step
+    # the last validations are `patience` non-improvements after the best
+    assert [s for s, _ in records][-1] == best_step + 5 * 10
+    state = type("S", (), {"model": result.model, "dataset": result.dataset})
+    again = validation_nll(state, 2048, 64)["val_nll"]  # the returned weights are the best
+    assert math.isclose(again, best, rel_tol=1e-12)
+    reloaded, _, _ = load_run(tmp_path)  # and so is the checkpoint
+    x = result.dataset.split("validation")[:16]
+    torch.testing.assert_close(reloaded.log_prob(x), result.model.log_prob(x), rtol=0, atol=0)
+
+
+def test_early_stopping_is_off_for_fresh_data_and_when_asked(tmp_path) -> None:
+    fresh = {"n_train": None, "n_validation": 64, "n_test": 64}
+    assert fit(_config(fresh, steps=20), tmp_path / "a", progress=False).best_step is None
+    off = fit(_config(SMALL, steps=20, early_stopping=False), tmp_path / "b", progress=False)
+    assert off.best_step is None and off.stop_reason == "steps"
+
+
+def test_resumed_early_stopping_equals_an_uninterrupted_run(tmp_path) -> None:
+    straight = fit(_config(SMALL, patience=5), tmp_path / "a", progress=False)
+    stop = straight.steps
+    first = _config(SMALL, patience=5, steps=stop - 20)
+    fit(first, tmp_path / "b", progress=False)
+    resumed = fit(_config(SMALL, patience=5), tmp_path / "b", progress=False, resume=True)
+    assert resumed.steps == stop and resumed.best_step == straight.best_step
+    drop = {"elapsed"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in resumed.history] == [
+        {k: v for k, v in r.items() if k not in drop} for r in straight.history
+    ]
+
+
+def test_a_run_records_its_fitted_data_map_and_reloads_it(tmp_path) -> None:
+    config = _config({**SMALL, "scale": 1}, steps=5)
+    result = fit(config, tmp_path, progress=False)
+    assert isinstance(result.model, Standardized)
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())["train"]["standardize"]
+    train = result.dataset.split("train").double()
+    assert saved["method"] == "mean_std"
+    torch.testing.assert_close(torch.tensor(saved["shift"]), train.mean(0))
+    torch.testing.assert_close(torch.tensor(saved["scale"]), train.std(0))
+    model, reloaded, _ = load_run(tmp_path)
+    torch.testing.assert_close(model.shift, result.model.shift, rtol=0, atol=0)
+    torch.testing.assert_close(model.high, result.model.high, rtol=0, atol=0)
+    assert reloaded.train.standardize == saved
