@@ -67,7 +67,7 @@ class ToyDataset(Dataset):
         else:
             truth = shape
         if not (math.isfinite(scale) and scale > 0 and math.isfinite(shift)):
-            raise InvalidInput(f"expected a finite scale > 0 and a finite shift, got {scale}, {shift}")
+            raise InvalidInput(f"expected a finite scale > 0 and shift, got {scale}, {shift}")
         if scale != 1.0 or shift != 0.0:  # x = shift + scale · y, y ~ the shape: exact density
             like = torch.ones(truth.event_shape)
             truth = Standardized(truth, shift * like, scale * like)
