@@ -37,6 +37,7 @@ from probgen.train import (
     load_config,
     load_run,
     parse_overrides,
+    standardization_record,
 )
 
 __all__ = ["EXIT_USER_ERROR", "SAMPLE_FORMATS", "app", "main"]
@@ -310,7 +311,7 @@ def _report(
             seed=seed,
             max_examples=max_examples,
         )
-    write_metrics(run_dir / "metrics.json", split, results)
+    write_metrics(run_dir / "metrics.json", split, results, standardization_record(model))
     console.print(metrics_table(results, f"{split} split ({n} examples)"))
     if picture:
         _picture(

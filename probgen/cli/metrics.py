@@ -139,12 +139,16 @@ def evaluate(
     return {name: _as_estimate(value) for name, value in ordered}
 
 
-def write_metrics(path: Path, split: str, results: dict[str, Estimate]) -> None:
+def write_metrics(
+    path: Path, split: str, results: dict[str, Estimate], data_map: dict | None = None
+) -> None:
     """Merge ``results`` for ``split`` into the JSON file at ``path``.
 
     Layout: ``{split: {metric: {"value", "stderr", "kind", "unit"}}}``; an
     unknown standard error is written as ``null``. Other splits already in
-    the file are kept.
+    the file are kept. ``data_map`` (the ``{method, shift, scale}`` of a
+    standardised model, ``probgen.train.standardization_record``) is written
+    under ``"data_map"``: the numbers are of a model of x = shift + scale · z.
     """
     data: dict[str, Any] = {}
     if path.exists():
@@ -163,6 +167,8 @@ def write_metrics(path: Path, split: str, results: dict[str, Estimate]) -> None:
         }
         for name, est in results.items()
     }
+    if data_map is not None:
+        data["data_map"] = data_map
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
 

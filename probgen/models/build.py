@@ -63,8 +63,10 @@ def build_model(
         return model if model.handles_levels else Dequantized(model, spec.levels)
     if standardize is None:
         standardize = "none" if train_data is None else "mean_std"
+    method = standardize if isinstance(standardize, str) else "given"
     if isinstance(standardize, Mapping):
         given = {k: v for k, v in standardize.items() if k != "method"}
+        method = str(standardize.get("method", "given"))
         fitted = fit_standardization(torch.zeros(0, *spec.event_shape), given)
     elif standardize == "none":
         return model
@@ -79,6 +81,6 @@ def build_model(
         return model
     shift, scale = fitted
     if train_data is None:
-        return Standardized(model, shift, scale)
+        return Standardized(model, shift, scale, method=method)
     z = (train_data.to(shift.dtype) - shift) / scale
-    return Standardized(model, shift, scale, z.amin(0), z.amax(0))
+    return Standardized(model, shift, scale, z.amin(0), z.amax(0), method=method)

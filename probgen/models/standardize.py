@@ -132,6 +132,8 @@ class Standardized(GenerativeModel):
         scale: s > 0, shape ``event_shape``.
         low, high: the per-entry range of z over the training data (optional;
             with both, ``log_prob`` warns about points far outside it).
+        method: how μ and s were chosen (``"mean_std"``, ``"robust"``,
+            ``"given"``), recorded with them.
     """
 
     def __init__(
@@ -141,6 +143,7 @@ class Standardized(GenerativeModel):
         scale: Tensor,
         low: Tensor | None = None,
         high: Tensor | None = None,
+        method: str = "given",
     ) -> None:
         super().__init__(model.event_shape)
         if model.handles_levels:
@@ -157,6 +160,7 @@ class Standardized(GenerativeModel):
         if not bool((scale > 0).all()):
             raise InvalidInput("Standardized: every scale must be > 0")
         self.model = model
+        self.method = method
         self.register_buffer("shift", shift.detach().clone())
         self.register_buffer("scale", scale.detach().clone())
         known = low is not None and high is not None

@@ -19,6 +19,7 @@ from probgen.train.engine import (
     build,
     fit,
     load_run,
+    standardization_record,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "load_run",
     "parse_overrides",
     "save_config",
+    "standardization_record",
 ]

@@ -107,8 +107,8 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-def build(config: RunConfig) -> tuple[GenerativeModel, Dataset]:
-    """Build the data set, then the model for its spec, seeding torch with ``config.seed`` first.
+def build(config: RunConfig, dataset: Dataset | None = None) -> tuple[GenerativeModel, Dataset]:
+    """Build the data set (unless given), then the model for it, seeding torch first.
 
     ``DATASETS.get(data.name)(**data.options)``, then
     ``probgen.models.build_model(model.name, dataset.spec, **model.options)``
@@ -120,7 +120,8 @@ def build(config: RunConfig) -> tuple[GenerativeModel, Dataset]:
     resolved config.yaml records it and ``load_run`` rebuilds the same map.
     """
     torch.manual_seed(config.seed)
-    dataset = DATASETS.get(config.data.name)(**config.data.options)
+    if dataset is None:
+        dataset = DATASETS.get(config.data.name)(**config.data.options)
     method = config.train.standardize
     continuous = dataset.spec.levels is None
     train_data = (
@@ -136,7 +137,7 @@ def build(config: RunConfig) -> tuple[GenerativeModel, Dataset]:
         **config.model.options,
     )
     if isinstance(model, Standardized) and not isinstance(method, dict):
-        config.train.standardize = standardization_record(model, method)
+        config.train.standardize = standardization_record(model)
     if config.bayes is not None:
         from probgen.bayes import make_bayesian  # only Bayesian runs pay the import
 
@@ -148,12 +149,12 @@ def build(config: RunConfig) -> tuple[GenerativeModel, Dataset]:
     return model, dataset
 
 
-def standardization_record(model: GenerativeModel, method: Any = "given") -> dict[str, Any] | None:
+def standardization_record(model: GenerativeModel) -> dict[str, Any] | None:
     """``{method, shift, scale}`` of a ``Standardized`` model (lists of floats); else None."""
     if not isinstance(model, Standardized):
         return None
     return {
-        "method": method if isinstance(method, str) else "given",
+        "method": model.method,
         "shift": model.shift.tolist(),
         "scale": model.scale.tolist(),
     }
@@ -199,10 +200,11 @@ def fit(
 ) -> TrainResult:
     """Train ``config`` into ``run_dir`` (config.yaml, checkpoint/, history.json).
 
-    ``model`` and ``dataset`` are built from the config unless given (then the
-    config still names them, so pass registered names for ``load_run`` to
-    rebuild the run). With ``resume=True`` training continues from
-    ``run_dir/checkpoint`` up to ``config.train.steps``; on CPU with the same
+    ``model`` and ``dataset`` are built from the config unless given (a model
+    is then built for the given data set; the config still names them, so
+    pass registered names for ``load_run`` to rebuild the run). With
+    ``resume=True`` training continues from ``run_dir/checkpoint`` up to
+    ``config.train.steps``; on CPU with the same
     seed the losses equal those of an uninterrupted run. Raises
     ``TrainingDiverged`` on a non-finite loss; the last good checkpoint stays.
     """
@@ -211,10 +213,10 @@ def fit(
         config = dataclasses.replace(
             config, train=dataclasses.replace(config.train, standardize=data_map)
         )
-    if model is None or dataset is None:
-        built_model, built_data = build(config)
-        model = built_model if model is None else model
-        dataset = built_data if dataset is None else dataset
+    if model is None:
+        model, dataset = build(config, dataset)
+    elif dataset is None:
+        dataset = DATASETS.get(config.data.name)(**config.data.options)
     return _Run(config, Path(run_dir), model, dataset, list(callbacks)).train(resume, progress)
 
 

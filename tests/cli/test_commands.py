@@ -81,6 +81,11 @@ def test_train_writes_every_output(trained_run: Path) -> None:
     assert test["sampling_seconds"]["unit"] == "s"
     assert test["mmd"]["stderr"] is None
     assert (trained_run / "samples.png").read_bytes()[:8] == PNG_MAGIC
+    # the data map, fitted on the training draws, is listed in the config and the metrics
+    model, _, _ = load_run(trained_run)
+    data_map = _metrics(trained_run)["data_map"]
+    assert data_map == config.train.standardize and data_map["method"] == "mean_std"
+    assert data_map["scale"] == model.scale.tolist() and data_map["shift"] == model.shift.tolist()
 
 
 def test_reported_nll_is_the_gaussian_fit_cross_entropy(trained_run: Path) -> None:
@@ -208,7 +213,7 @@ def test_evaluate_other_split_and_chosen_metrics(cli: Cli, run_copy: Path) -> No
     assert result.exit_code == 0, result.output
     assert "validation" in result.stdout
     metrics = _metrics(run_copy)
-    assert set(metrics) == {"test", "validation"}
+    assert set(metrics) == {"test", "validation", "data_map"}
     assert set(metrics["validation"]) == {
         "nll", "kl_data_model", "mmd", "sampling_seconds", "network_evaluations",
         "held_out_examples",

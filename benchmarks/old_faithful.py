@@ -1,0 +1,186 @@
+"""Old Faithful in its own units: held-out log-likelihood per point, every family vs scikit-learn.
+
+Protocol (/work/shared/BENCHMARKING.md, "Old Faithful, raw units"): the 272
+eruptions (minutes, 1.6–5.1) and waiting times (minutes, 43–96) of
+``faithful.csv``, 5-fold cross-validation (``KFold(5, shuffle=True,
+random_state=0)``), the held-out log-likelihood per point averaged over all
+272 held-out points (each point is held out once), with its standard error.
+
+- probgen: every registered family with a likelihood, built by the engine as
+  a user's run is (``probgen.train.fit``: the standardising map fitted on the
+  training part, early stopping on by default for small data), 2000 Adam steps
+  at batch 128, lr 1e-3, one thread. The training fold is split 80/20 into
+  training and validation parts (seeded), so early stopping never sees the
+  held-out fold. Flows, MADE, the Gaussian and the diffusion models (the
+  probability-flow ODE with an exact divergence) give exact log p(x); the VAE
+  a bound (its IWAE-K with K = 1000, labelled "bound"). The EBM's density is
+  unnormalised and GANs have none: they get no row.
+- scikit-learn: ``GaussianMixture`` (full covariances) with k = 1..5 chosen by
+  BIC on the whole training fold; SciPy: ``gaussian_kde`` with Scott's rule.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/old_faithful.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/old_faithful.py --families maf,nsf --steps 500
+
+Prints a table and writes ``benchmarks/results/old_faithful.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import gaussian_kde
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import KFold
+
+from probgen.core import DataSpec, Likelihood, OutOfRangeWarning
+from probgen.data.base import ArrayDataset
+from probgen.evaluate.likelihood import IWAEBound, log_probs
+from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit
+
+FAMILIES = ("gaussian", "realnvp", "maf", "nsf", "made", "vae", "ddpm", "score_sde")
+DATA = Path(os.environ.get("PROBGEN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def load_faithful(path: Path) -> np.ndarray:
+    """(272, 2) float64: eruptions and waiting, in minutes, from R's faithful.csv."""
+    return np.genfromtxt(path, delimiter=",", skip_header=1, usecols=(1, 2), dtype=np.float64)
+
+
+def gmm_bic(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, int]:
+    """Held-out log-likelihoods of the BIC-chosen mixture (k = 1..5), and its k."""
+    fits = [GaussianMixture(k, random_state=0).fit(train) for k in range(1, 6)]
+    best = min(fits, key=lambda m: m.bic(train))
+    return best.score_samples(test), best.n_components
+
+
+def kde(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Held-out log-likelihoods of SciPy's Gaussian KDE with Scott's bandwidth."""
+    return gaussian_kde(train.T).logpdf(test.T)
+
+
+def probgen_fold(
+    family: str, train: np.ndarray, test: np.ndarray, steps: int, seed: int
+) -> tuple[np.ndarray, dict]:
+    """Train ``family`` on 80% of ``train`` (20% validation), score ``test``; (log p, record)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(train))
+    n_val = len(train) // 5
+    val, fit_part = train[order[:n_val]], train[order[n_val:]]
+    as_tensor = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    dataset = ArrayDataset(as_tensor(fit_part), as_tensor(val), as_tensor(test), DataSpec((2,)))
+    config = RunConfig(
+        model=ComponentConfig(family),
+        data=ComponentConfig("old_faithful"),
+        seed=seed,
+        train=TrainConfig(
+            steps=steps, batch_size=128, lr=1e-3, log_every=100, device="cpu", eval_every=10
+        ),
+    )
+    start = time.process_time()
+    with tempfile.TemporaryDirectory() as run_dir, warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", OutOfRangeWarning)
+        result = fit(config, Path(run_dir), progress=False, dataset=dataset)
+        train_cpu = time.process_time() - start
+        model = result.model
+        estimator = IWAEBound(1000) if model.likelihood is Likelihood.BOUND else None
+        g = torch.Generator().manual_seed(seed)
+        values = log_probs(model, as_tensor(test), estimator=estimator, generator=g)
+    record = {
+        "steps": result.steps,
+        "stop_reason": result.stop_reason,
+        "best_step": result.best_step,
+        "train_cpu_seconds": train_cpu,
+        "kind": "bound" if estimator is not None else model.likelihood.value,
+        "out_of_range_warnings": [str(w.message) for w in seen],
+    }
+    return values.double().cpu().numpy(), record
+
+
+def summary(values: np.ndarray) -> dict:
+    """Mean held-out log-likelihood per point and its standard error."""
+    return {
+        "mean": float(values.mean()),
+        "stderr": float(values.std(ddof=1) / math.sqrt(len(values))),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=DATA / "old_faithful" / "faithful.csv")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/old_faithful.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    x = load_faithful(args.data)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(x))
+    rows: dict[str, dict] = {}
+
+    held = {"gmm_bic": np.empty(len(x)), "kde_scott": np.empty(len(x))}
+    chosen = []
+    for train_idx, test_idx in folds:
+        held["gmm_bic"][test_idx], k = gmm_bic(x[train_idx], x[test_idx])
+        held["kde_scott"][test_idx] = kde(x[train_idx], x[test_idx])
+        chosen.append(k)
+    rows["sklearn GaussianMixture (BIC)"] = {
+        **summary(held["gmm_bic"]),
+        "kind": "exact",
+        "k": chosen,
+    }
+    rows["scipy gaussian_kde (Scott)"] = {**summary(held["kde_scott"]), "kind": "exact"}
+
+    for family in args.families.split(","):
+        values, records = np.empty(len(x)), []
+        for i, (train_idx, test_idx) in enumerate(folds):
+            values[test_idx], record = probgen_fold(
+                family, x[train_idx], x[test_idx], args.steps, args.seed + i
+            )
+            records.append(record)
+        rows[family] = {**summary(values), "kind": records[0]["kind"], "folds": records}
+        print(
+            f"{family:<30} {rows[family]['mean']:9.3f} ± {rows[family]['stderr']:.3f}", flush=True
+        )
+        _write(args, rows)
+
+    print(f"\n{'model':<30} {'held-out log p / point':>24}  kind     steps (median)")
+    for name, row in sorted(rows.items(), key=lambda r: -r[1]["mean"]):
+        steps = [f["steps"] for f in row.get("folds", [])]
+        shown = f"{int(np.median(steps))}" if steps else ""
+        print(f"{name:<30} {row['mean']:>15.3f} ± {row['stderr']:.3f}  {row['kind']:<8} {shown}")
+    _write(args, rows)
+
+
+def _write(args: argparse.Namespace, rows: dict) -> None:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "benchmark": "old_faithful",
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "recipe": {
+            "folds": "KFold(5, shuffle=True, random_state=0)",
+            "steps": args.steps,
+            "batch_size": 128,
+            "lr": 1e-3,
+            "validation": "20% of each training fold",
+            "threads": 1,
+        },
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "load_average": os.getloadavg(),
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
