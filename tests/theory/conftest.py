@@ -1,13 +1,13 @@
-"""Theory checks in float64 and float32: the ``theory_dtype`` fixture and ``tol``.
+"""Theory checks in float64 and float32: the ``theory_dtype`` and ``tol`` fixtures.
 
 ``theory_dtype`` runs a test once per dtype with that dtype as torch's default
 (so every model, buffer and tensor the test builds is in it) and restores the
-previous default afterwards. ``tol(dtype, size)`` (a fixture returning
-``rounding_tolerance``) is the rounding allowance of a quantity of magnitude ``size`` computed in ``dtype``: ``ops`` roundings of
-relative size ε = ``torch.finfo(dtype).eps`` each, ``ops · ε · |size|``. Ground
-truths are computed in float64 (NumPy / SciPy), so only the library's side
-carries the rounding of ``dtype``; statistical tolerances (standard errors) are
-added to it, never replaced by it.
+previous default afterwards. ``tol`` returns ``rounding_tolerance(dtype, size,
+ops)``, the rounding allowance of a quantity of magnitude ``size`` computed in
+``dtype``: ``ops`` roundings of relative size ε = ``torch.finfo(dtype).eps``,
+i.e. ops · ε · |size|. Ground truths are computed in float64 (NumPy, SciPy), so
+only the library's side carries the rounding of ``dtype``; statistical
+tolerances (standard errors) are added to it, never replaced by it.
 """
 
 from __future__ import annotations
