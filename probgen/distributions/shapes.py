@@ -63,7 +63,8 @@ class EightGaussians(GaussianMixture):
     """Ring of ``n_modes`` equal-weight isotropic Gaussians.
 
     μ_k = r (cos 2πk/K, sin 2πk/K), σ_k = σ, π_k = 1/K. Defaults follow FFJORD
-    (r = 2√2, σ = 1/(2√2), K = 8; entropy ≈ 2.8317 nats);
+    (r = 2√2, σ = 1/(2√2), K = 8; entropy 2.83158 nats by quadrature,
+    tests/theory/test_shape_entropy.py);
     ``EightGaussians(radius=1.0, std=0.01)`` is the ring of PacGAN
     (Lin et al., 2018, PacGAN: The power of two samples in GANs).
     """

@@ -201,9 +201,12 @@ class GANJensenShannon(FDivergence):
 
 
 class PearsonChiSquared(FDivergence):
-    """Pearson χ²(P ‖ Q) = ∫ (p − q)²/q: f(t) = (t−1)², f'(t) = 2(t−1), f*(u) = u²/4 + u.
+    """Pearson χ²(P ‖ Q) = ∫ (p − q)²/q: f(t) = (t−1)², f'(t) = 2(t−1).
 
-    Activation g(v) = v. Reference: Pearson 1900; Nowozin et al. 2016, Table 2.
+    f*(u) = sup_{t ≥ 0} {u t − (t−1)²} = u²/4 + u for u ≥ −2 (at t = 1 + u/2) and
+    −1 for u < −2 (at t = 0). Nowozin et al.'s u²/4 + u is the conjugate over all
+    t ∈ ℝ, larger for u < −2, which loosens the bound there. Activation g(v) = v.
+    Reference: Pearson 1900; Nowozin et al. 2016, Table 2.
     """
 
     name = "pearson"
@@ -215,7 +218,7 @@ class PearsonChiSquared(FDivergence):
         return 2.0 * (t - 1.0)
 
     def _conjugate(self, u: Tensor) -> Tensor:
-        return 0.25 * u.square() + u
+        return torch.where(u >= -2.0, 0.25 * u.square() + u, -torch.ones_like(u))
 
     def activation(self, v: Tensor) -> Tensor:
         return v

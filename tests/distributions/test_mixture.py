@@ -72,7 +72,7 @@ def test_eight_gaussians_recipe_and_entropy() -> None:
     torch.testing.assert_close(dist.component_stds, torch.full((8,), 1 / (2 * math.sqrt(2))))
     h = dist.entropy(n=100_000, generator=torch.Generator().manual_seed(0))
     assert h.kind == "estimate" and 0 < h.stderr < 0.01
-    assert abs(h.value - 2.8317) < 3 * h.stderr
+    assert abs(h.value - 2.83158) < 3 * h.stderr  # derived in tests/theory/test_shape_entropy.py
 
 
 def test_pacgan_setups() -> None:

@@ -7,7 +7,6 @@ stated discretisation allowance.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import pytest
@@ -34,7 +33,6 @@ from probgen.models.diffusion import (
     VarianceExploding,
     VariancePreserving,
     ode_log_likelihood,
-    variational_bound,
 )
 from probgen.models.diffusion.parametrizations import Denoiser
 
@@ -246,45 +244,3 @@ def test_l_simple_is_dsm_with_sigma_squared_weighting():
     simple = NoiseMatching()(exact, x0, torch.Generator().manual_seed(7))
     dsm = ScoreMatching(SigmaSquaredWeighting())(exact, x0, torch.Generator().manual_seed(7))
     assert torch.allclose(simple, dsm, rtol=1e-10)
-
-
-def _reverse_chain_marginal(denoiser: ExactGaussianDenoiser, steps: int) -> tuple[Tensor, Tensor]:
-    """Mean and covariance of p_θ(x_0) for the Gaussian reverse chain of ``variational_bound``:
-    x_1 ~ N(0, I); x_s = μ̃(x_t, x̂_0(x_t)) + σ̃ z, linear in x_t because x̂_0 is (Tweedie)."""
-    process = denoiser.process
-    grid = process.grid(steps, like=denoiser.mean)
-    d = 2
-    eye = torch.eye(d)
-    m, p = torch.zeros(d), process.prior_std() ** 2 * eye
-    for t, s in itertools.pairwise(grid):
-        tt, ss = t.reshape(1), s.reshape(1)
-        # the affine map x_t -> μ̃(x_t, x̂_0(x_t)), read off at x_t = 0 and the unit vectors
-        base = process.posterior(torch.zeros(1, d), denoiser(torch.zeros(1, d), tt).data, tt, ss)
-        b = base[0][0]
-        cols = [
-            process.posterior(e[None], denoiser(e[None], tt).data, tt, ss)[0][0] - b for e in eye
-        ]
-        a = torch.stack(cols, dim=1)
-        var = base[1] ** 2 if s > 0 else process.transition(tt, ss)[1] ** 2
-        m, p = a @ m + b, a @ p @ a.T + var * eye
-    return m, p
-
-
-def test_vlb_bounds_the_negative_log_likelihood():
-    """Ho et al. (2020) eq. (5): L_VLB(x) ≥ −log p_θ(x) per example for the exact Gaussian
-    reverse chain, whose marginal p_θ(x_0) is Gaussian and computed exactly; the Monte Carlo
-    VLB (200 repeats) is above it by more than 4 s.e., and E_data L_VLB ≥ H[N(μ, Σ)]."""
-    denoiser = gaussian(DDPMChain.linear(100))
-    m, p = _reverse_chain_marginal(denoiser, 100)
-    model = torch.distributions.MultivariateNormal(m, p)
-    x = torch.tensor([[1.0, -0.5], [2.0, 0.5], [-1.0, -1.5], [0.0, 0.0]])
-    repeats = 200
-    g = torch.Generator().manual_seed(8)
-    vlb = variational_bound(denoiser, x.repeat(repeats, 1), 100, generator=g).reshape(repeats, 4)
-    mean, se = vlb.mean(0), vlb.std(0) / math.sqrt(repeats)
-    gap = mean + model.log_prob(x)
-    assert (gap > 4 * se).all(), (gap, se)
-    data = torch.distributions.MultivariateNormal(torch.tensor(MU), torch.tensor(SIGMA))
-    xs = data.sample((2000,))
-    bound = variational_bound(denoiser, xs, 100, generator=g)
-    assert bound.mean() - data.entropy() > 4 * bound.std() / math.sqrt(len(xs))
