@@ -9,7 +9,12 @@ fixed ``event_shape``. Batches carry one leading batch dimension:
         def players(self) -> dict[str, list[Parameter]]
         def loss(self, x, player="model") -> Tensor   # that player's objective
         def sample(self, n, **options) -> Tensor       # (n, *event_shape)
-        def log_prob(self, x) -> Tensor                # (B,), in nats
+        def log_prob(self, x, *, generator=None) -> Tensor  # (B,), in nats
+
+A ``log_prob`` that draws noise (a dequantization, a VAE's posterior draws, a
+Hutchinson probe, posterior weight draws) takes the optional keyword-only
+``generator`` and draws from it; ``call_log_prob(model, x, generator)`` passes
+it to a model that takes it, so wrappers and evaluators are reproducible.
 
 The training engine, the evaluators and the CLI use models only through these
 calls, so a new family is one new class.
@@ -19,6 +24,8 @@ from __future__ import annotations
 
 import abc
 import enum
+import functools
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +44,7 @@ __all__ = [
     "OutOfRangeWarning",
     "ProbgenError",
     "UnknownPlayer",
+    "call_log_prob",
     "check_input",
 ]
 
@@ -206,7 +214,12 @@ class GenerativeModel(nn.Module, abc.ABC):
         """Draw ``n`` independent samples, shape ``(n, *event_shape)``."""
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """log p_θ(x) per example, shape (B,), in nats; see ``likelihood``."""
+        """log p_θ(x) per example, shape (B,), in nats; see ``likelihood``.
+
+        Models whose ``log_prob`` draws noise add the keyword-only argument
+        ``generator: torch.Generator | None = None`` and draw from it (see
+        ``call_log_prob``); deterministic ones need not.
+        """
         raise IntractableLikelihood(
             f"{type(self).__name__} has no tractable density (likelihood = "
             f"{self.likelihood.value}); use a sample-based metric instead"
@@ -229,3 +242,24 @@ class GenerativeModel(nn.Module, abc.ABC):
         for t in (*self.parameters(), *self.buffers()):
             return t.device
         return torch.device("cpu")
+
+
+def call_log_prob(
+    model: GenerativeModel, x: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """``model.log_prob(x, generator=generator)`` if its ``log_prob`` takes a ``generator``.
+
+    Else ``model.log_prob(x)``: a deterministic ``log_prob`` draws nothing, and
+    models written with the one-argument protocol keep working. x (B,
+    *event_shape) -> (B,). Wrappers (``Dequantized``, a Bayesian posterior
+    predictive) score their inner model through this, so one generator reaches
+    every draw of an evaluation.
+    """
+    if generator is not None and _takes_generator(type(model).log_prob):
+        return model.log_prob(x, generator=generator)
+    return model.log_prob(x)
+
+
+@functools.cache
+def _takes_generator(log_prob: Any) -> bool:
+    return "generator" in inspect.signature(log_prob).parameters

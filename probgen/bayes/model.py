@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from probgen.bayes.posterior import WeightPosterior, select_parameters
-from probgen.core import Estimate, GenerativeModel, InvalidInput, Likelihood
+from probgen.core import Estimate, GenerativeModel, InvalidInput, Likelihood, call_log_prob
 from probgen.tensors import logmeanexp
 
 __all__ = ["BayesianModel", "Predictive"]
@@ -163,7 +163,9 @@ class BayesianModel(GenerativeModel):
         x = self._check(x)
         s = self._num(samples)
         draws = [self.posterior.draw(generator) for _ in range(s)]
-        return torch.stack([self.run(theta, lambda m: m.log_prob(x)) for theta in draws])
+        return torch.stack(
+            [self.run(theta, lambda m: call_log_prob(m, x, generator)) for theta in draws]
+        )
 
     def predictive(
         self, x: Tensor, samples: int | None = None, generator: torch.Generator | None = None
@@ -171,9 +173,12 @@ class BayesianModel(GenerativeModel):
         """The posterior predictive at ``x``: log p̂, its standard error, the uncertainty."""
         return Predictive(self.log_likelihoods(x, samples, generator), kind=self.likelihood.value)
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """log p(x | data) ≈ log 1/S Σ_s p_{θ_s}(x), shape (B,); S = ``self.samples``."""
-        return logmeanexp(self.log_likelihoods(x), dim=0)
+    def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """log p(x | data) ≈ log 1/S Σ_s p_{θ_s}(x), shape (B,); S = ``self.samples``.
+
+        The draws θ_s ~ q (and the inner model's own draws) come from ``generator``.
+        """
+        return logmeanexp(self.log_likelihoods(x, generator=generator), dim=0)
 
     def uncertainty(
         self, x: Tensor, samples: int | None = None, generator: torch.Generator | None = None

@@ -14,7 +14,10 @@ name that are no registry name themselves (``kl_data_model`` beside ``nll``,
 kept; other registry names are not.
 
 Each result is an ``Estimate``; the suite's plain numbers (counts and seconds)
-get ``kind="measured"`` and an unknown (NaN) standard error.
+get ``kind="measured"`` and an unknown (NaN) standard error. Results the suite
+leaves out keep their one-line reason (``Results.skipped``): printed under the
+table and written to metrics.json. A divergence estimate below zero is printed
+as its upper confidence bound, never as a negative number (``divergence_text``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from rich.table import Table
 
 from probgen.core import Estimate, GenerativeModel, ProbgenError
 from probgen.data.base import Dataset
+from probgen.evaluate.display import DIVERGENCES, divergence_text
 from probgen.evaluate.suite import (
     DEFAULT_METRICS,
     NLL,
@@ -37,6 +41,7 @@ from probgen.evaluate.suite import (
     KLDataModel,
     Metric,
     PrecisionRecall,
+    Results,
     SampleDistances,
     evaluate_model,
 )
@@ -57,6 +62,7 @@ UNITS = {
     "bpd": "bits/dim",
     "kl_data_model": "nats",
     "kl_model_data": "nats",
+    "kl_model_data_smoothed": "nats",
     "reverse_kl": "nats",
     "log_partition": "nats",
     "sampling_seconds": "s",
@@ -97,12 +103,13 @@ def evaluate(
     n_samples: int = 2000,
     seed: int = 0,
     max_examples: int | None = None,
-) -> dict[str, Estimate]:
+) -> Results:
     """``evaluate_model`` on ``split`` of ``dataset``: ``DEFAULT_METRICS``, or the ``names`` chosen.
 
     ``n_samples`` model samples are drawn once with a generator seeded by
     ``seed`` (so equal seeds give equal numbers); ``max_examples`` keeps the
-    first rows of the split only. Raises ``UnknownName`` for a
+    first rows of the split only. The results are ``Estimate`` s; ``skipped``
+    gives the reason for each default result left out. Raises ``UnknownName`` for a
     name not in ``METRICS`` (listing the valid ones) and ``MetricNotApplicable``
     for a chosen name the suite does not compute for this model and data.
     """
@@ -126,17 +133,22 @@ def evaluate(
         missing = [name for name in names if name not in results]
         if missing:
             levels = dataset.spec.levels
+            reasons = "; ".join(
+                f"{name}: {results.skipped[name]}" for name in missing if name in results.skipped
+            )
             raise MetricNotApplicable(
                 f"{', '.join(map(repr, missing))} not applicable to {type(model).__name__} "
                 f"(likelihood {model.likelihood.value}) on {type(dataset).__name__} "
-                f"({'continuous' if levels is None else f'{levels} levels'}); computed: "
-                f"{', '.join(r for r in results if r in METRICS) or 'none'}"
+                f"({'continuous' if levels is None else f'{levels} levels'})"
+                + (f" ({reasons})" if reasons else "")
+                + f"; computed: {', '.join(r for r in results if r in METRICS) or 'none'}"
             )
         companions = {r: v for r, v in results.items() if r not in METRICS}
         results = {**{name: results[name] for name in names}, **companions}
     # plain numbers (counts, seconds) after the estimates, each group in the suite's order
     ordered = sorted(results.items(), key=lambda item: not isinstance(item[1], Estimate))
-    return {name: _as_estimate(value) for name, value in ordered}
+    skipped = {} if names is not None else results.skipped
+    return Results({name: _as_estimate(value) for name, value in ordered}, skipped=skipped)
 
 
 def write_metrics(
@@ -145,8 +157,11 @@ def write_metrics(
     """Merge ``results`` for ``split`` into the JSON file at ``path``.
 
     Layout: ``{split: {metric: {"value", "stderr", "kind", "unit"}}}``; an
-    unknown standard error is written as ``null``. Other splits already in
-    the file are kept. ``data_map`` (the ``{method, shift, scale}`` of a
+    unknown standard error is written as ``null``; the raw value is written
+    even when a divergence estimate is below zero (with its stderr). The
+    reasons for left-out results (``Results.skipped``) go to
+    ``{"skipped": {split: {metric: reason}}}``. Other splits already in the
+    file are kept. ``data_map`` (the ``{method, shift, scale}`` of a
     standardised model, ``probgen.train.standardization_record``) is written
     under ``"data_map"``: the numbers are of a model of x = shift + scale · z.
     """
@@ -167,6 +182,12 @@ def write_metrics(
         }
         for name, est in results.items()
     }
+    skipped = data.pop("skipped", None)
+    skipped = {k: v for k, v in skipped.items() if k != split} if isinstance(skipped, dict) else {}
+    if getattr(results, "skipped", None):
+        skipped[split] = dict(results.skipped)
+    if skipped:
+        data["skipped"] = skipped
     if data_map is not None:
         data["data_map"] = data_map
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,8 +195,15 @@ def write_metrics(
 
 
 def metrics_table(results: dict[str, Estimate], title: str) -> Table:
-    """A rich table: metric, value, standard error, kind, unit."""
-    table = Table(title=title, title_justify="left")
+    """A rich table: metric, value, standard error, kind, unit; then why any result is left out.
+
+    A divergence (``DIVERGENCES``) estimated below zero shows ``divergence_text``.
+    """
+    skipped = getattr(results, "skipped", {})
+    caption = "\n".join(f"not computed: {k}: {why}" for k, why in skipped.items())
+    table = Table(
+        title=title, title_justify="left", caption=caption or None, caption_justify="left"
+    )
     table.add_column("metric", style="bold cyan")
     table.add_column("value", justify="right")
     table.add_column("± stderr", justify="right")
@@ -183,7 +211,8 @@ def metrics_table(results: dict[str, Estimate], title: str) -> Table:
     table.add_column("unit", style="dim")
     for name, est in results.items():
         stderr = "—" if math.isnan(est.stderr) else f"{est.stderr:.4g}"
-        table.add_row(name, f"{est.value:.6g}", stderr, est.kind, UNITS.get(name, ""))
+        value = divergence_text(est) if name in DIVERGENCES else f"{est.value:.6g}"
+        table.add_row(name, value, stderr, est.kind, UNITS.get(name, ""))
     return table
 
 

@@ -4,6 +4,7 @@
 network evaluations) and runs every metric of ``DEFAULT_METRICS`` that applies
 to the model's likelihood kind and the data; one more metric keeps those
 samples, so the report's pictures show exactly the samples that were scored.
+The reasons for the results it leaves out go to the report's footnotes.
 """
 
 from __future__ import annotations
@@ -43,4 +44,4 @@ def default_evaluator(
         metrics=(*DEFAULT_METRICS, keep),
         split=split,
     )
-    return Evaluation(results, keep.samples)
+    return Evaluation(results, keep.samples, results.skipped)

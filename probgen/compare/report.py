@@ -4,7 +4,8 @@
 base64 ``data:`` URIs, so the one file can be mailed or archived. Both show
 the same table (``probgen.compare.table``), the definition of every column,
 the data beside its true density, and per model its samples, density heatmap
-and training curves. In the HTML, the table is ``<table id="results">`` with
+and training curves, and under the table a footnote per model naming the results
+the evaluator left out and why. In the HTML, the table is ``<table id="results">`` with
 one ``<tr data-model="LABEL">`` per model in its ``<tbody>``.
 """
 
@@ -78,6 +79,7 @@ def _row_dict(r: ModelResult, out_dir: Path) -> dict[str, Any]:
         "evaluation_seconds": r.evaluation_seconds,
         "n_modes": r.n_modes,
         "figures": {k: str(p.relative_to(out_dir)) for k, p in r.figures.items()},
+        "skipped": dict(r.skipped),
         "error": r.error,
         "traceback": r.traceback,
     }
@@ -120,6 +122,17 @@ def _summary(comparison: Comparison) -> str:
     )
 
 
+def _not_computed(results: list[ModelResult]) -> list[tuple[str, str]]:
+    """(label, "name, name: reason") per model and reason for the results left out."""
+    out = []
+    for r in results:
+        by_reason: dict[str, list[str]] = {}
+        for name, reason in r.skipped.items():
+            by_reason.setdefault(reason, []).append(name)
+        out += [(r.label, f"{', '.join(names)}: {why}") for why, names in by_reason.items()]
+    return out
+
+
 # ----------------------------------------------------------------------------- Markdown
 
 
@@ -131,6 +144,10 @@ def write_markdown(comparison: Comparison, path: Path) -> Path:
     lines += _markdown_table(cols, comparison.results)
     lines += ["", "Columns:", ""]
     lines += [f"- **{col.header}**: {col.definition}" for col in cols]
+    notes = _not_computed(comparison.results)
+    if notes:
+        lines += ["", "Not computed, and why:", ""]
+        lines += [f"- {label}: {text}" for label, text in notes]
     extra = extra_columns(comparison.results)
     if len(extra) > 1:
         lines += ["", "All other results of the evaluator:", ""]
@@ -192,6 +209,7 @@ def write_html(comparison: Comparison, path: Path) -> Path:
         "<h3>Columns</h3><dl>",
         *(f"<dt>{e(c.header)}</dt><dd>{e(c.definition)}</dd>" for c in cols),
         "</dl>",
+        *_html_not_computed(comparison.results),
         *_html_extra(comparison.results),
         "<h2>Data</h2>",
         _html_figures(comparison.data_figures, "data"),
@@ -205,6 +223,14 @@ def write_html(comparison: Comparison, path: Path) -> Path:
     parts.append("</body></html>")
     atomic_write_text(path, "\n".join(parts) + "\n")
     return path
+
+
+def _html_not_computed(rows: list[ModelResult]) -> list[str]:
+    notes = _not_computed(rows)
+    if not notes:
+        return []
+    items = "".join(f"<li>{html.escape(label)}: {html.escape(text)}</li>" for label, text in notes)
+    return [f'<h3>Not computed</h3><ul id="not-computed">{items}</ul>']
 
 
 def _html_extra(rows: list[ModelResult]) -> list[str]:

@@ -63,11 +63,12 @@ class Evaluation:
 
     Results are ``Estimate`` s, or plain numbers for counts and timings; the
     table reads ``sampling_seconds``, ``network_evaluations``, ``modes`` and
-    ``high_quality`` when present.
+    ``high_quality`` when present. ``skipped``: result name -> why the evaluator left it out.
     """
 
     results: dict[str, Estimate | float]
     samples: torch.Tensor
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 class Evaluator(Protocol):
@@ -96,6 +97,7 @@ class ModelResult:
         n_modes: K, the modes of the data's mixture (None for other data).
         figures: picture name (``samples``, ``density``, ``training``) -> PNG path.
         history: the engine's training records.
+        skipped: result name -> why the evaluator left it out (the report's footnotes).
         error: why the row has no numbers, when training or evaluation failed.
         traceback: the failure's traceback, for results.json.
     """
@@ -114,6 +116,7 @@ class ModelResult:
     n_modes: int | None = None
     figures: dict[str, Path] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None
 
@@ -199,6 +202,7 @@ def _one(
         evaluation = evaluator(model, dataset, split=e.split, n_samples=e.n_samples, seed=e.seed)
         samples = evaluation.samples
         row.metrics, row.n_samples = evaluation.results, len(samples)
+        row.skipped = dict(evaluation.skipped)
         if isinstance(dataset.truth, GaussianMixture):
             row.n_modes = len(dataset.truth.weights)
         row.figures = _model_figures(

@@ -21,10 +21,15 @@ class Dataset(abc.ABC):
         spec: event shape and number of levels (``None`` = continuous).
         truth: the exact data distribution when it is known (toy shapes),
             else ``None``; lets evaluators compute true entropies and KLs.
+        categorical: whether the levels are unordered labels (token ids), so
+            that distances between values mean nothing; False for ordered
+            levels (pixel intensities) and continuous data. The evaluators
+            leave out raw-value sample metrics on categorical data.
     """
 
     spec: DataSpec
     truth: GenerativeModel | None = None
+    categorical: bool = False
 
     @abc.abstractmethod
     def batch(self, split: str, batch_size: int, generator: torch.Generator) -> Tensor:

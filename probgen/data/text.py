@@ -35,7 +35,12 @@ class TextCorpus(Dataset):
 
     Reference: Karpathy (2015), "The unreasonable effectiveness of recurrent
     neural networks" (char-rnn); Karpathy (2022), nanoGPT.
+
+    Token ids are labels, not magnitudes: ``categorical`` is True, so the
+    evaluators leave out distances between raw ids.
     """
+
+    categorical = True
 
     def __init__(
         self, path: str | os.PathLike[str], context: int = 64, train_fraction: float = 0.9

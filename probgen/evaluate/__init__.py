@@ -6,7 +6,8 @@
   Gaussian observation model, log Z of an EBM);
 - ``samples``: Fréchet distance, KID, precision/recall, density/coverage;
 - ``features``: the feature networks they use (shipped digit classifiers);
-- ``ground_truth``: KL(p_data ‖ p_θ) and KL(p_θ ‖ p_data) for data of known law;
+- ``ground_truth``: KL(p_data ‖ p_θ), KL(p_θ ‖ p_data) and its smoothed form, for data of known law;
+- ``display``: divergence estimates as text, never a negative number;
 - ``modes``: mode coverage on mixtures; ``plots``: sample pictures;
 - ``suite``: ``evaluate_model``, every metric that applies to a model.
 

@@ -36,6 +36,7 @@ from probgen.core import (
     IntractableLikelihood,
     InvalidInput,
     Likelihood,
+    call_log_prob,
 )
 from probgen.data.dequantize import bits_per_dim as _bits_per_dim_convention
 from probgen.evaluate.ais import AIS, DecoderLikelihood, LatentVariableModel
@@ -69,7 +70,10 @@ class LogLikelihoodEstimator(abc.ABC):
 
 
 class ModelLogProb(LogLikelihoodEstimator):
-    """The model's own ``log_prob``, labelled ``model.likelihood`` (the default)."""
+    """The model's own ``log_prob``, labelled ``model.likelihood`` (the default).
+
+    A ``log_prob`` that draws noise gets the ``generator`` (``call_log_prob``).
+    """
 
     def kind(self, model: GenerativeModel) -> str:
         if model.likelihood is Likelihood.NONE:
@@ -83,7 +87,7 @@ class ModelLogProb(LogLikelihoodEstimator):
     def __call__(
         self, model: GenerativeModel, x: Tensor, generator: torch.Generator | None
     ) -> Tensor:
-        return model.log_prob(x)
+        return call_log_prob(model, x, generator)
 
 
 class ELBOBound(LogLikelihoodEstimator):

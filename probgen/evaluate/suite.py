@@ -1,21 +1,27 @@
 """One entry point scoring any model on any data set: ``evaluate_model``.
 
-Each metric is an object that says whether it applies (from the model's
-likelihood kind and the data set's spec and truth) and returns named results;
-``evaluate_model`` draws the model's samples once, timing them and counting
-network evaluations, and runs every metric that applies:
+Each metric is an object that says whether it means something for a model on
+a data set (``why_not``: None, or the one-line reason it is left out; from the
+model's likelihood kind and the data set's spec, truth and ``categorical``) and
+returns named results; ``evaluate_model`` draws the model's samples once,
+timing them and counting network evaluations, runs every metric that applies,
+and records the reason for every result it leaves out (``Results.skipped``):
 
     NLL               nll (and bpd on discrete data): log_prob, an estimator, or E + log Ẑ
     IWAENLL           nll_iwae: the IWAE-K bound (models with ``iwae_bound``, e.g. VAEs)
     KLDataModel       kl_data_model   = KL(p_data ‖ p_θ)       (data with a known law)
-    KLModelData       kl_model_data   = KL(p_θ ‖ p_data)       (exact, or via a KDE)
-    SampleDistances   mmd, energy_distance, sliced_wasserstein on raw samples
-    FeatureDistances  fid (Fréchet distance), kid on features
-    PrecisionRecall   precision, recall, density, coverage on features
+    KLModelData       kl_model_data   = KL(p_θ ‖ p_data)       (exact densities only)
+    SmoothedKL        kl_model_data_smoothed = KL(p_θ∗N_h ‖ p_data∗N_h) ≤ KL(p_θ ‖ p_data)
+    SampleDistances   mmd, energy_distance, sliced_wasserstein on raw samples (not tokens)
+    FeatureDistances  fid (Fréchet distance), kid on features (not raw tokens)
+    PrecisionRecall   precision, recall, density, coverage on features (not raw tokens)
     ModeCoverage      modes, high_quality, reverse_kl (data from a Gaussian mixture)
 
 Results are ``Estimate`` s (a NaN ``stderr`` when none is known) except the
 plain counts ``modes``, ``sampling_seconds`` and ``network_evaluations`` (float).
+Every draw of an evaluation (samples, data rows, log_prob's noise, AIS, KID's
+subsets, projections, the smoothed KL's noise) comes from its ``generator``,
+so one seed gives the same numbers, bit for bit, on the same machine.
 """
 
 from __future__ import annotations
@@ -36,7 +42,12 @@ from probgen.distributions import GaussianMixture
 from probgen.divergences import energy_distance, mmd, sliced_wasserstein
 from probgen.evaluate.ais import AIS, sigmoid_schedule
 from probgen.evaluate.features import default_features
-from probgen.evaluate.ground_truth import kl_data_model, kl_model_data
+from probgen.evaluate.ground_truth import (
+    kl_data_model,
+    kl_model_data,
+    kl_model_data_smoothed,
+    scott_bandwidth,
+)
 from probgen.evaluate.likelihood import (
     IWAEBound,
     LogLikelihoodEstimator,
@@ -59,12 +70,28 @@ __all__ = [
     "Metric",
     "ModeCoverage",
     "PrecisionRecall",
+    "Results",
     "SampleDistances",
+    "SmoothedKL",
     "count_network_calls",
     "evaluate_model",
 ]
 
 Result = dict[str, Estimate | float]
+
+
+class Results(dict[str, Estimate | float]):
+    """``evaluate_model``'s results by name, and ``skipped``: result name -> why it is left out.
+
+    A plain dict of ``Estimate`` s and numbers to every caller; ``skipped``
+    holds one line per result a metric did not compute because it means
+    nothing for this model on this data (e.g. ``{"precision": "token ids are
+    categorical …"}``).
+    """
+
+    def __init__(self, *args: object, skipped: dict[str, str] | None = None) -> None:
+        super().__init__(*args)
+        self.skipped: dict[str, str] = dict(skipped or {})
 
 
 @dataclass
@@ -122,11 +149,21 @@ class Context:
 
 
 class Metric(abc.ABC):
-    """A named group of results computed from a ``Context``."""
+    """A named group of results computed from a ``Context``.
+
+    ``names`` are the results it returns (those ``evaluate_model`` records as
+    skipped, with ``why_not``'s reason, when it does not apply).
+    """
+
+    names: tuple[str, ...] = ()
+
+    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+        """None when this metric means something for ``model`` on ``dataset``, else why not."""
+        return None
 
     def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
-        """Whether this metric means something for ``model`` on ``dataset`` (default: always)."""
-        return True
+        """Whether this metric means something for ``model`` on ``dataset`` (no ``why_not``)."""
+        return self.why_not(model, dataset) is None
 
     @abc.abstractmethod
     def __call__(self, ctx: Context) -> Result:
@@ -158,16 +195,20 @@ class NLL(Metric):
     with log Ẑ_θ from ``ais`` (``log_partition`` also reported).
     """
 
+    names = ("nll", "bpd")
+
     def __init__(self, estimator: LogLikelihoodEstimator | None = None, ais: AIS | None = None):
         self.estimator = estimator
         self.ais = ais
 
-    def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
+    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
         if self.estimator is not None:
-            return True
-        if model.likelihood is Likelihood.UNNORMALIZED:
-            return _has_log_partition(model)
-        return model.likelihood is not Likelihood.NONE
+            return None
+        if model.likelihood is Likelihood.UNNORMALIZED and not _has_log_partition(model):
+            return f"{_name(model)} is unnormalized and has no init/energy to estimate log Z by AIS"
+        if model.likelihood is Likelihood.NONE:
+            return f"{_name(model)} has no density (likelihood none)"
+        return None
 
     def __call__(self, ctx: Context) -> Result:
         model, levels = ctx.model, ctx.dataset.spec.levels
@@ -187,11 +228,15 @@ class NLL(Metric):
 class IWAENLL(Metric):
     """``nll_iwae``: the NLL bound from IWAE with ``k`` samples, for models with ``iwae_bound``."""
 
+    names = ("nll_iwae",)
+
     def __init__(self, k: int = 100) -> None:
         self.estimator = IWAEBound(k)
 
-    def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
-        return callable(getattr(model, "iwae_bound", None))
+    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+        if callable(getattr(model, "iwae_bound", None)):
+            return None
+        return f"{_name(model)} has no latent variables to importance-sample (no iwae_bound)"
 
     def __call__(self, ctx: Context) -> Result:
         values = ctx.log_likelihoods(self.estimator)
@@ -201,11 +246,13 @@ class IWAENLL(Metric):
 class KLDataModel(Metric):
     """``kl_data_model`` = KL(p_data ‖ p_θ) on the held-out split (see ``ground_truth``)."""
 
+    names = ("kl_data_model",)
+
     def __init__(self, estimator: LogLikelihoodEstimator | None = None, ais: AIS | None = None):
         self.nll = NLL(estimator, ais)
 
-    def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
-        return dataset.truth is not None and self.nll.applies(model, dataset)
+    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+        return _unknown_law(dataset) or self.nll.why_not(model, dataset)
 
     def __call__(self, ctx: Context) -> Result:
         estimator = self.nll.estimator
@@ -223,14 +270,71 @@ class KLDataModel(Metric):
         return {"kl_data_model": value}
 
 
-class KLModelData(Metric):
-    """``kl_model_data`` = KL(p_θ ‖ p_data) from the model's samples (exact, or via a KDE)."""
+def _name(model: GenerativeModel) -> str:
+    return type(model).__name__
 
-    def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
-        return dataset.truth is not None and dataset.spec.levels is None
+
+def _unknown_law(dataset: Dataset) -> str | None:
+    return None if dataset.truth is not None else "the data's law is unknown (no truth)"
+
+
+def _continuous_law(dataset: Dataset) -> str | None:
+    if dataset.truth is not None and dataset.spec.levels is not None:
+        return "the data are discrete; this divergence is defined here for densities"
+    return _unknown_law(dataset)
+
+
+class KLModelData(Metric):
+    """``kl_model_data`` = KL(p_θ ‖ p_data) from the model's samples, for exact densities.
+
+    A model without an exact log p_θ is left out (a kernel density in its
+    place is biased low without bound, below zero for sharp models): see
+    ``SmoothedKL``, which every model gets.
+    """
+
+    names = ("kl_model_data",)
+
+    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+        if model.likelihood is not Likelihood.EXACT:
+            return (
+                f"{_name(model)}'s log_prob is {model.likelihood.value}, not an exact density; "
+                "see kl_model_data_smoothed"
+            )
+        return _continuous_law(dataset)
 
     def __call__(self, ctx: Context) -> Result:
-        return {"kl_model_data": kl_model_data(ctx.model, ctx.dataset.truth, ctx.samples)}
+        value = kl_model_data(ctx.model, ctx.dataset.truth, ctx.samples, generator=ctx.generator)
+        return {"kl_model_data": value}
+
+
+class SmoothedKL(Metric):
+    """``kl_model_data_smoothed`` = KL(p_θ ∗ N_h ‖ p_data ∗ N_h), 0 ≤ it ≤ KL(p_θ ‖ p_data).
+
+    For every model that samples, on continuous data of known law; h is
+    Scott's rule on the evaluation split for the number of kernel centres
+    (half the samples), the same for every model of a data set (see
+    ``ground_truth.kl_model_data_smoothed`` for the estimator and its bias).
+    """
+
+    names = ("kl_model_data_smoothed",)
+
+    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+        return _continuous_law(dataset)
+
+    def __call__(self, ctx: Context) -> Result:
+        data = ctx.data.reshape(len(ctx.data), -1).double().cpu()
+        h = scott_bandwidth(data, n=len(ctx.samples) // 2)
+        value = kl_model_data_smoothed(
+            ctx.samples, ctx.dataset.truth, h, generator=_cpu(ctx.generator)
+        )
+        return {"kl_model_data_smoothed": value}
+
+
+_TOKENS = "token ids are categorical: Euclidean distances between ids mean nothing"
+
+
+def _categorical(dataset: Dataset) -> str | None:
+    return _TOKENS if dataset.categorical else None
 
 
 def _unknown_error(value: Tensor | float) -> Estimate:
@@ -238,7 +342,15 @@ def _unknown_error(value: Tensor | float) -> Estimate:
 
 
 class SampleDistances(Metric):
-    """``mmd``, ``energy_distance``, ``sliced_wasserstein`` of raw samples and data."""
+    """``mmd``, ``energy_distance``, ``sliced_wasserstein`` of raw samples and data.
+
+    Left out on categorical data (tokens), where the raw values are labels.
+    """
+
+    names = ("mmd", "energy_distance", "sliced_wasserstein")
+
+    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+        return _categorical(dataset)
 
     def __call__(self, ctx: Context) -> Result:
         y, x = ctx.samples, ctx.reference.to(ctx.samples.dtype)
@@ -250,12 +362,25 @@ class SampleDistances(Metric):
 
 
 class _OnFeatures(Metric):
+    """A metric on features φ: the given net, else ``default_features``.
+
+    Left out on categorical data (tokens) unless a feature net is given: no
+    net ships for them, and the default (the raw values) means nothing there.
+    """
+
     def __init__(self, features: nn.Module | None = None) -> None:
         self.features = features
+
+    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+        if self.features is not None or _categorical(dataset) is None:
+            return None
+        return f"no feature network ships for this data and {_TOKENS}"
 
 
 class FeatureDistances(_OnFeatures):
     """``fid`` (Fréchet distance) and ``kid`` on features (``default_features`` if None)."""
+
+    names = ("fid", "kid")
 
     def __call__(self, ctx: Context) -> Result:
         fy, fx = ctx.features(self.features)
@@ -268,6 +393,8 @@ class FeatureDistances(_OnFeatures):
 
 class PrecisionRecall(_OnFeatures):
     """``precision``, ``recall``, ``density``, ``coverage`` on features, k-NN balls of size k."""
+
+    names = ("precision", "recall", "density", "coverage")
 
     def __init__(self, k: int = 5, features: nn.Module | None = None) -> None:
         super().__init__(features)
@@ -282,8 +409,12 @@ class PrecisionRecall(_OnFeatures):
 class ModeCoverage(Metric):
     """``modes`` covered, ``high_quality`` fraction, ``reverse_kl`` (see ``evaluate.modes``)."""
 
-    def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
-        return isinstance(dataset.truth, GaussianMixture)
+    names = ("modes", "high_quality", "reverse_kl")
+
+    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+        if isinstance(dataset.truth, GaussianMixture):
+            return None
+        return "the data's law is not a known Gaussian mixture"
 
     def __call__(self, ctx: Context) -> Result:
         report = mode_metrics_for(ctx.dataset.truth, ctx.samples)
@@ -299,6 +430,7 @@ DEFAULT_METRICS: tuple[Metric, ...] = (
     IWAENLL(),
     KLDataModel(),
     KLModelData(),
+    SmoothedKL(),
     SampleDistances(),
     FeatureDistances(),
     PrecisionRecall(),
@@ -363,7 +495,7 @@ def evaluate_model(
     metrics: Sequence[Metric] = DEFAULT_METRICS,
     split: str = "test",
     max_examples: int | None = None,
-) -> Result:
+) -> Results:
     """Every metric of ``metrics`` that applies to ``model`` on ``dataset``, by name.
 
     Draws ``n_samples`` samples once with ``generator`` (on the model's device),
@@ -375,6 +507,9 @@ def evaluate_model(
     ``generator`` when the split is larger). ``max_examples`` keeps only the
     first rows of the split (for likelihoods that cost seconds per batch,
     e.g. a diffusion model's ODE); ``held_out_examples`` records how many.
+    Every draw comes from ``generator`` (the same seed gives the same numbers).
+    A result a metric leaves out is in ``Results.skipped`` with the reason
+    (``nll`` of a GAN, ``bpd`` only on discrete data is not recorded).
     """
     if max_examples is not None and (isinstance(max_examples, bool) or max_examples < 1):
         raise InvalidInput(f"max_examples: expected a positive integer, got {max_examples!r}")
@@ -382,14 +517,24 @@ def evaluate_model(
     samples, seconds, calls = _draw(model, n_samples, generator)
     rows = torch.randperm(len(data), generator=_cpu(generator))[:n_samples]
     ctx = Context(model, dataset, data, samples, data[rows].cpu(), generator)
-    results: Result = {
-        "sampling_seconds": seconds,
-        "network_evaluations": float(calls),
-        "held_out_examples": float(len(data)),
-    }
+    results = Results(
+        {
+            "sampling_seconds": seconds,
+            "network_evaluations": float(calls),
+            "held_out_examples": float(len(data)),
+        }
+    )
     for metric in metrics:
         if metric.applies(model, dataset):
             results.update(metric(ctx))
+            continue
+        reason = metric.why_not(model, dataset) or f"{type(metric).__name__} does not apply"
+        for name in metric.names:
+            if name == "bpd" and dataset.spec.levels is None:
+                continue  # never defined on continuous data, whatever the model
+            results.skipped.setdefault(name, reason)
+    for name in results:
+        results.skipped.pop(name, None)  # computed by another metric
     return results
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from probgen.core import GenerativeModel, InvalidInput, Likelihood
+from probgen.core import GenerativeModel, InvalidInput, Likelihood, call_log_prob
 from probgen.data.dequantize import uniform_dequantize
 
 __all__ = ["Dequantized"]
@@ -104,9 +104,13 @@ class Dequantized(GenerativeModel):
         """y = (x + u)/K ∈ [0, 1)^D for validated levels x (B, *event_shape); same shape."""
         return uniform_dequantize(self._check_levels(x), self.levels, generator)
 
-    def log_prob(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """One draw of log p(y) − D log K, y = (x + u)/K: (B, *event_shape) -> (B,), nats."""
-        return self.model.log_prob(self.dequantize(x, generator)) - self.log_volume
+    def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """One draw of log p(y) − D log K, y = (x + u)/K: (B, *event_shape) -> (B,), nats.
+
+        u, and any draw of the inner ``log_prob``, come from ``generator``.
+        """
+        y = self.dequantize(x, generator)
+        return call_log_prob(self.model, y, generator) - self.log_volume
 
     def loss(self, x: Tensor, player: str = "model") -> Tensor:
         """The inner model's loss for ``player`` on y = (x + u)/K, x (B, *event_shape)."""

@@ -39,7 +39,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from probgen.core import GenerativeModel, InvalidInput, Likelihood, OutOfRangeWarning
+from probgen.core import (
+    GenerativeModel,
+    InvalidInput,
+    Likelihood,
+    OutOfRangeWarning,
+    call_log_prob,
+)
 
 __all__ = [
     "STANDARDIZATIONS",
@@ -189,15 +195,15 @@ class Standardized(GenerativeModel):
         """x = μ + s ⊙ z for z (B, *event_shape); same shape."""
         return self.shift + self.scale * z
 
-    def log_prob(self, x: Tensor, **options: Any) -> Tensor:
+    def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """log p_inner(z) − Σ log s with z = (x − μ)/s: (B, *event_shape) -> (B,), nats.
 
-        ``options`` (e.g. ``generator``) go to the inner ``log_prob``.
+        ``generator`` reaches the inner model's draws (``call_log_prob``).
         """
         z = self.to_inner(x)
         if not self.training:
             self._warn_out_of_range(z)
-        return self.model.log_prob(z, **options) - self.log_det
+        return call_log_prob(self.model, z, generator) - self.log_det
 
     def loss(self, x: Tensor, player: str = "model") -> Tensor:
         """The inner model's loss for ``player`` on z = (x − μ)/s, x (B, *event_shape)."""

@@ -73,10 +73,13 @@ def test_train_writes_every_output(trained_run: Path) -> None:
     assert history[-1]["step"] == 300
     test = _metrics(trained_run)["test"]
     assert set(test) == {
-        "nll", "kl_data_model", "kl_model_data", "mmd", "energy_distance", "sliced_wasserstein",
-        "fid", "kid", "precision", "recall", "density", "coverage", "modes", "high_quality",
-        "reverse_kl", "sampling_seconds", "network_evaluations", "held_out_examples",
+        "nll", "kl_data_model", "kl_model_data", "kl_model_data_smoothed", "mmd",
+        "energy_distance", "sliced_wasserstein", "fid", "kid", "precision", "recall", "density",
+        "coverage", "modes", "high_quality", "reverse_kl", "sampling_seconds",
+        "network_evaluations", "held_out_examples",
     }  # fmt: skip
+    # a Gaussian has no latent variables: the IWAE bound is left out, and the file says why
+    assert set(_metrics(trained_run)["skipped"]["test"]) == {"nll_iwae"}
     assert test["nll"]["kind"] == "exact" and test["nll"]["unit"] == "nats"
     assert test["sampling_seconds"]["unit"] == "s"
     assert test["mmd"]["stderr"] is None
@@ -213,7 +216,8 @@ def test_evaluate_other_split_and_chosen_metrics(cli: Cli, run_copy: Path) -> No
     assert result.exit_code == 0, result.output
     assert "validation" in result.stdout
     metrics = _metrics(run_copy)
-    assert set(metrics) == {"test", "validation", "data_map"}
+    assert set(metrics) == {"test", "validation", "skipped", "data_map"}
+    assert set(metrics["skipped"]) == {"test"}  # chosen metrics: nothing left out
     assert set(metrics["validation"]) == {
         "nll", "kl_data_model", "mmd", "sampling_seconds", "network_evaluations",
         "held_out_examples",

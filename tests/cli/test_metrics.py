@@ -10,11 +10,18 @@ import pytest
 import torch
 from torch import Tensor
 
-from probgen.cli.metrics import PROVIDERS, MetricNotApplicable, evaluate, write_metrics
+from probgen.cli.metrics import (
+    PROVIDERS,
+    MetricNotApplicable,
+    evaluate,
+    metrics_table,
+    write_metrics,
+)
 from probgen.core import DataSpec, Estimate, GenerativeModel, Likelihood
 from probgen.data.base import ArrayDataset
 from probgen.data.toy import ToyDataset
 from probgen.distributions import DiagonalGaussian
+from probgen.evaluate.suite import Results
 from probgen.registry import METRICS, UnknownName
 
 
@@ -43,7 +50,8 @@ def test_default_metrics_are_the_suites_and_exact_for_the_truth(toy: ToyDataset)
     """With p_θ = p_data both KLs are exactly 0, every mode is covered; counts come last."""
     results = evaluate(toy.truth, toy, n_samples=500)
     assert list(results) == [
-        "nll", "kl_data_model", "kl_model_data", "mmd", "energy_distance", "sliced_wasserstein",
+        "nll", "kl_data_model", "kl_model_data", "kl_model_data_smoothed", "mmd",
+        "energy_distance", "sliced_wasserstein",
         "fid", "kid", "precision", "recall", "density", "coverage", "high_quality",
         "reverse_kl", "sampling_seconds", "network_evaluations", "held_out_examples", "modes",
     ]  # fmt: skip
@@ -52,8 +60,9 @@ def test_default_metrics_are_the_suites_and_exact_for_the_truth(toy: ToyDataset)
     assert results["modes"].value == len(toy.truth.means)
     assert results["modes"].kind == "measured" and math.isnan(results["modes"].stderr)
     sampler = evaluate(SamplerOnly(toy.truth), toy, n_samples=500)
-    assert not {"nll", "kl_data_model"} & set(sampler)
-    assert sampler["kl_model_data"].kind == "estimate"  # a kernel density stands in for log p_θ
+    assert not {"nll", "kl_data_model", "kl_model_data"} & set(sampler)
+    assert sampler["kl_model_data_smoothed"].kind == "estimate"  # both laws smoothed alike
+    assert "no density" in sampler.skipped["nll"]
 
 
 def test_chosen_metrics_cover_the_registry_with_their_companions(toy: ToyDataset) -> None:
@@ -119,9 +128,17 @@ def test_metrics_file_merges_splits_and_writes_unknown_stderr_as_null(tmp_path: 
     write_metrics(path, "test", {"nll": Estimate(1.5, 0.1, "bound")})
     write_metrics(path, "validation", {"mmd": Estimate(0.01, math.nan, "estimate")})
     write_metrics(path, "test", {"nll": Estimate(1.25, 0.05, "bound")})
-    assert json.loads(path.read_text()) == {
+    expected = {
         "test": {"nll": {"value": 1.25, "stderr": 0.05, "kind": "bound", "unit": "nats"}},
         "validation": {"mmd": {"value": 0.01, "stderr": None, "kind": "estimate", "unit": ""}},
+    }
+    assert json.loads(path.read_text()) == expected
+    # the reasons for left-out results are kept per split, beside the numbers
+    write_metrics(path, "validation", Results(skipped={"nll": "no density"}))
+    assert json.loads(path.read_text()) == {
+        "test": expected["test"],
+        "validation": {},
+        "skipped": {"validation": {"nll": "no density"}},
     }
 
 
@@ -131,3 +148,18 @@ def test_evaluate_is_reproducible_given_the_seed(toy: ToyDataset) -> None:
     b = evaluate(model, toy, ["mmd"], n_samples=300, seed=4)
     c = evaluate(model, toy, ["mmd"], n_samples=300, seed=5)
     assert a["mmd"].value == b["mmd"].value != c["mmd"].value
+
+
+def test_the_table_never_prints_a_negative_kl_and_says_what_was_left_out() -> None:
+    from rich.console import Console
+
+    results = Results(
+        {"kl_data_model": Estimate(-0.003, 0.004, "exact"), "nll": Estimate(-1.5, 0.1, "exact")},
+        skipped={"precision": "token ids are categorical"},
+    )
+    console = Console(width=200, record=True)
+    console.print(metrics_table(results, "test"))
+    text = console.export_text()
+    assert "≤ 0.005" in text and "-0.003" not in text
+    assert "-1.5" in text  # a log-likelihood may be negative
+    assert "not computed: precision: token ids are categorical" in text

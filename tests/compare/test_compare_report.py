@@ -153,3 +153,31 @@ def test_command_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
     again = runner.invoke(app, ["compare", "--models", "gaussian", "--out", str(tmp_path)])
     assert again.exit_code == 2
     assert again.output.startswith("error: ") and "--overwrite" in again.output
+
+
+def test_reports_footnote_what_was_left_out_and_never_print_a_negative_kl(
+    comparison: Comparison,
+) -> None:
+    gan = ModelResult(
+        "gan-ok",
+        "gan",
+        "none",
+        metrics={"kl_model_data_smoothed": Estimate(-0.002, 0.003, "estimate")},
+        skipped={
+            "nll": "GAN has no density (likelihood none)",
+            "kl_data_model": "GAN has no density (likelihood none)",
+        },
+    )
+    comparison.results.append(gan)
+    main = {c.key: c for c in columns(comparison.results)}
+    assert main["kl_model_data_smoothed"].cell(gan) == "≤ 0.004"
+    files = write_reports(comparison)
+    note = "gan-ok: nll, kl_data_model: GAN has no density (likelihood none)"
+    markdown = files["markdown"].read_text()
+    assert "Not computed, and why:" in markdown and f"- {note}" in markdown
+    assert "-0.002" not in markdown
+    html_text = files["html"].read_text()
+    assert '<ul id="not-computed">' in html_text and note in html_text
+    row = json.loads(files["results"].read_text())["models"][-1]
+    assert row["skipped"] == gan.skipped
+    assert row["metrics"]["kl_model_data_smoothed"]["value"] == -0.002  # raw data kept

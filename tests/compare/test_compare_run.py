@@ -123,3 +123,16 @@ def test_a_loaded_run_is_scored_without_training(
     assert (tmp_path / "mine" / "checkpoint").stat().st_mtime_ns == before
     model, _, dataset = load_run(tmp_path / "mine")
     assert row.metrics["nll"] == nll(model, dataset.split("test"))
+
+
+def test_the_default_evaluator_gives_each_row_the_reasons_for_what_it_left_out(
+    tmp_path: Path, tiny: Callable[..., CompareConfig]
+) -> None:
+    from probgen.compare.evaluation import default_evaluator
+
+    config = tiny(["gan"], budget=0.2)
+    (gan,) = run_comparison(config, tmp_path, evaluator=default_evaluator, progress=False).results
+    assert gan.error is None
+    assert gan.skipped["nll"] == "GAN has no density (likelihood none)"
+    assert "kl_model_data" in gan.skipped and "kl_model_data_smoothed" in gan.metrics
+    assert not set(gan.skipped) & set(gan.metrics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,8 +11,10 @@ from torch import Tensor, nn
 
 from probgen.core import Estimate, GenerativeModel, InvalidInput, Likelihood
 from probgen.data.digits import Digits
+from probgen.data.text import TextCorpus
 from probgen.data.toy import ToyDataset
 from probgen.evaluate.ais import AIS, sigmoid_schedule
+from probgen.evaluate.features import FlatFeatures
 from probgen.evaluate.suite import (
     IWAENLL,
     NLL,
@@ -21,6 +24,7 @@ from probgen.evaluate.suite import (
     count_network_calls,
     evaluate_model,
 )
+from probgen.models import build_model
 from probgen.models.ebm import EBM
 from probgen.models.gan import GAN
 from probgen.models.gaussian import GaussianModel
@@ -100,14 +104,38 @@ def test_a_vae_gets_an_iwae_bound_tighter_than_its_elbo() -> None:
     assert "nll_iwae" not in evaluate_model(data.truth, data, n_samples=50, metrics=[IWAENLL()])
 
 
-def test_a_gan_is_scored_by_its_samples_and_a_kernel_density() -> None:
+def test_a_gan_is_scored_by_its_samples_and_a_smoothed_kl_and_told_why_not_more() -> None:
     data = toy()
     gan = GAN((2,), latent_dim=2, hidden=(16,))
     results = evaluate_model(gan, data, n_samples=400, generator=torch.Generator())
-    assert "nll" not in results and "kl_data_model" not in results
-    assert results["kl_model_data"].kind == "estimate"
+    assert not {"nll", "kl_data_model", "kl_model_data"} & results.keys()
+    assert results["kl_model_data_smoothed"].kind == "estimate"
     assert results["network_evaluations"] == 1.0
     assert SAMPLE_KEYS | PRDC_KEYS <= results.keys()
+    assert set(results.skipped) == {"nll", "nll_iwae", "kl_data_model", "kl_model_data"}
+    assert results.skipped["nll"] == "GAN has no density (likelihood none)"
+    assert "not an exact density" in results.skipped["kl_model_data"]
+    assert not set(results.skipped) & results.keys()
+
+
+def test_token_windows_get_no_distances_between_raw_ids(tmp_path: Path) -> None:
+    """On text only what is defined on labels is reported; the rest is skipped, with why."""
+    path = tmp_path / "corpus.txt"
+    path.write_text("the cat sat on the mat. " * 40)
+    corpus = TextCorpus(path, context=8)
+    model = build_model("transformer", corpus.spec, n_layer=1, n_head=1, n_embd=8)
+    results = evaluate_model(model, corpus, n_samples=50, generator=torch.Generator())
+    assert results["nll"].kind == "exact" and "bpd" in results
+    raw = SAMPLE_KEYS | PRDC_KEYS
+    assert not raw & results.keys()
+    assert raw <= results.skipped.keys()
+    assert all("categorical" in results.skipped[k] for k in raw)
+    assert "unknown" in results.skipped["kl_model_data_smoothed"]
+    # a feature net given for tokens is used: the skip is for the missing net, not the metric
+    given = evaluate_model(
+        model, corpus, n_samples=50, metrics=[PrecisionRecall(features=FlatFeatures((8,)))]
+    )
+    assert PRDC_KEYS <= given.keys() and not given.skipped
 
 
 class Quadratic(nn.Module):

@@ -172,8 +172,11 @@ class Diffusion(GenerativeModel):
         self._check_player(player)
         return self.objective(self.denoiser, self._to_model_scale(self._check(x))).mean()
 
-    def log_prob(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """log p_θ(x) per example (B,) in nats, by ``likelihood_method`` (see ``likelihood``)."""
+    def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """log p_θ(x) per example (B,) in nats, by ``likelihood_method`` (see ``likelihood``).
+
+        Its draws (Hutchinson probes, the VLB's times and noise) come from ``generator``.
+        """
         x = self._check(x)
         return self.likelihood_method(self.denoiser, x, self.levels, generator)
 

@@ -212,11 +212,14 @@ class VAE(GenerativeModel):
             z.register_hook(lambda grad: grad * w)
         return logmeanexp(log_w, dim=0)
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """A lower bound on log p_θ(x): the ELBO, or L_K when ``log_prob_k`` = K > 1; (B,)."""
+    def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """A lower bound on log p_θ(x): the ELBO, or L_K when ``log_prob_k`` = K > 1; (B,).
+
+        One draw of z ~ q_φ(z|x) per example (K draws for L_K), from ``generator``.
+        """
         if self.log_prob_k == 1:
-            return self.elbo(x)
-        return self.iwae_bound(x, self.log_prob_k)
+            return self.elbo(x, generator=generator)
+        return self.iwae_bound(x, self.log_prob_k, generator)
 
     def loss(self, x: Tensor, player: str = "model") -> Tensor:
         """Minus the batch mean of ``objective`` (e.g. -mean ELBO_β, or -mean L_K)."""
