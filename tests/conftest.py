@@ -1,4 +1,4 @@
-"""Shared test settings: float64 by default, fixed seeds, the data folder."""
+"""Shared test settings: float64 by default, fixed seeds, the data folder, a ``dtype`` fixture."""
 
 from __future__ import annotations
 
@@ -29,3 +29,18 @@ def data_dir() -> Path:
     if not DATA_DIR.is_dir():
         pytest.skip(f"data folder {DATA_DIR} not found (set PROBGEN_DATA)")
     return DATA_DIR
+
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+@pytest.fixture(params=FLOAT_DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+def dtype(request: pytest.FixtureRequest, _float64_and_seed: None) -> torch.dtype:
+    """Run the test once in float32 and once in float64, as the default dtype.
+
+    The dtype is set after the autouse float64 fixture (which restores the old default
+    afterwards); tolerances in such a test should be derived from
+    ``torch.finfo(dtype).eps`` and the size of the quantity compared.
+    """
+    torch.set_default_dtype(request.param)
+    return request.param
