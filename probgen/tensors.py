@@ -11,6 +11,7 @@ __all__ = [
     "FUSED_SOFTMAX_MIN_WIDTH",
     "append_dims",
     "flatten_events",
+    "log1mexp",
     "log_softmax_last",
     "logmeanexp",
     "softmax_last",
@@ -38,6 +39,23 @@ def sum_events(t: Tensor) -> Tensor:
 def flatten_events(t: Tensor) -> Tensor:
     """Flatten all but the batch dimension: (B, …) -> (B, D)."""
     return t.reshape(t.shape[0], -1)
+
+
+def log1mexp(d: Tensor) -> Tensor:
+    """log(1 − e^{−d}) for d ≥ 0, elementwise and accurate for every d (same shape).
+
+    Two forms, each exact where the other cancels: log(−expm1(−d)) for d ≤ ln 2
+    (1 − e^{−d} is computed without subtracting nearly equal numbers) and
+    log1p(−e^{−d}) for d > ln 2 (e^{−d} < ½ is small). log1mexp(0) = −∞,
+    log1mexp(∞) = 0. Both branches are evaluated on safe arguments, so the
+    gradient is finite wherever the value is.
+
+    Reference: Mächler (2012), "Accurately computing log(1 − exp(−|a|))".
+    """
+    small = d <= math.log(2.0)
+    d_small = torch.where(small, d, torch.zeros_like(d))
+    d_large = torch.where(small, torch.ones_like(d), d)
+    return torch.where(small, torch.log(-torch.expm1(-d_small)), torch.log1p(-torch.exp(-d_large)))
 
 
 def logmeanexp(t: Tensor, dim: int = 0) -> Tensor:

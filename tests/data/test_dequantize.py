@@ -110,3 +110,59 @@ def test_convention_errors():
         bits_per_dim(torch.zeros(2), 0)
     with pytest.raises(InvalidInput, match="levels must be >= 2"):
         uniform_dequantize(torch.zeros(2), 1)
+
+
+LEVELS_OF_DTYPE = [
+    (torch.float64, [2, 17, 255, 256, 1000, 65536]),
+    (torch.float32, [2, 17, 255, 256, 1000, 65536]),
+    (torch.float16, [2, 17, 255, 256, 1000]),
+    (torch.bfloat16, [2, 17, 100, 128]),
+]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "levels"), [(d, k) for d, ks in LEVELS_OF_DTYPE for k in ks], ids=str
+)
+def test_extreme_noise_stays_in_the_bin_in_every_dtype(monkeypatch, dtype, levels):
+    """⌊K y⌋ = x for every x in 0 … K-1 at u = 0 and at the largest u < 1 of the dtype.
+
+    In float32 with K = 256 and no clamp, (x + u)/K rounds to (x + 1)/K for x ≥ 128.
+    """
+    x = torch.arange(levels, dtype=dtype)
+    for u in (0.0, 1.0 - torch.finfo(dtype).eps / 2):
+        monkeypatch.setattr(
+            torch, "rand", lambda shape, *, u=u, dtype, **_: torch.full(shape, u, dtype=dtype)
+        )
+        y = uniform_dequantize(x, levels)
+        assert y.dtype == dtype
+        assert torch.equal(torch.floor(y * levels), x)
+        assert (y >= 0).all() and (y < 1).all()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "levels"), [(d, k) for d, ks in LEVELS_OF_DTYPE for k in ks], ids=str
+)
+def test_bin_limits_are_the_tightest_in_bin_values(dtype, levels):
+    """lo_k, hi_k are in bin k, and the next number of the dtype past each is not."""
+    from probgen.data.dequantize import bin_limits
+
+    lo, hi = bin_limits(levels, dtype)
+    k = torch.arange(levels, dtype=dtype)
+    assert torch.equal((lo * levels).floor(), k) and torch.equal((hi * levels).floor(), k)
+    below = torch.nextafter(lo, torch.tensor(-1.0, dtype=dtype))
+    above = torch.nextafter(hi, torch.tensor(2.0, dtype=dtype))
+    assert ((below * levels).floor() < k).all() and ((above * levels).floor() > k).all()
+    assert (hi > lo).all()  # at least two values per bin
+
+
+def test_random_noise_in_float32_stays_in_the_bin():
+    """2·10⁶ draws at x = 255, K = 256: about 15 of them round to 1.0 without the clamp."""
+    x = torch.full((2_000_000,), 255.0, dtype=torch.float32)
+    y = uniform_dequantize(x, 256, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.floor(y * 256), x)
+
+
+@pytest.mark.parametrize(("dtype", "levels"), [(torch.bfloat16, 256), (torch.float16, 4096)])
+def test_too_coarse_a_dtype_is_refused(dtype, levels):
+    with pytest.raises(InvalidInput, match="needs a finer dtype"):
+        uniform_dequantize(torch.zeros(3, dtype=dtype), levels)

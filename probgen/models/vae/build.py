@@ -67,6 +67,7 @@ def build_networks(
     (2 levels) -> Bernoulli; K levels -> discretised logistic. Images
     (C, H, W) get the convolutional networks of ``probgen.nn.conv`` with
     ``channels``; any other event shape is flattened through MLPs with ``hidden``.
+    On data with levels the encoder sees them centred to [-1, 1] (``GaussianEncoder``).
     """
     if decoder is None:
         decoder = (
@@ -83,4 +84,4 @@ def build_networks(
     else:
         enc_net = nn.Sequential(nn.Flatten(), MLP(spec.dim, 2 * latent_dim, hidden, activation))
         dec_net = MLP(latent_dim, p * spec.dim, hidden[::-1], activation)
-    return GaussianEncoder(enc_net, latent_dim), make_decoder(dec_net, spec)
+    return GaussianEncoder(enc_net, latent_dim, spec.levels), make_decoder(dec_net, spec)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from probgen.core import InvalidInput
-from probgen.tensors import sum_events
+from probgen.tensors import log1mexp, sum_events
 
 __all__ = [
     "BernoulliDecoder",
@@ -220,12 +220,29 @@ class DiscretizedLogisticDecoder(_DiscreteDecoder):
 
     With μ(z), s(z) = exp(log s(z)) per entry and the logistic CDF σ((t - μ)/s),
     value k owns the bin [k - ½, k + ½), the end bins stretched to ±∞:
-        P(x = k | z) = σ((k + ½ - μ)/s) - σ((k - ½ - μ)/s),
-    so the K probabilities sum to exactly 1. The difference is evaluated as
-    log σ(a) + log σ(-b) + log(1 - e^{b-a}) (a > b), which is accurate in the
-    tails. P = 2: the network emits μ and log s on the scale of [-1, 1]
+        P(x = k | z) = σ(a) - σ(b),   a = (k + ½ - μ)/s,  b = (k - ½ - μ)/s,
+    with a = +∞ for k = K-1 and b = -∞ for k = 0, so the K probabilities sum to
+    exactly 1. P = 2: the network emits μ and log s on the scale of [-1, 1]
     (output 0 means the middle level and a scale of half the range), mapped to
-    the units of the levels by μ = (K-1)/2 · (out₀ + 1), s = (K-1)/2 · e^{out₁}.
+    the units of the levels by μ = (K-1)/2 · (out₀ + 1), s = (K-1)/2 · e^{out₁},
+    and s is floored at ``MIN_SCALE`` (a fraction of one bin; a hard clamp, so
+    the law is exactly the one above wherever s is larger).
+
+    Numerics (float32 as well as float64). Since σ(a) - σ(b) =
+    σ(a) σ(-b) (1 - e^{b-a}) exactly, with b - a = -1/s inside,
+
+        log P = log σ(a) + log σ(-b) + log(1 - e^{-1/s}),
+
+    a sum of three terms each computed without cancellation: ``logsigmoid``
+    is accurate for any argument, and log(1 - e^{-1/s}) is ``log1mexp(1/s)``,
+    which tends to -log s (error below eps·|log s|) once 1/s < eps, so a huge
+    s never underflows to log 0. Unlike σ(a) - σ(b) evaluated as probabilities
+    (PixelCNN++, which falls back to the mid-bin density when the difference
+    underflows), this form needs no fallback: far in either tail the
+    log-probability is about -|a| or -|b|, finite. The floor on s keeps 1/s
+    finite, so log P ≥ -(|k - μ| + ½)/``MIN_SCALE`` - O(1) for any finite
+    network output. End bins keep only the factor on their finite side
+    (log σ(a) for k = 0, log σ(-b) for k = K-1).
 
     Reference: Salimans, Karpathy, Chen & Kingma (2017), "PixelCNN++: Improving
     the PixelCNN with discretized logistic mixture likelihood and other
@@ -239,6 +256,9 @@ class DiscretizedLogisticDecoder(_DiscreteDecoder):
     """
 
     n_params = 2
+    MIN_SCALE = 1.0 / 16.0
+    """Smallest logistic scale s, in bins: the likeliest bin can still hold
+    P = tanh(1/(4 s)) = 1 − 6.7·10⁻⁴ of the mass."""
 
     def __init__(self, net: nn.Module, event_shape: tuple[int, ...], levels: int) -> None:
         super().__init__(net, event_shape)
@@ -247,28 +267,27 @@ class DiscretizedLogisticDecoder(_DiscreteDecoder):
         self.levels = int(levels)
 
     def _loc_log_scale(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        """μ and log s in units of the levels, each (B, *event_shape), log s ≥ log MIN_SCALE."""
         # The network works on the scale of [-1, 1]; map its location to the levels.
         half = 0.5 * (self.levels - 1)
-        return half * (params[:, 0] + 1.0), params[:, 1] + math.log(half)
+        log_scale = (params[:, 1] + math.log(half)).clamp_min(math.log(self.MIN_SCALE))
+        return half * (params[:, 0] + 1.0), log_scale
 
     def log_prob_params(self, x: Tensor, params: Tensor) -> Tensor:
         loc, log_scale = self._loc_log_scale(params)
-        inv_scale = torch.exp(-log_scale)
+        inv_scale = torch.exp(-log_scale)  # ≤ 1/MIN_SCALE, may underflow to 0 for huge s
+        first, last = x <= 0, x >= self.levels - 1
         upper = (x + 0.5 - loc) * inv_scale
         lower = (x - 0.5 - loc) * inv_scale
-        inf = torch.tensor(math.inf, dtype=x.dtype, device=x.device)
-        first, last = x <= 0, x >= self.levels - 1
-        upper = torch.where(last, inf, upper)
-        lower = torch.where(first, -inf, lower)
-        # b - a = -1/s inside; -∞ for the end bins, where the last term vanishes.
-        gap = torch.where(first | last, -inf, -inv_scale)
-        log_mass = F.logsigmoid(upper) + F.logsigmoid(-lower) + torch.log(-torch.expm1(gap))
-        return sum_events(log_mass)
+        log_upper = torch.where(last, 0.0, F.logsigmoid(upper))  # log σ(+∞) = 0
+        log_lower = torch.where(first, 0.0, F.logsigmoid(-lower))
+        log_width = torch.where(first | last, 0.0, _log1mexp_inv_scale(log_scale))
+        return sum_events(log_upper + log_lower + log_width)
 
     def sample_params(self, params: Tensor, generator: torch.Generator | None) -> Tensor:
         loc, log_scale = self._loc_log_scale(params)
         u = torch.rand(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
-        u = u.clamp(1e-12, 1.0 - 1e-12)
+        u = u.clamp_min(torch.finfo(loc.dtype).tiny)  # u ∈ (0, 1): a finite logit
         t = loc + log_scale.exp() * (torch.log(u) - torch.log1p(-u))
         return t.round().clamp(0, self.levels - 1)
 
@@ -278,3 +297,15 @@ class DiscretizedLogisticDecoder(_DiscreteDecoder):
         k = torch.arange(1, self.levels, dtype=loc.dtype, device=loc.device)
         k = k.reshape(-1, *([1] * loc.dim()))
         return torch.sigmoid((loc - k + 0.5) * torch.exp(-log_scale)).sum(dim=0)
+
+
+def _log1mexp_inv_scale(log_scale: Tensor) -> Tensor:
+    """log(1 − e^{−1/s}) from log s, finite for every finite log s (same shape).
+
+    ``log1mexp(e^{−log s})``; once 1/s < eps of the dtype, 1 − e^{−1/s} =
+    (1/s)(1 − 1/(2s) + …) rounds to 1/s, so the value is −log s, used there
+    because e^{−log s} may underflow to 0 (and log 0 = −∞).
+    """
+    big = -math.log(torch.finfo(log_scale.dtype).eps)
+    safe = log_scale.clamp_max(big)
+    return torch.where(log_scale > big, -log_scale, log1mexp(torch.exp(-safe)))

@@ -48,21 +48,29 @@ class GaussianEncoder(nn.Module):
     """The inference network q_φ(z|x) = N(z; μ_φ(x), diag exp(2 ℓ_φ(x))).
 
     ``net`` maps x (B, *event_shape) to (B, 2Z): the first Z outputs are the
-    mean μ, the last Z the log standard deviation ℓ = log σ.
+    mean μ, the last Z the log standard deviation ℓ = log σ. On data with K
+    levels (``levels`` given) the network sees x centred to [-1, 1],
+    2x/(K-1) - 1, as the decoders emit their parameters on that scale: raw
+    levels 0 … 255 would give outputs, hence ℓ, of order 100 at
+    initialisation and σ = e^ℓ beyond float32's range.
 
     Args:
         net: the network, e.g. ``nn.Sequential(nn.Flatten(), MLP(D, 2 * Z))``
             or ``ConvEncoder((C, H, W), 2 * Z)``.
         latent_dim: Z.
+        levels: K when x holds levels {0, …, K-1}; ``None`` feeds x as it is.
     """
 
-    def __init__(self, net: nn.Module, latent_dim: int) -> None:
+    def __init__(self, net: nn.Module, latent_dim: int, levels: int | None = None) -> None:
         super().__init__()
         self.net = net
         self.latent_dim = int(latent_dim)
+        self.levels = None if levels is None else int(levels)
 
     def forward(self, x: Tensor) -> GaussianPosterior:
         """q_φ(z|x) for a batch x (B, *event_shape)."""
+        if self.levels is not None:
+            x = x * (2.0 / (self.levels - 1)) - 1.0
         out = self.net(x)  # (B, 2Z)
         mean, log_std = out.split(self.latent_dim, dim=-1)
         return GaussianPosterior(mean=mean, std=log_std.exp())
