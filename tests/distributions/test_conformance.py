@@ -218,3 +218,60 @@ def test_entropy_is_an_estimate_with_stderr(name: str) -> None:
         assert h.kind == "estimate" and h.stderr > 0
     else:
         assert h.kind == "exact" and h.stderr == 0.0 and h.value == pytest.approx(float(closed))
+
+
+CANCELLING_IN_FLOAT32 = {"two_moons": 25, "swiss_roll": 18, "rings": 200, "2spirals": 65}
+"""Measured max error / (eps₃₂ size): these densities form ‖x − c‖² as ‖x‖² + ‖c‖² − 2x·c
+(one matrix product), which cancels by eps·(‖x‖² + ‖c‖²)/(2σ²) in float32; not fixed yet."""
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            n,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=f"float32 log p off by up to {CANCELLING_IN_FLOAT32[n]} eps·size "
+                "(‖x‖² + ‖c‖² − 2x·c cancels)",
+            ),
+        )
+        if n in CANCELLING_IN_FLOAT32
+        else n
+        for n in CASES
+    ],
+)
+def test_float32_log_density_equals_float64(name: str, grids) -> None:
+    """At the grid points rounded to float32, float32 log p = float64 log p within 16 eps₃₂ size.
+
+    Both are evaluated at the same (rounded) points, so only arithmetic differs:
+    size = 1 + |log p| + |∇log p|·|x|, since the first float32 operation on x
+    (x − μ, x/side) rounds it by eps·|x|, which moves log p by |∇log p|·|x|·eps.
+    Points where p is 0 or underflows in float64 (log p < -600) are left out.
+    """
+    dist, points, _, _, _ = grids(name)
+    x32 = points.float()
+    x64 = x32.double().requires_grad_(True)
+    log_p64 = dist.log_prob(x64)
+    piecewise_constant = not log_p64.requires_grad  # the checkerboard
+    grad = (
+        torch.zeros_like(x64) if piecewise_constant else torch.autograd.grad(log_p64.sum(), x64)[0]
+    )
+    log_p64, keep = log_p64.detach(), log_p64.detach() > -600
+    size = (1 + log_p64.abs() + (grad * x64.detach()).abs().sum(1))[keep]
+    torch.set_default_dtype(torch.float32)
+    log_p32 = CASES[name].make().log_prob(x32).double()
+    assert log_p32.isfinite()[keep].all()
+    ratio = (log_p32 - log_p64).abs()[keep] / (torch.finfo(torch.float32).eps * size)
+    assert ratio.max().item() <= 16, ratio.max().item()
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_float32_samples_agree_with_density(name: str, grids) -> None:
+    """Samples drawn in float32 pass the same two-sided tests against the float64 density."""
+    grid = grids(name)
+    torch.set_default_dtype(torch.float32)
+    samples = CASES[name].make().sample(N_SAMPLES, generator=torch.Generator().manual_seed(7))
+    assert samples.dtype == torch.float32
+    torch.set_default_dtype(torch.float64)
+    assert _sample_pvalue(samples.double(), grid[0], grid, CASES[name].extent) > ALPHA

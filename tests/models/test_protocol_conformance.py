@@ -6,7 +6,9 @@ shape ``(n, *event_shape)``; ``log_prob`` returns ``(B,)`` finite values or
 raises ``IntractableLikelihood`` exactly when ``likelihood`` is NONE; every
 player's loss is a finite scalar whose gradient reaches that player's
 parameters; the model moves between dtypes; its weights survive a
-safetensors round trip. Registering a model adds it here automatically.
+safetensors round trip. Each check runs with float32 and with float64 as the
+default dtype (the ``dtype`` fixture): parameters, log-probabilities and losses
+come out in it. Registering a model adds it here automatically.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ def _build(name: str):
 
 
 @pytest.mark.parametrize("name", MODELS.names())
-def test_registered_model_honours_the_protocol(name: str, tmp_path) -> None:
+def test_registered_model_honours_the_protocol(name: str, tmp_path, dtype: torch.dtype) -> None:
     torch.manual_seed(0)
     model, spec = _build(name)
+    assert all(p.dtype == dtype for p in model.parameters())
     samples = model.sample(3)
     assert tuple(samples.shape) == (3, *model.event_shape)
     assert torch.isfinite(samples.double()).all()
@@ -58,7 +61,7 @@ def test_registered_model_honours_the_protocol(name: str, tmp_path) -> None:
             model.log_prob(x)
     else:
         lp = model.log_prob(x)
-        assert lp.shape == (8,)
+        assert lp.shape == (8,) and lp.dtype == dtype
         assert torch.isfinite(lp).all()
 
     players = model.players()
@@ -66,7 +69,7 @@ def test_registered_model_honours_the_protocol(name: str, tmp_path) -> None:
     for player, params in players.items():
         model.zero_grad(set_to_none=True)
         loss = model.loss(x, player)
-        assert loss.dim() == 0 and torch.isfinite(loss)
+        assert loss.dim() == 0 and loss.dtype == dtype and torch.isfinite(loss)
         loss.backward()
         # (a zero-initialised output layer may make the first gradient exactly 0)
         assert any(p.grad is not None for p in params), (
@@ -85,7 +88,7 @@ def test_registered_model_honours_the_protocol(name: str, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("name", MODELS.names())
-def test_registered_model_rejects_a_batch_of_the_wrong_shape(name: str) -> None:
+def test_registered_model_rejects_a_batch_of_the_wrong_shape(name: str, dtype: torch.dtype) -> None:
     model, spec = _build(name)
     wrong = torch.zeros(4, *spec.event_shape, 3)
     with pytest.raises(InvalidInput):
