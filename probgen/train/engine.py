@@ -38,6 +38,7 @@ from probgen.train.checkpoint import CheckpointError, read_checkpoint, write_che
 from probgen.train.config import RunConfig, atomic_write_text, load_config, save_config
 from probgen.train.optim import make_optimizers, make_schedule, set_lr
 from probgen.train.progress import TrainingProgress
+from probgen.train.threads import intra_op_threads, training_threads
 
 __all__ = [
     "Callback",
@@ -79,7 +80,8 @@ class TrainResult:
     when EMA is on); ``history`` has one record per logged round
     (``step``, ``loss/<player>``, ``elapsed`` seconds, evaluation metrics);
     ``wall_time`` is this call's duration; ``stop_reason`` is ``"steps"`` or
-    ``"time_budget"``.
+    ``"time_budget"``; ``threads`` the intra-op threads it ran with
+    (``probgen.train.threads``; None: torch's setting was left alone).
     """
 
     model: GenerativeModel
@@ -89,6 +91,7 @@ class TrainResult:
     wall_time: float = 0.0
     stop_reason: str = "steps"
     global_rank: int = 0
+    threads: int | None = None
 
 
 def resolve_device(device: str) -> str:
@@ -171,7 +174,9 @@ def fit(
         built_model, built_data = build(config)
         model = built_model if model is None else model
         dataset = built_data if dataset is None else dataset
-    return _Run(config, Path(run_dir), model, dataset, list(callbacks)).train(resume, progress)
+    run = _Run(config, Path(run_dir), model, dataset, list(callbacks))
+    with intra_op_threads(run.threads):  # process-global: restored when the run ends
+        return run.train(resume, progress)
 
 
 def load_run(run_dir: Path) -> tuple[GenerativeModel, RunConfig, Dataset]:
@@ -210,8 +215,11 @@ class _Run:
         self.config, self.run_dir, self.model, self.dataset = config, run_dir, model, dataset
         self.callbacks = callbacks
         players = model.players()
+        spr = {p: t.steps_per_round.get(p, 1) for p in players}
+        device = resolve_device(t.device)
+        self.threads = training_threads(t.threads, device, model, dataset, t.batch_size, spr)
         self.fabric = Fabric(
-            accelerator=resolve_device(t.device),
+            accelerator=device,
             devices=t.devices,
             num_nodes=t.num_nodes,
             strategy=_strategy(t.strategy, multi_player=len(players) > 1),
@@ -296,6 +304,7 @@ class _Run:
             wall_time=time.perf_counter() - start,
             stop_reason=stop_reason,
             global_rank=self.fabric.global_rank,
+            threads=self.threads,
         )
 
     def _round(self) -> dict[str, float]:
