@@ -47,7 +47,7 @@ __all__ = [
 AUTO = "auto"
 """``train.threads: auto`` (the default): the engine picks the thread count for the work."""
 
-FLOP_THRESHOLD = 1.0e9
+FLOP_THRESHOLD = 2.0e9
 """FLOPs of one training round from which every core is used (the measured crossover)."""
 
 
