@@ -10,9 +10,11 @@ decides by the work of one round, counted in floating-point operations:
 
     F = Σ_p steps_per_round[p] · FLOPs(loss(x, p) and its backward), x one batch
 
-(``torch.utils.flop_counter.FlopCounterMode``: matrix products, convolutions,
+(the formulas of ``torch.utils.flop_counter``: matrix products, convolutions,
 attention; elementwise work is not counted, so small element-heavy models
-count low and keep one thread). ``threads = cores`` when F ≥ ``FLOP_THRESHOLD``,
+count low and keep one thread). The count runs in a dispatch mode of its
+own, without ``FlopCounterMode``'s module hooks, which break double
+backward (a gradient penalty's ``autograd.grad``). ``threads = cores`` when F ≥ ``FLOP_THRESHOLD``,
 else 1. The threshold is the measured crossover on a 2-core CPU (see
 docs/training.md, ``benchmarks/thread_crossover.py``). ``train.threads`` set to
 an integer overrides the rule; the rule applies only on CPU.
@@ -27,9 +29,11 @@ import copy
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from probgen.core import GenerativeModel
 from probgen.data.base import Dataset
@@ -77,11 +81,28 @@ def round_flops(
         x = dataset.batch("train", batch_size, torch.Generator().manual_seed(0))
         total = 0.0
         for player in probe.players():
-            counter = FlopCounterMode(display=False)
-            with counter:
+            with _FlopCount() as counter:
                 probe.loss(x, player).backward()
-            total += steps_per_round.get(player, 1) * counter.get_total_flops()
+            total += steps_per_round.get(player, 1) * counter.flops
     return total
+
+
+class _FlopCount(TorchDispatchMode):
+    """Adds up ``flop_registry``'s formula of every operator that has one, as it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.flops += formula(*args, **kwargs, out_val=out)
+        return out
 
 
 def choose_threads(flops: float, cores: int | None = None) -> int:

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from probgen.compare.config import applicable_models
 from probgen.core import DataSpec, GenerativeModel, Likelihood
 from probgen.data.base import ArrayDataset
 from probgen.models import build_model
@@ -69,10 +70,12 @@ def test_rule_is_one_thread_below_the_threshold_and_every_core_from_it() -> None
     assert choose_threads(FLOP_THRESHOLD) == available_cores()
 
 
-def test_toy_flow_gets_one_thread() -> None:
+@pytest.mark.parametrize("family", applicable_models(DataSpec((2,))))
+def test_every_toy_family_gets_one_thread(family: str) -> None:
+    # includes wgan_gp, whose gradient penalty differentiates twice
     data = DATASETS.get("8gaussians")(n_train=512)
-    model = build_model("nsf", data.spec)
-    assert training_threads("auto", "cpu", model, data, 256, {}) == 1
+    model = build_model(family, data.spec)
+    assert training_threads("auto", "cpu", model, data, 256, {"critic": 5}) == 1
 
 
 def test_convolutional_model_gets_every_core() -> None:
