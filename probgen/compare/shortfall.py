@@ -17,7 +17,10 @@ Two checks, run on every trained row:
   is the share of the whole drop made in the last tenth of training. A loss
   that has levelled off gives r ≈ 0, a straight descent r = 1/9 ≈ 0.11; the
   row is flagged when r > ``FALLING_FRACTION`` (more training would change its
-  numbers). Needs ``MIN_RECORDS`` logged losses and a positive total drop.
+  numbers) and the last drop is real, not minibatch noise: m(0.8, 0.9) −
+  m(0.9, 1) > ``NOISE_Z`` standard errors, √(s²_a/n_a + s²_b/n_b) from the
+  two windows' sample variances. Needs ``MIN_RECORDS`` logged losses and a
+  positive total drop.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ __all__ = [
     "FALLING_FRACTION",
     "MIN_CPU_SHARE",
     "MIN_RECORDS",
+    "NOISE_Z",
     "drop_share_at_end",
     "training_flags",
 ]
@@ -48,6 +52,9 @@ FALLING_FRACTION = 0.05
 MIN_RECORDS = 20
 """Logged losses needed before the end of a curve is judged."""
 
+NOISE_Z = 3.0
+"""Standard errors by which the last tenth's drop must exceed zero (one-sided, p ≈ 0.001)."""
+
 _JUDGED = ("exact", "bound", "estimate")
 """Likelihood kinds whose training loss is the (bound on the) NLL, so its drop means progress."""
 
@@ -56,22 +63,36 @@ _WINDOWS = ((0.0, 0.1), (0.8, 0.9), (0.9, 1.0))
 """The first, the second-last and the last tenth of training, as fractions of the rounds."""
 
 
-def _mean(records: Sequence[tuple[int, float]], low: float, high: float) -> float:
-    values = [v for s, v in records if low < s <= high]
-    return sum(values) / len(values) if values else math.nan
+def _window(records: Sequence[tuple[int, float]], low: float, high: float) -> list[float]:
+    return [v for s, v in records if low < s <= high]
+
+
+def _mean_and_variance(values: list[float]) -> tuple[float, float]:
+    """The mean and the variance of the mean (sample variance / n; inf for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.inf
+    return mean, sum((v - mean) ** 2 for v in values) / (n - 1) / n
 
 
 def drop_share_at_end(history: Sequence[dict[str, Any]], key: str) -> float | None:
-    """r, the share of the loss drop made in the last tenth of training (None: not judged)."""
+    """r, the share of the loss drop made in the last tenth of training.
+
+    None when the curve is not judged: fewer than ``MIN_RECORDS`` values,
+    an empty window, no drop overall, or a last drop within ``NOISE_Z``
+    standard errors of zero (then it may be minibatch noise, and r is moot).
+    """
     records = [(r["step"], r[key]) for r in history if key in r and math.isfinite(r[key])]
     if len(records) < MIN_RECORDS:
         return None
     last = records[-1][0]
-    first, late, end = (
-        _mean(records, a * last, b * last) for a, b in ((-1, 0.1), (0.8, 0.9), (0.9, 1))
-    )
+    windows = [_window(records, a * last, b * last) for a, b in _WINDOWS]
+    if not all(windows):
+        return None
+    (first, _), (late, var_late), (end, var_end) = (_mean_and_variance(w) for w in windows)
     total = first - end
-    if not total > 0 or math.isnan(late):
+    if not total > 0 or not late - end > NOISE_Z * math.sqrt(var_late + var_end):
         return None
     return (late - end) / total
 
