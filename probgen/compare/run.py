@@ -175,9 +175,12 @@ def run_comparison(
         if config.workers > 1 and len(config.models) > 1:
             bar.phase(f"{config.workers} worker processes", None)
             tasks = [_Task(entry, config, out_dir, evaluator) for entry in config.models]
-            done = lambda row: bar.done()  # noqa: E731
             results = map_in_processes(
-                _run_task, tasks, config.workers, on_error=_task_failed, on_done=done
+                _run_task,
+                tasks,
+                config.workers,
+                on_error=_task_failed,
+                on_done=lambda row: bar.done(),
             )
         else:
             results = [
