@@ -127,7 +127,9 @@ def training_threads(
         return int(threads)
     if accelerator != "cpu":
         return None
-    return choose_threads(round_flops(model, dataset, batch_size, steps_per_round))
+    with intra_op_threads(1):  # the count is the same on any thread count; one cannot spin
+        flops = round_flops(model, dataset, batch_size, steps_per_round)
+    return choose_threads(flops)
 
 
 @contextmanager
