@@ -269,7 +269,8 @@ def compare(
     models: Annotated[str | None, typer.Option(help="Comma-separated model names.")] = None,
     data: Annotated[str | None, typer.Option(help="Data set name (see probgen list).")] = None,
     time_budget: Annotated[
-        float | None, typer.Option(help="Training seconds per model (same for all).")
+        float | None,
+        typer.Option(help="Training seconds per model instead of fixed steps (CPU s by default)."),
     ] = None,
     out: Annotated[Path, typer.Option(help="Outputs go to OUT/NAME (NAME from the config).")] = (
         Path("runs")
@@ -279,7 +280,7 @@ def compare(
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Train models on one data set with equal time budgets; write report.html, report.md."""
+    """Train models on one data set in parallel workers; write report.html, report.md."""
     from probgen.compare import command  # the comparison's imports load only when it runs
 
     overrides = command.overrides_from_flags(models, data, time_budget)

@@ -8,11 +8,12 @@ the embedded default that ``probgen compare`` runs without arguments)::
     data: {name: 8gaussians, options: {}}
     models: registered        # every registered family that builds for the data,
                               # or a list of entries (below)
-    total_time_budget: 260    # training seconds for all trained models, split equally
+    workers: auto             # parallel worker processes (one per core), or an integer
+    total_time_budget: null   # or: training seconds for all trained models, split equally
     time_budget: null         # or: training seconds per model (exclusive with the above)
     train: {...}              # TrainConfig keys shared by every trained model
     families:                 # per-family settings, used whenever that family is trained
-      wgan: {options: {...}, train: {steps_per_round: {critic: 5}}}
+      wgan: {options: {...}, train: {steps: 2000, steps_per_round: {critic: 5}}}
     evaluation: {split: test, n_samples: 2000, heatmap_resolution: 48}
 
 An entry of ``models`` is a registered name (``vae``), a mapping
@@ -20,8 +21,12 @@ An entry of ``models`` is a registered name (``vae``), a mapping
 folder written by ``probgen train``, loaded from its checkpoint. Settings
 merge in the order shared ``train`` < ``families[name]`` < the entry itself,
 and every trained model's ``RunConfig`` is validated strictly by
-``probgen.train.load_config``. Every model gets the same time budget
-(``train.time_budget``); ``steps`` is only an upper limit.
+``probgen.train.load_config``. Without a time budget each model trains for its
+``train.steps`` (the default gives each family a fixed count, so the table is
+the same on any machine); with one, every model gets the same
+``train.time_budget`` and the step counts are replaced by ``TIME_BUDGET_STEPS``.
+With more than one worker, trained entries run with ``train.threads: 1``
+unless their settings name a thread count.
 """
 
 from __future__ import annotations
@@ -51,9 +56,11 @@ from probgen.train import (
     load_config,
     load_run,
 )
+from probgen.train.threads import available_cores
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "TIME_BUDGET_STEPS",
     "CompareConfig",
     "EvaluationConfig",
     "LoadedEntry",
@@ -70,12 +77,16 @@ DEFAULT_CONFIG = "default.yaml"
 REGISTERED = "registered"
 """``models: registered`` compares every registered family whose ``for_data`` accepts the data."""
 
+TIME_BUDGET_STEPS = 10**9
+"""``train.steps`` of every trained model when a time budget is set: the budget stops it."""
+
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _TOP_KEYS = (
     "name",
     "seed",
     "data",
     "models",
+    "workers",
     "time_budget",
     "total_time_budget",
     "train",
@@ -108,9 +119,11 @@ class Trained:
     Attributes:
         model: the trained model (EMA weights when the run used EMA).
         history: the engine's records (``step``, ``loss/<player>``, ``elapsed``, …).
-        seconds: training wall time (for a loaded run, as recorded in its history).
+        seconds: training time by the run's budget clock (for a loaded run, as
+            recorded in its history).
         steps: training rounds taken.
         stop_reason: ``"steps"``, ``"time_budget"`` or ``"loaded"``.
+        threads: intra-op threads of the training (None: unknown or left to torch).
     """
 
     model: GenerativeModel
@@ -118,6 +131,7 @@ class Trained:
     seconds: float
     steps: int
     stop_reason: str
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +151,9 @@ class TrainedEntry:
         """Train into ``run_dir`` with ``probgen.train.fit`` (its time budget stops it)."""
         result = fit(self.config, run_dir, progress=False, callbacks=callbacks, dataset=dataset)
         seconds = result.history[-1]["elapsed"] if result.history else result.wall_time
-        return Trained(result.model, result.history, seconds, result.steps, result.stop_reason)
+        return Trained(
+            result.model, result.history, seconds, result.steps, result.stop_reason, result.threads
+        )
 
 
 @dataclass(frozen=True)
@@ -176,6 +192,8 @@ class CompareConfig:
     name: str = "compare"
     seed: int = 0
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    workers: int = 1
+    """Worker processes that train and evaluate the entries in parallel (1: this process)."""
     source: dict[str, Any] = field(default_factory=dict)
     """The YAML mapping the config was read from (after overrides), written with the results."""
 
@@ -222,7 +240,8 @@ def load_compare_config(
     evaluation = _evaluation(_mapping(raw.get("evaluation"), "evaluation"))
     items = _model_items(raw.get("models", REGISTERED), data)
     budget = _budget(raw, sum("run" not in item for item in items))
-    shared = _Shared(name, seed, data, train, families, budget)
+    workers = _workers(raw.get("workers", 1), len(items))
+    shared = _Shared(name, seed, data, train, families, budget, workers)
     entries = [
         _loaded(item, data, f"models[{i}]") if "run" in item else _trained(item, shared, i)
         for i, item in enumerate(items)
@@ -241,6 +260,7 @@ def load_compare_config(
         name=name,
         seed=seed,
         evaluation=evaluation,
+        workers=workers,
         source=raw,
     )
 
@@ -353,6 +373,7 @@ class _Shared:
     train: dict[str, Any]
     families: dict[str, Any]
     budget: float | None
+    workers: int
 
 
 def _trained(item: dict[str, Any], shared: _Shared, i: int) -> TrainedEntry:
@@ -375,7 +396,9 @@ def _trained(item: dict[str, Any], shared: _Shared, i: int) -> TrainedEntry:
     for update in (defaults.get("train"), item.get("train")):
         _merge(train, copy.deepcopy(_mapping(update, f"{where}.train")))
     if shared.budget is not None:
-        train["time_budget"] = shared.budget
+        train.update(time_budget=shared.budget, steps=TIME_BUDGET_STEPS)
+    if shared.workers > 1:
+        train.setdefault("threads", 1)  # one core per worker
     label = _label(item, family, where)
     run = {
         "name": f"{shared.name}-{label}",
@@ -402,6 +425,15 @@ def _budget(raw: dict[str, Any], n_trained: int) -> float | None:
     if total is not None and n_trained:
         return float(total) / n_trained
     return None if per_model is None else float(per_model)
+
+
+def _workers(value: Any, n_entries: int) -> int:
+    """``auto``: one process per core, no more than there are entries; or the integer given."""
+    if value == "auto":
+        return max(1, min(available_cores(), n_entries))
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"workers: expected 'auto' or an integer ≥ 1, got {value!r}")
+    return value
 
 
 def _loaded(item: dict[str, Any], data: ComponentConfig, where: str) -> LoadedEntry:

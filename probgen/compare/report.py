@@ -73,10 +73,19 @@ def _row_dict(r: ModelResult, out_dir: Path) -> dict[str, Any]:
         "likelihood": r.likelihood,
         "parameters": r.parameters,
         "source": r.source,
-        "training": {"seconds": r.train_seconds, "steps": r.steps, "stop_reason": r.stop_reason},
+        "training": {
+            "seconds": r.train_seconds,
+            "steps": r.steps,
+            "stop_reason": r.stop_reason,
+            "cpu_seconds": r.train_cpu_seconds,
+            "cpu_share": r.cpu_share,
+            "threads": r.threads,
+            "flags": r.flags,
+        },
         "metrics": {k: _value_dict(v) for k, v in r.metrics.items()},
         "n_samples": r.n_samples,
         "evaluation_seconds": r.evaluation_seconds,
+        "evaluation_cpu_seconds": r.evaluation_cpu_seconds,
         "n_modes": r.n_modes,
         "figures": {k: str(p.relative_to(out_dir)) for k, p in r.figures.items()},
         "skipped": dict(r.skipped),
@@ -104,19 +113,27 @@ def _finite(value: Any) -> Any:
 # ----------------------------------------------------------------------------- shared text
 
 
+def _budget(comparison: Comparison) -> str:
+    trained = [e.config.train for e in comparison.config.models if e.source == "trained"]
+    budgets = {(t.time_budget, t.budget_clock) for t in trained}
+    if not trained:
+        return "all loaded from runs"
+    if all(t.time_budget is None for t in trained):
+        return "each trained for its family's fixed number of steps"
+    if len(budgets) == 1:
+        ((seconds, clock),) = budgets
+        kind = "CPU" if clock == "cpu" else "wall-clock"
+        return f"each trained for {seconds:.1f} s of {kind} time"
+    return "trained with their own budgets"
+
+
 def _summary(comparison: Comparison) -> str:
     c = comparison.config
-    budgets = {
-        e.config.train.time_budget for e in c.models if e.config.train.time_budget is not None
-    }
-    budget = (
-        f"each trained for {budgets.pop():.1f} s of wall-clock time"
-        if len(budgets) == 1
-        else "trained with their own budgets"
-    )
+    budget = _budget(comparison)
+    workers = f", {c.workers} worker processes" if c.workers > 1 else ""
     e = c.evaluation
     return (
-        f"Data: {c.data.name}; {len(c.models)} models, {budget}; metrics on the {e.split} "
+        f"Data: {c.data.name}; {len(c.models)} models, {budget}{workers}; metrics on the {e.split} "
         f"split with {e.n_samples} samples per model (seed {e.seed}); total wall time "
         f"{comparison.wall_time:.0f} s."
     )
@@ -159,6 +176,8 @@ def write_markdown(comparison: Comparison, path: Path) -> Path:
         lines += ["", f"### {r.label}", ""]
         if r.error:
             lines += [f"Failed: {r.error}", ""]
+        for flag in r.flags:
+            lines += [f"**Training fell short of plan**: {flag}", ""]
         lines += [_md_image(p, f"{r.label}: {_FIGURE_NAMES[k]}", out) for k, p in r.figures.items()]
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
@@ -191,6 +210,7 @@ dl { font-size: 13px; } dt { font-weight: bold; } dd { margin: 0 0 6px 1.5em; }
 .figures { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
 .figures img { max-height: 360px; border: 1px solid #eee; }
 .error { color: #b00; }
+.flag { color: #a60; }
 """
 
 
@@ -219,6 +239,7 @@ def write_html(comparison: Comparison, path: Path) -> Path:
         parts.append(f'<section id="model-{e(r.label)}"><h3>{e(r.label)}</h3>')
         if r.error:
             parts.append(f'<p class="error">Failed: {e(r.error)}</p>')
+        parts += [f'<p class="flag">Training fell short of plan: {e(f)}</p>' for f in r.flags]
         parts += [_html_figures(r.figures, r.label), "</section>"]
     parts.append("</body></html>")
     atomic_write_text(path, "\n".join(parts) + "\n")

@@ -1,9 +1,15 @@
 """Running a comparison: train or load every model, score each the same way, draw the pictures.
 
-    for each entry of the config:                 (a progress bar across models)
-        model ← train with probgen.train.fit under the shared time budget, or load a run
+    for each entry of the config, in parallel worker processes (one per core):
+        model ← train with probgen.train.fit for its steps (or budget), or load a run
+        flags ← how far training fell short of plan (probgen.compare.shortfall)
         metrics, samples ← evaluator(model, data)   (the same for every model, seeded alike)
         pictures: the scored samples beside the data, the 2-D density heatmap, training curves
+
+With ``workers: 1`` the entries run one after another in this process, with
+a live progress bar of each one's training; with more, each worker process
+runs whole entries with one intra-op thread (``probgen.compare.workers``), so
+the evaluator must be picklable (a module-level function).
 
 A model whose training or evaluation fails keeps its row, with the error in
 place of the numbers and its traceback in results.json; the others go on. A
@@ -36,6 +42,8 @@ from probgen.compare.figures import (
     plot_samples_beside_data,
     plot_training,
 )
+from probgen.compare.shortfall import training_flags
+from probgen.compare.workers import map_in_processes
 from probgen.core import Estimate, GenerativeModel, Likelihood, ProbgenError
 from probgen.data.base import Dataset
 from probgen.distributions import GaussianMixture
@@ -89,11 +97,18 @@ class ModelResult:
         likelihood: what ``log_prob`` means (``Likelihood`` value).
         parameters: number of trainable scalars.
         source: ``"trained"`` here or ``"loaded"`` from a run folder.
-        train_seconds, steps, stop_reason: the training record.
+        train_seconds, steps, stop_reason: the training record (seconds by the
+            run's budget clock).
+        train_cpu_seconds: CPU seconds of the training process while it trained.
+        cpu_share: ``train_cpu_seconds`` / (wall seconds of training · threads):
+            about 1 when the training held its cores, less when it waited for them.
+        threads: intra-op threads of the training (None: unknown).
+        flags: why training fell far short of plan, one sentence each (empty: it did not).
         metrics: the evaluator's results: ``Estimate`` s with their kind, or plain
             numbers (``sampling_seconds``, ``network_evaluations``, ``modes``).
         n_samples: samples the evaluator drew.
         evaluation_seconds: wall time of the evaluator and the pictures.
+        evaluation_cpu_seconds: their CPU seconds.
         n_modes: K, the modes of the data's mixture (None for other data).
         figures: picture name (``samples``, ``density``, ``training``) -> PNG path.
         history: the engine's training records.
@@ -110,9 +125,14 @@ class ModelResult:
     train_seconds: float = math.nan
     steps: int = 0
     stop_reason: str = ""
+    train_cpu_seconds: float = math.nan
+    cpu_share: float = math.nan
+    threads: int | None = None
+    flags: list[str] = field(default_factory=list)
     metrics: dict[str, Estimate | float] = field(default_factory=dict)
     n_samples: int = 0
     evaluation_seconds: float = math.nan
+    evaluation_cpu_seconds: float = math.nan
     n_modes: int | None = None
     figures: dict[str, Path] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -154,10 +174,21 @@ def run_comparison(
     _prepare(config, out_dir, overwrite)
     dataset = DATASETS.get(config.data.name)(**config.data.options)
     data_figures = _data_figures(config, dataset, out_dir / "figures")
-    results = []
     with _ModelProgress(len(config.models), progress, console) as bar:
-        for entry in config.models:
-            results.append(_one(entry, config, dataset, out_dir, evaluator, bar))
+        if config.workers > 1 and len(config.models) > 1:
+            bar.phase(f"{config.workers} worker processes", None)
+            tasks = [_Task(entry, config, out_dir, evaluator) for entry in config.models]
+            results = map_in_processes(
+                _run_task,
+                tasks,
+                config.workers,
+                on_error=_task_failed,
+                on_done=lambda row: bar.done(),
+            )
+        else:
+            results = [
+                _one(entry, config, dataset, out_dir, evaluator, bar) for entry in config.models
+            ]
     return Comparison(config, out_dir, results, data_figures, time.perf_counter() - start)
 
 
@@ -177,6 +208,38 @@ def _prepare(config: CompareConfig, out_dir: Path, overwrite: bool) -> None:
     shutil.rmtree(out_dir / "figures", ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _Task:
+    """One entry, as sent to a worker process, with this process's default dtype."""
+
+    entry: ModelEntry
+    config: CompareConfig
+    out_dir: Path
+    evaluator: Evaluator
+    dtype: torch.dtype = field(default_factory=torch.get_default_dtype)
+
+
+def _run_task(task: _Task) -> ModelResult:
+    """A worker's job: build the data set, then train, evaluate and draw the entry."""
+    config = task.config
+    torch.set_default_dtype(task.dtype)
+    dataset = DATASETS.get(config.data.name)(**config.data.options)
+    quiet = _ModelProgress(1, False, None)
+    return _one(task.entry, config, dataset, task.out_dir, task.evaluator, quiet)
+
+
+def _task_failed(task: _Task, error: BaseException) -> ModelResult:
+    """The row of an entry whose worker failed outside ``_one`` (it died, or pickling failed)."""
+    row = ModelResult(task.entry.label, task.entry.family, "", source=task.entry.source)
+    _record_error(row, error)
+    return row
+
+
+def _record_error(row: ModelResult, error: BaseException) -> None:
+    row.error = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    row.traceback = "".join(traceback.format_exception(error))
+
+
 def _one(
     entry: ModelEntry,
     config: CompareConfig,
@@ -190,14 +253,21 @@ def _one(
     try:
         budget = entry.config.train.time_budget if isinstance(entry, TrainedEntry) else None
         bar.phase(f"training {entry.label}", budget)
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
         trained = entry.obtain(out_dir / "runs" / entry.label, dataset, [bar.callback()])
+        wall = time.perf_counter() - wall_start
         model = trained.model
         row.likelihood = model.likelihood.value
         row.parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
         row.train_seconds, row.steps = trained.seconds, trained.steps
         row.stop_reason, row.history = trained.stop_reason, trained.history
+        row.threads = trained.threads
+        if isinstance(entry, TrainedEntry):
+            row.train_cpu_seconds = time.process_time() - cpu_start
+            row.cpu_share = row.train_cpu_seconds / (wall * (trained.threads or 1))
+            row.flags = training_flags(row, entry.config.train, model.players())
         bar.phase(f"evaluating {entry.label}", None)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         e = config.evaluation
         evaluation = evaluator(model, dataset, split=e.split, n_samples=e.n_samples, seed=e.seed)
         samples = evaluation.samples
@@ -209,9 +279,9 @@ def _one(
             entry.label, model, trained.history, samples, dataset, config, out_dir / "figures"
         )
         row.evaluation_seconds = time.perf_counter() - start
+        row.evaluation_cpu_seconds = time.process_time() - cpu_start
     except Exception as err:  # reported in the row (see the module docstring)
-        row.error = f"{type(err).__name__}: {' '.join(str(err).split())}"
-        row.traceback = traceback.format_exc()
+        _record_error(row, err)
     bar.done()
     return row
 

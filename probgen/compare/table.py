@@ -34,7 +34,7 @@ __all__ = [
 MISSING = "—"
 """Text of a cell with no value (the metric does not apply, or the row failed)."""
 
-TEXT_COLUMNS = ("model", "likelihood", "error")
+TEXT_COLUMNS = ("model", "likelihood", "error", "flags")
 """Columns of words, aligned left (numbers align right)."""
 
 _COMPARABLE = ("exact", "estimate", "bound")
@@ -106,7 +106,7 @@ def _modes(row: ModelResult) -> str:
 def _training(row: ModelResult) -> str:
     if not math.isfinite(row.train_seconds):
         return MISSING
-    return f"{row.train_seconds:.1f} s / {row.steps} steps"
+    return f"{row.train_seconds:.1f} s / {row.steps} steps" + (" (!)" if row.flags else "")
 
 
 def _sampling(row: ModelResult) -> str:
@@ -211,7 +211,8 @@ _MAIN = (
     Column(
         "training",
         "training",
-        "wall-clock training time (the same budget for every model) and rounds taken",
+        "training time by the run's budget clock (CPU seconds in the default) and rounds "
+        "taken; (!) marks a row flagged as short of plan",
         _training,
     ),
     Column(
@@ -232,6 +233,14 @@ _MAIN = (
     ),
 )
 
+_FLAGS = Column(
+    "flags",
+    "training fell short",
+    "why the row's training fell far short of plan: starved of CPU in a wall-clock budget, "
+    "or its loss still falling steeply at the end (see docs/compare.md)",
+    lambda row: "; ".join(row.flags) or MISSING,
+)
+
 _SHOWN = {key for column in _MAIN for key in column.uses} | {"high_quality"}
 
 
@@ -240,8 +249,14 @@ def _present(column: Column, results: Sequence[ModelResult]) -> bool:
 
 
 def columns(results: Sequence[ModelResult]) -> list[Column]:
-    """The main table's columns for these rows (an ``error`` column when a row failed)."""
+    """The main table's columns for these rows.
+
+    Adds a ``flags`` column when a row's training fell far short of plan
+    (``probgen.compare.shortfall``) and an ``error`` column when a row failed.
+    """
     out = [c for c in _MAIN if _present(c, results)]
+    if any(r.flags for r in results):
+        out.append(_FLAGS)
     if any(r.error for r in results):
         out.append(Column("error", "error", "why the row has no numbers", lambda r: r.error or ""))
     return out

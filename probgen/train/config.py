@@ -120,6 +120,7 @@ class TrainConfig:
     devices: int = 1
     num_nodes: int = 1
     strategy: str = "auto"
+    threads: int | str = "auto"
 
 
 @dataclass
@@ -298,8 +299,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, key)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _coerce(value, inner[0], key)
+        for option in inner:  # the first type the value fits, in the annotation's order
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                pass
+        names = " or ".join(_type_name(a) for a in inner)
+        raise ConfigError(f"{key}: expected {names}, got {value!r}")
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
@@ -416,6 +425,8 @@ def _validate(config: RunConfig) -> None:
         _positive(f"train.{key}", getattr(t, key))
     for key in ("weight_decay", "warmup_steps", "eval_every", "checkpoint_every"):
         _positive(f"train.{key}", getattr(t, key), allow_zero=True)
+    if t.threads != "auto" and not (isinstance(t.threads, int) and t.threads >= 1):
+        raise ConfigError(f"train.threads: expected 'auto' or an integer ≥ 1, got {t.threads!r}")
     _positive("train.time_budget", t.time_budget)
     _positive("train.patience", t.patience)
     if t.early_stopping not in ("auto", True, False):

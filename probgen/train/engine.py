@@ -40,6 +40,7 @@ from probgen.train.config import RunConfig, atomic_write_text, load_config, save
 from probgen.train.early_stopping import early_stopping_for
 from probgen.train.optim import make_optimizers, make_schedule, set_lr
 from probgen.train.progress import TrainingProgress
+from probgen.train.threads import intra_op_threads, training_threads
 
 __all__ = [
     "Callback",
@@ -83,7 +84,9 @@ class TrainResult:
     (``step``, ``loss/<player>``, ``elapsed`` seconds, evaluation metrics);
     ``wall_time`` is this call's duration; ``stop_reason`` is ``"steps"``,
     ``"time_budget"`` or ``"early_stopping"``; ``best_step`` is the round whose
-    weights ``model`` holds when early stopping was on (else None).
+    weights ``model`` holds when early stopping was on (else None); ``threads``
+    the intra-op threads it ran with (``probgen.train.threads``; None: torch's
+    setting was left alone).
     """
 
     model: GenerativeModel
@@ -94,6 +97,7 @@ class TrainResult:
     stop_reason: str = "steps"
     global_rank: int = 0
     best_step: int | None = None
+    threads: int | None = None
 
 
 def resolve_device(device: str) -> str:
@@ -217,7 +221,9 @@ def fit(
         model, dataset = build(config, dataset)
     elif dataset is None:
         dataset = DATASETS.get(config.data.name)(**config.data.options)
-    return _Run(config, Path(run_dir), model, dataset, list(callbacks)).train(resume, progress)
+    run = _Run(config, Path(run_dir), model, dataset, list(callbacks))
+    with intra_op_threads(run.threads):  # process-global: restored when the run ends
+        return run.train(resume, progress)
 
 
 def load_run(run_dir: Path) -> tuple[GenerativeModel, RunConfig, Dataset]:
@@ -261,8 +267,11 @@ class _Run:
         self.config, self.run_dir, self.model, self.dataset = config, run_dir, model, dataset
         self.callbacks = callbacks
         players = model.players()
+        spr = {p: t.steps_per_round.get(p, 1) for p in players}
+        device = resolve_device(t.device)
+        self.threads = training_threads(t.threads, device, model, dataset, t.batch_size, spr)
         self.fabric = Fabric(
-            accelerator=resolve_device(t.device),
+            accelerator=device,
             devices=t.devices,
             num_nodes=t.num_nodes,
             strategy=_strategy(t.strategy, multi_player=len(players) > 1),
@@ -354,6 +363,7 @@ class _Run:
             stop_reason=stop_reason,
             global_rank=self.fabric.global_rank,
             best_step=None if self.early is None else self.early.best_step,
+            threads=self.threads,
         )
 
     def _round(self) -> dict[str, float]:

@@ -31,6 +31,7 @@ def tiny_settings(models: list[Any], budget: float = 0.5) -> dict[str, Any]:
         **default,
         "data": TINY_DATA,
         "models": models,
+        "workers": 1,
         "total_time_budget": None,
         "time_budget": budget,
         "train": {**default["train"], **TINY_TRAIN},

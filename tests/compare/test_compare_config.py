@@ -13,9 +13,11 @@ from probgen.compare import (
     applicable_models,
     load_compare_config,
 )
+from probgen.compare.config import TIME_BUDGET_STEPS
 from probgen.core import DataSpec, GenerativeModel, InvalidInput
 from probgen.registry import MODELS
 from probgen.train import ConfigError, fit, load_config
+from probgen.train.threads import available_cores
 
 
 class OnlyImages(GenerativeModel):
@@ -66,11 +68,34 @@ def test_new_registry_entries_are_picked_up_without_code_changes(extra_families:
     assert "zz_images" not in names
 
 
-def test_total_budget_is_split_equally_and_steps_only_limit() -> None:
+def test_default_trains_each_family_for_its_fixed_steps_without_a_time_budget() -> None:
+    config = load_compare_config()
+    source = config.source
+    for entry in config.models:
+        train = entry.config.train
+        family = source["families"].get(entry.family, {}).get("train", {})
+        assert train.time_budget is None
+        assert train.steps == family.get("steps", source["train"]["steps"])
+    assert config.workers == min(available_cores(), len(config.models))
+    if config.workers > 1:
+        assert {e.config.train.threads for e in config.models} == {1}
+
+
+def test_workers_one_keeps_the_engines_thread_rule() -> None:
+    config = load_compare_config(None, {"models": ["gaussian"], "workers": 1})
+    assert config.workers == 1 and config.models[0].config.train.threads == "auto"
+    pinned = load_compare_config(
+        None, {"models": [{"name": "gaussian", "train": {"threads": 2}}], "workers": 2}
+    )
+    assert pinned.models[0].config.train.threads == 2  # named by the entry: kept
+
+
+def test_total_budget_is_split_equally_and_replaces_the_step_counts() -> None:
     config = load_compare_config(
         None, {"models": ["gaussian", "maf", "gan"], "total_time_budget": 9}
     )
     assert [e.config.train.time_budget for e in config.models] == [3.0, 3.0, 3.0]
+    assert {e.config.train.steps for e in config.models} == {TIME_BUDGET_STEPS}
     per_model = load_compare_config(
         None, {"models": ["gaussian", "gan"], "total_time_budget": None, "time_budget": 5}
     )
@@ -111,7 +136,9 @@ def test_settings_merge_shared_then_family_then_entry(tmp_path: Path) -> None:
         ({"models": ["nope"]}, "unknown value 'nope'"),
         ({"models": [{"name": "gaussian", "label": "a/b"}]}, "models[0].label"),
         ({"models": []}, "the list is empty"),
-        ({"time_budget": 3}, "exclude each other"),
+        ({"time_budget": 3, "total_time_budget": 9}, "exclude each other"),
+        ({"workers": 0}, "workers: expected 'auto' or an integer"),
+        ({"workers": "many"}, "workers: expected 'auto' or an integer"),
         ({"total_time_budget": -1}, "positive number of seconds"),
         ({"data": {"name": "nodata"}}, "unknown data set 'nodata'"),
         ({"evaluation": {"split": "dev"}}, "unknown split 'dev'"),
@@ -139,11 +166,13 @@ def test_run_folders_are_loaded_only_when_trained_on_the_same_data(tmp_path: Pat
     config = load_compare_config(
         None, {"models": [{"run": str(tmp_path / "g"), "label": "mine"}, "maf"]}
     )
-    loaded, trained = config.models
+    loaded, _ = config.models
     assert isinstance(loaded, LoadedEntry) and loaded.label == "mine"
     assert loaded.family == "gaussian"
-    whole = load_compare_config().source["total_time_budget"]
-    assert trained.config.train.time_budget == whole  # one model is trained: it gets it all
+    split = load_compare_config(
+        None, {"models": [{"run": str(tmp_path / "g")}, "maf"], "total_time_budget": 8}
+    )
+    assert split.models[1].config.train.time_budget == 8  # one model is trained: it gets it all
     with pytest.raises(ConfigError, match="trained on 8gaussians"):
         load_compare_config(None, {"data": "two_moons", "models": [{"run": str(tmp_path / "g")}]})
     with pytest.raises(ConfigError, match="not a run folder"):

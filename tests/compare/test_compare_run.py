@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from probgen.compare import CompareConfig
+from probgen.compare import CompareConfig, load_compare_config
 from probgen.compare.figures import Box, density_grid
 from probgen.compare.run import ComparisonExists, Evaluation, Evaluator, run_comparison
 from probgen.core import DataSpec, GenerativeModel, ProbgenError
@@ -136,3 +136,57 @@ def test_the_default_evaluator_gives_each_row_the_reasons_for_what_it_left_out(
     assert gan.skipped["nll"] == "GAN has no density (likelihood none)"
     assert "kl_model_data" in gan.skipped and "kl_model_data_smoothed" in gan.metrics
     assert not set(gan.skipped) & set(gan.metrics)
+
+
+def _fixed_steps(tiny: Callable[..., CompareConfig], models: list[Any], workers: int):
+    settings = tiny(models).source | {"time_budget": None, "workers": workers}
+    settings["train"] = {**settings["train"], "steps": 40}
+    for family in settings["families"].values():  # the shared 40 steps for every family
+        family.get("train", {}).pop("steps", None)
+    return load_compare_config(None, settings)
+
+
+def test_workers_give_the_same_rows_as_one_process_and_keep_failures_in_their_row(
+    tmp_path: Path, tiny: Callable[..., CompareConfig], evaluator: Evaluator
+) -> None:
+    models = ["gaussian", "maf", "gan"]
+    broken = {"name": "maf", "label": "broken", "options": {"hidden": [-3]}}
+    serial = run_comparison(
+        _fixed_steps(tiny, models, 1), tmp_path / "one", evaluator=evaluator, progress=False
+    ).results
+    parallel = run_comparison(
+        _fixed_steps(tiny, [*models, broken], 2), tmp_path / "two", evaluator=evaluator,
+        progress=False,
+    ).results  # fmt: skip
+    assert [r.label for r in parallel] == [*models, "broken"]
+    for a, b in zip(serial, parallel, strict=False):
+        assert a.error is None and b.error is None
+        assert (a.steps, b.steps) == (40, 40) and a.threads == b.threads == 1
+        # fixed steps, seeds and one thread: the same numbers, bit for bit
+        assert {k: v for k, v in a.metrics.items() if k != "sampling_seconds"} == {
+            k: v for k, v in b.metrics.items() if k != "sampling_seconds"
+        }
+        assert set(b.figures) == set(a.figures)
+        assert all(p.is_file() and tmp_path / "two" in p.parents for p in b.figures.values())
+    failed = parallel[-1]
+    assert failed.error is not None and not failed.metrics
+    assert "Traceback" in (failed.traceback or "")
+
+
+def test_a_run_cut_short_by_a_tiny_budget_is_flagged_as_unconverged(
+    tmp_path: Path, tiny: Callable[..., CompareConfig], evaluator: Evaluator
+) -> None:
+    # a Gaussian at lr 1e-3 moves its parameters ~1e-3 per step: still falling at 300 steps
+    # (r = 0.078 here), levelling off by 1000 (r = 0.021)
+    models = [{"name": "gaussian", "label": label, "train": {"steps": steps}}
+              for label, steps in (("short", 300), ("long", 1000))]  # fmt: skip
+    settings = tiny(models).source | {"time_budget": None}
+    settings["train"] = {**settings["train"], "log_every": 1, "batch_size": 256}
+    short, long = run_comparison(
+        load_compare_config(None, settings), tmp_path, evaluator=evaluator, progress=False
+    ).results
+    assert (short.steps, long.steps) == (300, 1000)
+    (flag,) = short.flags
+    assert flag.startswith("unconverged: the loss fell 8% of its whole drop")
+    assert long.flags == []
+    assert 0 < short.cpu_share <= 1.05 and short.threads == 1
