@@ -6,10 +6,17 @@ fixed ``event_shape``. Batches carry one leading batch dimension:
 
     class GenerativeModel(torch.nn.Module):
         likelihood: Likelihood            # what log_prob means
+        condition_spec: ConditionSpec | None   # what c of p(x | c) is; None: p(x)
         def players(self) -> dict[str, list[Parameter]]
-        def loss(self, x, player="model") -> Tensor   # that player's objective
-        def sample(self, n, **options) -> Tensor       # (n, *event_shape)
-        def log_prob(self, x, *, generator=None) -> Tensor  # (B,), in nats
+        def loss(self, x, player="model", condition=None) -> Tensor   # that player's objective
+        def sample(self, n, condition=None, **options) -> Tensor       # (n, *event_shape)
+        def log_prob(self, x, condition=None, *, generator=None) -> Tensor  # (B,), nats
+
+The condition is one optional keyword with the same meaning in every family
+(``probgen.conditions``). A family that does not declare ``condition`` in a
+call is unconditional: the base class gives that call the keyword and raises
+``InvalidInput`` when a condition is passed to it, so every model takes the
+same five calls.
 
 A ``log_prob`` that draws noise (a dequantization, a VAE's posterior draws, a
 Hutchinson probe, posterior weight draws) takes the optional keyword-only
@@ -34,7 +41,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from probgen.conditions import ConditionSpec
+
 __all__ = [
+    "ConditionSpec",
     "DataSpec",
     "Estimate",
     "GenerativeModel",
@@ -125,10 +135,13 @@ class DataSpec:
         levels: ``None`` for continuous data; ``K`` when every entry is an integer
             in ``{0, …, K-1}`` (pixels with K intensities, tokens of a
             vocabulary of size K, binary data with K = 2).
+        condition: what each example is paired with (``ConditionSpec``: K class
+            labels or a continuous vector), or ``None`` for unconditional data.
     """
 
     event_shape: tuple[int, ...]
     levels: int | None = None
+    condition: ConditionSpec | None = None
 
     @property
     def dim(self) -> int:
@@ -179,10 +192,23 @@ class GenerativeModel(nn.Module, abc.ABC):
     """
 
     likelihood: Likelihood = Likelihood.NONE
+    condition_spec: ConditionSpec | None = None
+    """What c is for p(x | c) (``ConditionSpec``); None for an unconditional model."""
+    unconditional_mode: bool = False
+    """Whether a conditional model also defines p(x) when given no condition."""
 
     def __init__(self, event_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.event_shape = tuple(int(s) for s in event_shape)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give ``condition`` to the calls a family defines without it (it is unconditional)."""
+        super().__init_subclass__(**kwargs)
+        for name in _CONDITIONED_CALLS:
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "__isabstractmethod__", False):
+                if "condition" not in inspect.signature(method).parameters:
+                    setattr(cls, name, _without_condition(method))
 
     @classmethod
     def for_data(cls, spec: DataSpec, **options: Any) -> GenerativeModel:
@@ -204,16 +230,17 @@ class GenerativeModel(nn.Module, abc.ABC):
         """Each player's parameters; one player, ``"model"``, by default."""
         return {"model": list(self.parameters())}
 
-    def loss(self, x: Tensor, player: str = "model") -> Tensor:
+    def loss(self, x: Tensor, player: str = "model", condition: Tensor | None = None) -> Tensor:
         """The scalar objective of ``player`` on a batch ``x`` of shape (B, *event_shape)."""
         self._check_player(player)
-        return -self.log_prob(x).mean()
+        return -self.log_prob(x, condition=condition).mean()
 
     @abc.abstractmethod
-    def sample(self, n: int, **options: Any) -> Tensor:
-        """Draw ``n`` independent samples, shape ``(n, *event_shape)``."""
+    def sample(self, n: int, condition: Tensor | None = None, **options: Any) -> Tensor:
+        """Draw ``n`` independent samples, shape ``(n, *event_shape)``, of p(· | c) when
+        a condition is given (one for all n, or one per sample)."""
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
         """log p_θ(x) per example, shape (B,), in nats; see ``likelihood``.
 
         Models whose ``log_prob`` draws noise add the keyword-only argument
@@ -236,6 +263,27 @@ class GenerativeModel(nn.Module, abc.ABC):
         """Validate a batch against this model's ``event_shape`` (see ``check_input``)."""
         return check_input(x, self.event_shape, name=name, integer=integer)
 
+    def _condition(self, condition: Any, rows: int, *, expand: bool = False) -> Tensor | None:
+        """The checked condition of a call on ``rows`` examples (None: no condition).
+
+        With ``expand`` (``sample``), one condition is repeated ``rows`` times.
+        Raises ``InvalidInput`` for a condition given to an unconditional model,
+        none given to a model without an unconditional mode, or a bad batch.
+        """
+        spec = self.condition_spec
+        if spec is None:
+            if condition is not None:
+                raise InvalidInput(_unconditional_message(self))
+            return None
+        if condition is None:
+            if self.unconditional_mode:
+                return None
+            raise InvalidInput(
+                f"{type(self).__name__} models p(x | c) with c {spec.describe()} and has "
+                "no unconditional mode: pass condition="
+            )
+        return spec.expand(condition, rows) if expand else spec.check(condition, rows)
+
     @property
     def device(self) -> torch.device:
         """Device of the first parameter or buffer (CPU for a model with neither)."""
@@ -244,20 +292,45 @@ class GenerativeModel(nn.Module, abc.ABC):
         return torch.device("cpu")
 
 
-def call_log_prob(
-    model: GenerativeModel, x: Tensor, generator: torch.Generator | None = None
-) -> Tensor:
-    """``model.log_prob(x, generator=generator)`` if its ``log_prob`` takes a ``generator``.
+_CONDITIONED_CALLS = ("log_prob", "sample", "loss")
 
-    Else ``model.log_prob(x)``: a deterministic ``log_prob`` draws nothing, and
-    models written with the one-argument protocol keep working. x (B,
-    *event_shape) -> (B,). Wrappers (``Dequantized``, a Bayesian posterior
-    predictive) score their inner model through this, so one generator reaches
-    every draw of an evaluation.
+
+def _unconditional_message(model: nn.Module) -> str:
+    return (
+        f"{type(model).__name__} is unconditional: it models p(x) and takes no condition; "
+        "build a conditional model for data with conditions"
+    )
+
+
+def _without_condition(method: Any) -> Any:
+    """``method`` with a ``condition`` keyword that must be None (an unconditional call)."""
+
+    @functools.wraps(method)
+    def call(self: GenerativeModel, *args: Any, condition: Any = None, **kwargs: Any) -> Any:
+        if condition is not None:
+            raise InvalidInput(_unconditional_message(self))
+        return method(self, *args, **kwargs)
+
+    return call
+
+
+def call_log_prob(
+    model: GenerativeModel,
+    x: Tensor,
+    generator: torch.Generator | None = None,
+    condition: Tensor | None = None,
+) -> Tensor:
+    """``model.log_prob(x, condition=...)``, with ``generator=`` if its ``log_prob`` takes one.
+
+    A deterministic ``log_prob`` draws nothing, and models written with the
+    one-argument protocol keep working. x (B, *event_shape) -> (B,). Wrappers
+    (``Dequantized``, ``Standardized``, a Bayesian posterior predictive) score
+    their inner model through this, so one generator reaches every draw of an
+    evaluation and the condition reaches the family.
     """
     if generator is not None and _takes_generator(type(model).log_prob):
-        return model.log_prob(x, generator=generator)
-    return model.log_prob(x)
+        return model.log_prob(x, condition=condition, generator=generator)
+    return model.log_prob(x, condition=condition)
 
 
 @functools.cache

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from probgen.core import GenerativeModel, InvalidInput, Likelihood, call_log_prob
+from probgen.core import ConditionSpec, GenerativeModel, InvalidInput, Likelihood, call_log_prob
 from probgen.data.dequantize import uniform_dequantize
 
 __all__ = ["Dequantized"]
@@ -104,26 +104,42 @@ class Dequantized(GenerativeModel):
         """y = (x + u)/K ∈ [0, 1)^D for validated levels x (B, *event_shape); same shape."""
         return uniform_dequantize(self._check_levels(x), self.levels, generator)
 
-    def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    @property  # type: ignore[override]
+    def condition_spec(self) -> ConditionSpec | None:
+        """The inner model's condition (the wrapper passes it through)."""
+        return self.model.condition_spec
+
+    @property  # type: ignore[override]
+    def unconditional_mode(self) -> bool:
+        """The inner model's."""
+        return self.model.unconditional_mode
+
+    def log_prob(
+        self,
+        x: Tensor,
+        condition: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """One draw of log p(y) − D log K, y = (x + u)/K: (B, *event_shape) -> (B,), nats.
 
         u, and any draw of the inner ``log_prob``, come from ``generator``.
         """
         y = self.dequantize(x, generator)
-        return call_log_prob(self.model, y, generator) - self.log_volume
+        return call_log_prob(self.model, y, generator, condition) - self.log_volume
 
-    def loss(self, x: Tensor, player: str = "model") -> Tensor:
+    def loss(self, x: Tensor, player: str = "model", condition: Tensor | None = None) -> Tensor:
         """The inner model's loss for ``player`` on y = (x + u)/K, x (B, *event_shape)."""
         self._check_player(player)
-        return self.model.loss(self.dequantize(x), player)
+        return self.model.loss(self.dequantize(x), player, condition=condition)
 
-    def sample(self, n: int, **options: Any) -> Tensor:
+    def sample(self, n: int, condition: Tensor | None = None, **options: Any) -> Tensor:
         """min(⌊K y⌋, K − 1) clamped at 0, y = inner ``sample(n, **options)``; (n, *event_shape).
 
         Floats holding integers in {0, …, K-1}, the data convention.
         """
         with torch.no_grad():
-            y = self.model.sample(n, **options)
+            y = self.model.sample(n, condition=condition, **options)
         return (y * self.levels).floor().clamp(0, self.levels - 1)
 
     def _check_levels(self, x: Any) -> Tensor:

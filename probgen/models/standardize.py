@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from probgen.core import (
+    ConditionSpec,
     GenerativeModel,
     InvalidInput,
     Likelihood,
@@ -140,6 +141,9 @@ class Standardized(GenerativeModel):
             with both, ``log_prob`` warns about points far outside it).
         method: how μ and s were chosen (``"mean_std"``, ``"robust"``,
             ``"given"``), recorded with them.
+        condition_shift, condition_scale: the same map for a continuous
+            condition c of a conditional inner model, which then sees
+            (c − μ_c)/s_c (no Jacobian: c is conditioned on, not modelled).
     """
 
     def __init__(
@@ -150,6 +154,8 @@ class Standardized(GenerativeModel):
         low: Tensor | None = None,
         high: Tensor | None = None,
         method: str = "given",
+        condition_shift: Tensor | None = None,
+        condition_scale: Tensor | None = None,
     ) -> None:
         super().__init__(model.event_shape)
         if model.handles_levels:
@@ -172,6 +178,33 @@ class Standardized(GenerativeModel):
         known = low is not None and high is not None
         self.register_buffer("low", (low if known else torch.full_like(shift, -math.inf)).clone())
         self.register_buffer("high", (high if known else torch.full_like(shift, math.inf)).clone())
+        spec = model.condition_spec
+        mapped = condition_shift is not None and condition_scale is not None
+        if mapped and (spec is None or spec.is_classes or condition_shift.shape != spec.shape):
+            raise InvalidInput(
+                "Standardized: a condition map needs a model with a continuous condition of "
+                f"shape {tuple(condition_shift.shape)}"
+            )
+        self.condition_shift: Tensor | None
+        self.condition_scale: Tensor | None
+        self.register_buffer("condition_shift", condition_shift if mapped else None)
+        self.register_buffer("condition_scale", condition_scale if mapped else None)
+
+    @property  # type: ignore[override]
+    def condition_spec(self) -> ConditionSpec | None:
+        """The inner model's condition (passed through, standardised when continuous)."""
+        return self.model.condition_spec
+
+    @property  # type: ignore[override]
+    def unconditional_mode(self) -> bool:
+        """The inner model's."""
+        return self.model.unconditional_mode
+
+    def condition_to_inner(self, condition: Tensor | None) -> Tensor | None:
+        """(c − μ_c)/s_c for a continuous condition with a map; c itself otherwise."""
+        if condition is None or self.condition_shift is None:
+            return condition
+        return (condition - self.condition_shift) / self.condition_scale
 
     @property  # type: ignore[override]
     def likelihood(self) -> Likelihood:
@@ -195,24 +228,35 @@ class Standardized(GenerativeModel):
         """x = μ + s ⊙ z for z (B, *event_shape); same shape."""
         return self.shift + self.scale * z
 
-    def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-        """log p_inner(z) − Σ log s with z = (x − μ)/s: (B, *event_shape) -> (B,), nats.
+    def log_prob(
+        self,
+        x: Tensor,
+        condition: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """log p_inner(z | c) − Σ log s with z = (x − μ)/s: (B, *event_shape) -> (B,), nats.
 
         ``generator`` reaches the inner model's draws (``call_log_prob``).
         """
         z = self.to_inner(x)
         if not self.training:
             self._warn_out_of_range(z)
-        return call_log_prob(self.model, z, generator) - self.log_det
+        inner = call_log_prob(self.model, z, generator, self.condition_to_inner(condition))
+        return inner - self.log_det
 
-    def loss(self, x: Tensor, player: str = "model") -> Tensor:
+    def loss(self, x: Tensor, player: str = "model", condition: Tensor | None = None) -> Tensor:
         """The inner model's loss for ``player`` on z = (x − μ)/s, x (B, *event_shape)."""
         self._check_player(player)
-        return self.model.loss(self.to_inner(x), player)
+        return self.model.loss(
+            self.to_inner(x), player, condition=self.condition_to_inner(condition)
+        )
 
-    def sample(self, n: int, **options: Any) -> Tensor:
-        """μ + s ⊙ z, z = inner ``sample(n, **options)``: (n, *event_shape)."""
-        return self.from_inner(self.model.sample(n, **options))
+    def sample(self, n: int, condition: Tensor | None = None, **options: Any) -> Tensor:
+        """μ + s ⊙ z, z = inner ``sample(n, condition=c, **options)``: (n, *event_shape)."""
+        if condition is not None and self.condition_shift is not None:
+            condition = self.condition_to_inner(self.model.condition_spec.expand(condition, n))
+        return self.from_inner(self.model.sample(n, condition=condition, **options))
 
     @property
     def elbo(self) -> Callable[..., Tensor]:
