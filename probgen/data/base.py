@@ -39,6 +39,22 @@ class Dataset(abc.ABC):
     def split(self, split: str) -> Tensor:
         """The whole split as one tensor ``(N, *spec.event_shape)``."""
 
+    def draw(
+        self, split: str, batch_size: int, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor | None]:
+        """A batch and its conditions: ``(x, c)``, c None for unconditional data.
+
+        For data with a condition (``spec.condition``) the rows of c belong to
+        the rows of x: (B,) labels or (B, *shape) vectors. The engine trains on
+        these pairs; unconditional data sets need not override this.
+        """
+        return self.batch(split, batch_size, generator), None
+
+    def conditions(self, split: str) -> Tensor | None:
+        """The conditions of the rows of ``split(split)``, or None for unconditional data."""
+        self._check_split(split)
+        return None
+
     @property
     def train_size(self) -> int | None:
         """Examples in the training split; None when every batch is fresh (infinite data)."""
@@ -58,9 +74,20 @@ class Dataset(abc.ABC):
 
 
 class ArrayDataset(Dataset):
-    """A data set held in memory as three tensors; batches are drawn with replacement."""
+    """A data set held in memory as three tensors; batches are drawn with replacement.
 
-    def __init__(self, train: Tensor, validation: Tensor, test: Tensor, spec: DataSpec) -> None:
+    With ``conditions`` (one tensor per split, rows paired with the examples)
+    and ``spec.condition`` set, it is a data set of pairs (x, c).
+    """
+
+    def __init__(
+        self,
+        train: Tensor,
+        validation: Tensor,
+        test: Tensor,
+        spec: DataSpec,
+        conditions: tuple[Tensor, Tensor, Tensor] | None = None,
+    ) -> None:
         self.spec = spec
         self._splits = {"train": train, "validation": validation, "test": test}
         for name, t in self._splits.items():
@@ -69,12 +96,31 @@ class ArrayDataset(Dataset):
                     f"{name} split: expected events of shape {spec.event_shape}, "
                     f"got {tuple(t.shape[1:])}"
                 )
+        if (conditions is None) != (spec.condition is None):
+            raise InvalidInput(
+                "ArrayDataset: give conditions exactly when spec.condition describes them"
+            )
+        self._conditions: dict[str, Tensor] = {}
+        if conditions is not None and spec.condition is not None:
+            for name, c in zip(SPLITS, conditions, strict=True):
+                rows = len(self._splits[name])
+                self._conditions[name] = spec.condition.check(c, rows, name=f"{name} conditions")
 
-    def batch(self, split: str, batch_size: int, generator: torch.Generator) -> Tensor:
+    def draw(
+        self, split: str, batch_size: int, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor | None]:
         data = self.split(split)
         idx = torch.randint(len(data), (batch_size,), generator=generator)
-        return data[idx]
+        c = self._conditions.get(split)
+        return data[idx], None if c is None else c[idx]
+
+    def batch(self, split: str, batch_size: int, generator: torch.Generator) -> Tensor:
+        return self.draw(split, batch_size, generator)[0]
 
     def split(self, split: str) -> Tensor:
         self._check_split(split)
         return self._splits[split]
+
+    def conditions(self, split: str) -> Tensor | None:
+        self._check_split(split)
+        return self._conditions.get(split)
