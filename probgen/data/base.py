@@ -60,12 +60,12 @@ class Dataset(abc.ABC):
         """Examples in the training split; None when every batch is fresh (infinite data)."""
         return len(self.split("train"))
 
-    def fitting_sample(self, n: int = 10_000, seed: int = 0) -> Tensor:
-        """Training examples to fit a data map on: the whole training split when it is
-        finite, else ``n`` fresh draws with a generator seeded by ``seed``."""
+    def fitting_sample(self, n: int = 10_000, seed: int = 0) -> tuple[Tensor, Tensor | None]:
+        """Training pairs (x, c) to fit a data map on: the whole training split when it
+        is finite, else ``n`` fresh draws with a generator seeded by ``seed``."""
         if self.train_size is not None:
-            return self.split("train")
-        return self.batch("train", n, torch.Generator().manual_seed(seed))
+            return self.split("train"), self.conditions("train")
+        return self.draw("train", n, torch.Generator().manual_seed(seed))
 
     @staticmethod
     def _check_split(split: str) -> None:

@@ -27,6 +27,7 @@ def build_model(
     spec: DataSpec,
     *,
     train_data: Tensor | None = None,
+    train_conditions: Tensor | None = None,
     standardize: str | Mapping[str, Any] | None = None,
     **options: Any,
 ) -> GenerativeModel:
@@ -43,17 +44,19 @@ def build_model(
     - on continuous data, every family becomes ``Standardized(model, μ, s)``,
       x = μ + s ⊙ z, with (μ, s) from ``fit_standardization(train_data,
       standardize)`` and the training range of z, so no family depends on
-      the data's units (``probgen.models.standardize``).
+      the data's units (``probgen.models.standardize``). A continuous
+      condition is standardised the same way, on ``train_conditions``.
 
     Args:
         name: a registered model name.
-        spec: the data's event shape and levels.
+        spec: the data's event shape, levels and condition.
         train_data: training examples (N, *event_shape) the map is fitted on.
+        train_conditions: their conditions, (N,) labels or (N, *shape) vectors.
         standardize: ``"mean_std"``, ``"robust"``, ``"none"`` or ``{"shift",
-            "scale"}`` (a ``"method"`` key there is kept as a note); ``None``
-            means ``"mean_std"`` when ``train_data`` is given and no map
-            otherwise. Ignored on data with levels, which ``Dequantized``
-            already maps to [0, 1).
+            "scale"[, "condition_shift", "condition_scale"]}`` (a ``"method"``
+            key there is kept as a note); ``None`` means ``"mean_std"`` when
+            ``train_data`` is given and no map otherwise. Ignored on data with
+            levels, which ``Dequantized`` already maps to [0, 1).
         options: the family's own options (``for_data``).
 
     Raises ``InvalidInput`` when a fitted map is asked for without ``train_data``.
@@ -63,24 +66,37 @@ def build_model(
         return model if model.handles_levels else Dequantized(model, spec.levels)
     if standardize is None:
         standardize = "none" if train_data is None else "mean_std"
-    method = standardize if isinstance(standardize, str) else "given"
-    if isinstance(standardize, Mapping):
-        given = {k: v for k, v in standardize.items() if k != "method"}
-        method = str(standardize.get("method", "given"))
-        fitted = fit_standardization(torch.zeros(0, *spec.event_shape), given)
-    elif standardize == "none":
+    if standardize == "none":
         return model
+    continuous_condition = spec.condition is not None and not spec.condition.is_classes
+    condition_map: tuple[Tensor, Tensor] | None = None
+    if isinstance(standardize, Mapping):
+        method = str(standardize.get("method", "given"))
+        given = {k: standardize[k] for k in ("shift", "scale") if k in standardize}
+        fitted = fit_standardization(torch.zeros(0, *spec.event_shape), given)
+        if continuous_condition and "condition_shift" in standardize:
+            given = {k: standardize[f"condition_{k}"] for k in ("shift", "scale")}
+            condition_map = fit_standardization(torch.zeros(0, *spec.condition.shape), given)
     elif train_data is None:
         raise InvalidInput(
             f"standardize={standardize!r} is fitted on training data: pass train_data "
             "(N, *event_shape), or standardize='none'"
         )
     else:
+        method = str(standardize)
         fitted = fit_standardization(check_input(train_data, spec.event_shape), standardize)
+        if continuous_condition and train_conditions is not None:
+            c = spec.condition.check(train_conditions, len(train_data), name="train_conditions")
+            condition_map = fit_standardization(c, standardize)
     if fitted is None:
         return model
     shift, scale = fitted
-    if train_data is None:
-        return Standardized(model, shift, scale, method=method)
-    z = (train_data.to(shift.dtype) - shift) / scale
-    return Standardized(model, shift, scale, z.amin(0), z.amax(0), method=method)
+    low = high = None
+    if train_data is not None:
+        z = (train_data.to(shift.dtype) - shift) / scale
+        low, high = z.amin(0), z.amax(0)
+    c_shift, c_scale = condition_map if condition_map is not None else (None, None)
+    return Standardized(
+        model, shift, scale, low, high, method=method,
+        condition_shift=c_shift, condition_scale=c_scale,
+    )  # fmt: skip

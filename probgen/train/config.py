@@ -399,10 +399,12 @@ def _check_standardize(value: Any) -> None:
     from probgen.models.standardize import STANDARDIZATIONS
 
     if isinstance(value, dict):
-        extra = sorted(set(value) - {"method", "shift", "scale"})
+        valid = {"method", "shift", "scale", "condition_shift", "condition_scale"}
+        extra = sorted(set(value) - valid)
         if extra:
             raise ConfigError(
-                f"train.standardize: unknown key {extra[0]!r}; valid keys: method, scale, shift"
+                f"train.standardize: unknown key {extra[0]!r}; "
+                f"valid keys: {', '.join(sorted(valid))}"
             )
     elif value not in STANDARDIZATIONS:
         raise ConfigError(

@@ -128,15 +128,15 @@ def build(config: RunConfig, dataset: Dataset | None = None) -> tuple[Generative
         dataset = DATASETS.get(config.data.name)(**config.data.options)
     method = config.train.standardize
     continuous = dataset.spec.levels is None
-    train_data = (
-        dataset.fitting_sample(seed=config.seed)
-        if continuous and not isinstance(method, dict) and method != "none"
-        else None
+    fitted = continuous and not isinstance(method, dict) and method != "none"
+    train_data, train_conditions = (
+        dataset.fitting_sample(seed=config.seed) if fitted else (None, None)
     )
     model = build_model(
         config.model.name,
         dataset.spec,
         train_data=train_data,
+        train_conditions=train_conditions,
         standardize=method,
         **config.model.options,
     )
@@ -157,15 +157,15 @@ def standardization_record(model: GenerativeModel) -> dict[str, Any] | None:
     """``{method, shift, scale}`` of a ``Standardized`` model (lists of floats); else None."""
     if not isinstance(model, Standardized):
         return None
-    return {
-        "method": model.method,
-        "shift": model.shift.tolist(),
-        "scale": model.scale.tolist(),
-    }
+    record = {"method": model.method, "shift": model.shift.tolist(), "scale": model.scale.tolist()}
+    if model.condition_shift is not None and model.condition_scale is not None:
+        record["condition_shift"] = model.condition_shift.tolist()
+        record["condition_scale"] = model.condition_scale.tolist()
+    return record
 
 
 def validation_nll(state: TrainState, max_examples: int, batch_size: int) -> dict[str, float]:
-    """Mean -log p_θ(x) over the first ``max_examples`` of the validation split.
+    """Mean -log p_θ(x | c) over the first ``max_examples`` of the validation split.
 
     Recorded as ``val_nll`` for an exact likelihood and ``val_nll_<kind>``
     otherwise (an ELBO gives an upper bound, an EBM an energy off by log Z);
@@ -175,13 +175,20 @@ def validation_nll(state: TrainState, max_examples: int, batch_size: int) -> dic
     if model.likelihood is Likelihood.NONE:
         return {}
     data = state.dataset.split("validation")[:max_examples]
+    conditions = state.dataset.conditions("validation")
+    rows = range(0, len(data), batch_size)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             total = sum(
-                -model.log_prob(chunk.to(model.device)).sum().item()
-                for chunk in data.split(batch_size)
+                -model.log_prob(
+                    data[i : i + batch_size].to(model.device),
+                    condition=_rows(conditions, i, batch_size, model.device),
+                )
+                .sum()
+                .item()
+                for i in rows
             )
     except IntractableLikelihood:
         return {}
@@ -190,6 +197,12 @@ def validation_nll(state: TrainState, max_examples: int, batch_size: int) -> dic
     kind = model.likelihood
     key = "val_nll" if kind is Likelihood.EXACT else f"val_nll_{kind.value}"
     return {key: total / len(data)}
+
+
+def _rows(
+    c: torch.Tensor | None, start: int, size: int, device: torch.device
+) -> torch.Tensor | None:
+    return None if c is None else c[start : start + size].to(device)
 
 
 def fit(
@@ -375,8 +388,10 @@ class _Run:
             set_lr(optimizer, self.base_lr[player] * factor)
             total = 0.0
             for _ in range(self.steps_per_round[player]):
-                x = self.fabric.to_device(self.dataset.batch("train", t.batch_size, self.data_rng))
-                loss = self.module.loss(x, player)
+                x, c = self.fabric.to_device(
+                    self.dataset.draw("train", t.batch_size, self.data_rng)
+                )
+                loss = self.module.loss(x, player, condition=c)
                 value = loss.item()
                 self._check_finite(player, value)
                 self.model.zero_grad(set_to_none=True)

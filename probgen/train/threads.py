@@ -78,11 +78,11 @@ def round_flops(
     """
     probe = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
-        x = dataset.batch("train", batch_size, torch.Generator().manual_seed(0))
+        x, c = dataset.draw("train", batch_size, torch.Generator().manual_seed(0))
         total = 0.0
         for player in probe.players():
             with _FlopCount() as counter:
-                probe.loss(x, player).backward()
+                probe.loss(x, player, condition=c).backward()
             total += steps_per_round.get(player, 1) * counter.flops
     return total
 
