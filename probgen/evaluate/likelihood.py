@@ -64,9 +64,13 @@ class LogLikelihoodEstimator(abc.ABC):
 
     @abc.abstractmethod
     def __call__(
-        self, model: GenerativeModel, x: Tensor, generator: torch.Generator | None
+        self,
+        model: GenerativeModel,
+        x: Tensor,
+        generator: torch.Generator | None,
+        condition: Tensor | None = None,
     ) -> Tensor:
-        """The estimate for each row of x (B, *event_shape), shape (B,)."""
+        """The estimate for each row of x (B, *event_shape) given its condition, shape (B,)."""
 
 
 class ModelLogProb(LogLikelihoodEstimator):
@@ -85,9 +89,13 @@ class ModelLogProb(LogLikelihoodEstimator):
         return model.likelihood.value
 
     def __call__(
-        self, model: GenerativeModel, x: Tensor, generator: torch.Generator | None
+        self,
+        model: GenerativeModel,
+        x: Tensor,
+        generator: torch.Generator | None,
+        condition: Tensor | None = None,
     ) -> Tensor:
-        return call_log_prob(model, x, generator)
+        return call_log_prob(model, x, generator, condition)
 
 
 class ELBOBound(LogLikelihoodEstimator):
@@ -105,8 +113,13 @@ class ELBOBound(LogLikelihoodEstimator):
         return "bound"
 
     def __call__(
-        self, model: GenerativeModel, x: Tensor, generator: torch.Generator | None
+        self,
+        model: GenerativeModel,
+        x: Tensor,
+        generator: torch.Generator | None,
+        condition: Tensor | None = None,
     ) -> Tensor:
+        _unconditional_only(self, condition)
         return model.elbo(x, self.k, generator=generator)
 
 
@@ -126,8 +139,13 @@ class IWAEBound(LogLikelihoodEstimator):
         return "bound"
 
     def __call__(
-        self, model: GenerativeModel, x: Tensor, generator: torch.Generator | None
+        self,
+        model: GenerativeModel,
+        x: Tensor,
+        generator: torch.Generator | None,
+        condition: Tensor | None = None,
     ) -> Tensor:
+        _unconditional_only(self, condition)
         return model.iwae_bound(x, self.k, generator)
 
 
@@ -154,11 +172,24 @@ class AISBound(LogLikelihoodEstimator):
         return "bound"
 
     def __call__(
-        self, model: GenerativeModel, x: Tensor, generator: torch.Generator | None
+        self,
+        model: GenerativeModel,
+        x: Tensor,
+        generator: torch.Generator | None,
+        condition: Tensor | None = None,
     ) -> Tensor:
+        _unconditional_only(self, condition)
         return self.ais.log_likelihood(
             self.observation(model), x, generator=generator
         ).log_normalizer
+
+
+def _unconditional_only(estimator: LogLikelihoodEstimator, condition: Tensor | None) -> None:
+    if condition is not None:
+        raise InvalidInput(
+            f"{type(estimator).__name__} estimates log p(x) of unconditional models only; "
+            "score a conditional model by its log_prob (ModelLogProb)"
+        )
 
 
 def _positive(name: str, k: int) -> int:
@@ -182,8 +213,12 @@ def log_probs(
     *,
     estimator: LogLikelihoodEstimator | None = None,
     generator: torch.Generator | None = None,
+    condition: Tensor | None = None,
 ) -> Tensor:
-    """log p_θ(x) over a whole data set ``x`` (N, *event_shape), in batches.
+    """log p_θ(x | c) over a whole data set ``x`` (N, *event_shape), in batches.
+
+    ``condition`` holds the conditions of the rows of x (N,) or (N, *shape)
+    for a conditional model (None: p(x)).
 
     By ``model.log_prob`` unless an ``estimator`` is given (draws from
     ``generator``). Evaluated without parameter gradients, in eval mode (the
@@ -204,7 +239,12 @@ def log_probs(
     try:
         with torch.no_grad():
             out = [
-                estimator(model, _to_model(x[i : i + batch_size], model.device, dtype), generator)
+                estimator(
+                    model,
+                    _to_model(x[i : i + batch_size], model.device, dtype),
+                    generator,
+                    None if condition is None else condition[i : i + batch_size].to(model.device),
+                )
                 for i in range(0, len(x), batch_size)
             ]
     finally:

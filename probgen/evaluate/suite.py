@@ -16,6 +16,7 @@ and records the reason for every result it leaves out (``Results.skipped``):
     FeatureDistances  fid (Fréchet distance), kid on features (not raw tokens)
     PrecisionRecall   precision, recall, density, coverage on features (not raw tokens)
     ModeCoverage      modes, high_quality, reverse_kl (data from a Gaussian mixture)
+    GenerativeClassifier  classifier_accuracy, _ece, _nll: p(c | x) by Bayes' rule (class labels)
 
 Results are ``Estimate`` s (a NaN ``stderr`` when none is known) except the
 plain counts ``modes``, ``sampling_seconds`` and ``network_evaluations`` (float).
@@ -41,6 +42,7 @@ from probgen.data.dequantize import bits_per_dim as bits_per_dim_convention
 from probgen.distributions import GaussianMixture
 from probgen.divergences import energy_distance, mmd, sliced_wasserstein
 from probgen.evaluate.ais import AIS, sigmoid_schedule
+from probgen.evaluate.classifiers import generative_classifier
 from probgen.evaluate.features import default_features
 from probgen.evaluate.ground_truth import (
     kl_data_model,
@@ -66,6 +68,7 @@ __all__ = [
     "NLL",
     "Context",
     "FeatureDistances",
+    "GenerativeClassifier",
     "KLDataModel",
     "KLModelData",
     "Metric",
@@ -105,6 +108,7 @@ class Context:
         samples: n model samples, (n, *event_shape), on the CPU.
         reference: n rows of ``data`` (all of it when smaller), for sample metrics.
         generator: source of the metrics' random draws.
+        conditions: the conditions of the rows of ``data`` (None: unconditional data).
         cache: values computed once and shared (features, log Z).
     """
 
@@ -114,6 +118,7 @@ class Context:
     samples: Tensor
     reference: Tensor
     generator: torch.Generator | None
+    conditions: Tensor | None = None
     cache: dict[str, object] = field(default_factory=dict)
 
     def log_partition(self, ais: AIS) -> Estimate:
@@ -133,7 +138,13 @@ class Context:
         """
         key = f"log_likelihoods:{id(estimator)}"
         if key not in self.cache:
-            values = log_probs(self.model, self.data, estimator=estimator, generator=self.generator)
+            values = log_probs(
+                self.model,
+                self.data,
+                estimator=estimator,
+                generator=self.generator,
+                condition=self.conditions,
+            )
             self.cache[key] = values.double().cpu()
         return self.cache[key]
 
@@ -279,7 +290,11 @@ def _name(model: GenerativeModel) -> str:
 
 
 def _unknown_law(dataset: Dataset) -> str | None:
-    return None if dataset.truth is not None else "the data's law is unknown (no truth)"
+    if dataset.truth is None:
+        return "the data's law is unknown (no truth)"
+    if dataset.spec.condition is not None:
+        return "conditional data: KLs to the true p(x | c) are not estimated yet"
+    return None
 
 
 def _continuous_law(dataset: Dataset) -> str | None:
@@ -410,6 +425,38 @@ class PrecisionRecall(_OnFeatures):
         return {name: _unknown_error(v) for name, v in values.items()}
 
 
+class GenerativeClassifier(Metric):
+    """``classifier_accuracy``, ``classifier_ece``, ``classifier_nll``: p(c | x) by Bayes' rule.
+
+    For data with class conditions and a model of p(x | c) with a likelihood
+    (``probgen.evaluate.classifiers``); the class prior is the training
+    split's label frequencies (uniform for data drawn afresh).
+    """
+
+    names = ("classifier_accuracy", "classifier_ece", "classifier_nll")
+
+    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+        condition = dataset.spec.condition
+        if condition is None or not condition.is_classes:
+            return "the data have no class labels"
+        if model.condition_spec is None:
+            return f"{_name(model)} is unconditional"
+        if model.likelihood is Likelihood.NONE:
+            return f"{_name(model)} has no density (likelihood none)"
+        return None
+
+    def __call__(self, ctx: Context) -> Result:
+        k = ctx.dataset.spec.condition.classes
+        train = ctx.dataset.conditions("train") if ctx.dataset.train_size is not None else None
+        prior = None if train is None else torch.bincount(train.long(), minlength=k).double()
+        prior = None if prior is None else prior / prior.sum()
+        return dict(
+            generative_classifier(
+                ctx.model, ctx.data, ctx.conditions, prior, generator=ctx.generator
+            )
+        )
+
+
 class ModeCoverage(Metric):
     """``modes`` covered, ``high_quality`` fraction, ``reverse_kl`` (see ``evaluate.modes``)."""
 
@@ -439,6 +486,7 @@ DEFAULT_METRICS: tuple[Metric, ...] = (
     FeatureDistances(),
     PrecisionRecall(),
     ModeCoverage(),
+    GenerativeClassifier(),
 )
 """What ``evaluate_model`` computes unless told otherwise (each where it applies)."""
 
@@ -470,15 +518,21 @@ def count_network_calls(model: nn.Module) -> tuple[list[object], list[int]]:
 
 
 def _draw(
-    model: GenerativeModel, n: int, generator: torch.Generator | None
+    model: GenerativeModel,
+    n: int,
+    generator: torch.Generator | None,
+    condition: Tensor | None = None,
 ) -> tuple[Tensor, float, int]:
-    """n samples on the CPU, the wall time of ``sample`` and its network evaluations."""
+    """n samples on the CPU (given the n conditions, when any), the wall time of
+    ``sample`` and its network evaluations."""
     handles, counter = count_network_calls(model)
     was_training = model.training
     model.eval()
     try:
         start = time.perf_counter()
-        samples = model.sample(n, generator=generator)
+        if condition is not None:
+            condition = condition.to(model.device)
+        samples = model.sample(n, condition=condition, generator=generator)
         seconds = time.perf_counter() - start
     finally:
         model.train(was_training)
@@ -518,9 +572,16 @@ def evaluate_model(
     if max_examples is not None and (isinstance(max_examples, bool) or max_examples < 1):
         raise InvalidInput(f"max_examples: expected a positive integer, got {max_examples!r}")
     data = dataset.split(split)[:max_examples]
-    samples, seconds, calls = _draw(model, n_samples, generator)
+    conditions = dataset.conditions(split)
+    conditions = None if conditions is None else conditions[: len(data)]
     rows = torch.randperm(len(data), generator=_cpu(generator))[:n_samples]
-    ctx = Context(model, dataset, data, samples, data[rows].cpu(), generator)
+    # a conditional model is sampled at the conditions of the reference rows, so its
+    # samples follow p_θ(x | c) p_data(c) like the reference rows follow p_data(x, c)
+    drawn = None if conditions is None else conditions[rows]
+    if drawn is not None:
+        n_samples = len(drawn)
+    samples, seconds, calls = _draw(model, n_samples, generator, drawn)
+    ctx = Context(model, dataset, data, samples, data[rows].cpu(), generator, conditions)
     results = Results(
         {
             "sampling_seconds": seconds,
