@@ -26,7 +26,7 @@ from typer.core import TyperGroup
 from probgen.cli.listing import KINDS, registry_table
 from probgen.cli.metrics import evaluate, metrics_table, write_metrics
 from probgen.cli.refine import refine_samples
-from probgen.core import GenerativeModel, ProbgenError
+from probgen.core import GenerativeModel, InvalidInput, ProbgenError
 from probgen.data.base import SPLITS, Dataset
 from probgen.evaluate.plots import plot_samples
 from probgen.train import (
@@ -200,6 +200,13 @@ def sample(
     calibration_steps: Annotated[
         int, typer.Option(help="With --refine: steps calibrating the ratio (512 per side).")
     ] = 2000,
+    condition: Annotated[
+        str | None,
+        typer.Option(
+            help="Conditional runs: draw from p(x | c): a class label (3) or a vector "
+            "([0.5, 1.0]), parsed as YAML."
+        ),
+    ] = None,
 ) -> None:
     """Draw samples from a trained run: a picture (.png) or an array (.npy, .safetensors)."""
     out = out or run_dir / "samples.npy"
@@ -214,9 +221,10 @@ def sample(
         raise typer.BadParameter(f"--calibration-steps must be positive, got {calibration_steps}")
     model, _, dataset = load_run(run_dir)
     model.eval()
-    note = ""
+    c = None if condition is None else _parse_condition(model, condition)
+    note = "" if condition is None else f" given c = {condition}"
     if refine is None:
-        x = _draw(model, n, seed).cpu()
+        x = _draw(model, n, seed, c).cpu()
     else:
         with Console().status(f"calibrating the density ratio ({calibration_steps} steps)"):
             refined = refine_samples(model, dataset, refine, n, calibration_steps, seed)
@@ -348,11 +356,34 @@ def _check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
         )
 
 
-def _draw(model: GenerativeModel, n: int, seed: int) -> torch.Tensor:
+def _draw(
+    model: GenerativeModel, n: int, seed: int, condition: torch.Tensor | None = None
+) -> torch.Tensor:
     generator = torch.Generator(device=model.device).manual_seed(seed)
     model.eval()
     with torch.no_grad():
-        return model.sample(n, generator=generator)
+        return model.sample(n, condition=condition, generator=generator)
+
+
+def _parse_condition(model: GenerativeModel, text: str) -> torch.Tensor:
+    """``--condition``'s text (YAML: a label or a list) as one condition of ``model``'s spec."""
+    spec = model.condition_spec
+    if spec is None:
+        raise InvalidInput(f"--condition: {type(model).__name__} is unconditional")
+    value = yaml.safe_load(text)
+    if spec.is_classes:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInput(
+                f"--condition: expected a class label 0..{spec.classes - 1}, got {text!r}"
+            )
+        return spec.expand(value, 1)[0].to(model.device)
+    try:
+        vector = torch.as_tensor(value, dtype=torch.get_default_dtype())
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise InvalidInput(
+            f"--condition: expected a vector of shape {spec.shape}, got {text!r}"
+        ) from e
+    return spec.expand(vector, 1)[0].to(model.device)
 
 
 def _picture(x: torch.Tensor, path: Path, dataset: Dataset, title: str) -> None:

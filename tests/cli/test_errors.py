@@ -144,6 +144,7 @@ def test_missing_run_dir(cli: Cli, tmp_path: Path, command: str) -> None:
     [
         (["sample", "{run}", "--out", "x.txt"], [".txt", ".png", ".npy", ".safetensors"]),
         (["sample", "{run}", "-n", "0"], ["-n"]),
+        (["sample", "{run}", "--condition", "3"], ["--condition", "unconditional"]),
         (["evaluate", "{run}", "--metrics", "nll,nope"], ["'nope'", "mmd", "bpd"]),
         (["evaluate", "{run}", "--split", "dev"], ["'dev'", "validation"]),
         (["list", "widgets"], ["'widgets'", "models", "samplers"]),
