@@ -220,27 +220,7 @@ def test_entropy_is_an_estimate_with_stderr(name: str) -> None:
         assert h.kind == "exact" and h.stderr == 0.0 and h.value == pytest.approx(float(closed))
 
 
-CANCELLING_IN_FLOAT32 = {"two_moons": 25, "swiss_roll": 18, "rings": 200, "2spirals": 65}
-"""Measured max error / (eps₃₂ size): these densities form ‖x − c‖² as ‖x‖² + ‖c‖² − 2x·c
-(one matrix product), which cancels by eps·(‖x‖² + ‖c‖²)/(2σ²) in float32; not fixed yet."""
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=f"float32 log p off by up to {CANCELLING_IN_FLOAT32[n]} eps·size "
-                "(‖x‖² + ‖c‖² − 2x·c cancels)",
-            ),
-        )
-        if n in CANCELLING_IN_FLOAT32
-        else n
-        for n in CASES
-    ],
-)
+@pytest.mark.parametrize("name", CASES)
 def test_float32_log_density_equals_float64(name: str, grids) -> None:
     """At the grid points rounded to float32, float32 log p = float64 log p within 16 eps₃₂ size.
 
