@@ -109,13 +109,16 @@ class ArrayDataset(Dataset):
     def draw(
         self, split: str, batch_size: int, generator: torch.Generator
     ) -> tuple[Tensor, Tensor | None]:
+        c = self._conditions.get(split)
+        if c is None:
+            return self.batch(split, batch_size, generator), None
         data = self.split(split)
         idx = torch.randint(len(data), (batch_size,), generator=generator)
-        c = self._conditions.get(split)
-        return data[idx], None if c is None else c[idx]
+        return data[idx], c[idx]
 
     def batch(self, split: str, batch_size: int, generator: torch.Generator) -> Tensor:
-        return self.draw(split, batch_size, generator)[0]
+        data = self.split(split)
+        return data[torch.randint(len(data), (batch_size,), generator=generator)]
 
     def split(self, split: str) -> Tensor:
         self._check_split(split)

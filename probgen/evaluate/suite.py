@@ -173,6 +173,11 @@ class Metric(abc.ABC):
         """None when this metric means something for ``model`` on ``dataset``, else why not."""
         return None
 
+    def asked_of(self, dataset: Dataset) -> bool:
+        """Whether ``dataset`` is of the kind this metric is for at all (default: every
+        kind); one that is not gets no skip reason (a classifier on unlabelled data)."""
+        return True
+
     def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
         """Whether this metric means something for ``model`` on ``dataset`` (no ``why_not``)."""
         return self.why_not(model, dataset) is None
@@ -435,9 +440,12 @@ class GenerativeClassifier(Metric):
 
     names = ("classifier_accuracy", "classifier_ece", "classifier_nll")
 
-    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+    def asked_of(self, dataset: Dataset) -> bool:
         condition = dataset.spec.condition
-        if condition is None or not condition.is_classes:
+        return condition is not None and condition.is_classes
+
+    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+        if not self.asked_of(dataset):
             return "the data have no class labels"
         if model.condition_spec is None:
             return f"{_name(model)} is unconditional"
@@ -590,6 +598,8 @@ def evaluate_model(
         }
     )
     for metric in metrics:
+        if not metric.asked_of(dataset):
+            continue
         if metric.applies(model, dataset):
             results.update(metric(ctx))
             continue
