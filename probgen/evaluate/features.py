@@ -247,12 +247,12 @@ def default_features(
 
 
 def describe_features(net: nn.Module) -> str:
-    """One line naming a feature network: which classifier and on how many levels, or raw values."""
+    """One line naming a feature net: which classifier, read at how many levels; or raw values."""
     if isinstance(net, ClassifierFeatures):
         return (
             f"the {net.trained_on or 'unnamed'} classifier's {net.num_features} features "
             f"(trained on {net.levels} levels, reading {net.input_levels})"
         )
     if isinstance(net, FlatFeatures):
-        return "the raw values (no feature network ships for this event shape)"
-    return f"the given {type(net).__name__} ({getattr(net, 'num_features', '?')} features)"
+        return "the raw values"
+    return f"{type(net).__name__}'s {getattr(net, 'num_features', '?')} features"

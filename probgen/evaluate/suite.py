@@ -44,7 +44,7 @@ from probgen.data.dequantize import bits_per_dim as bits_per_dim_convention
 from probgen.distributions import GaussianMixture
 from probgen.divergences import energy_distance, mmd, sliced_wasserstein
 from probgen.evaluate.ais import AIS, sigmoid_schedule
-from probgen.evaluate.features import default_features, describe_features
+from probgen.evaluate.features import FlatFeatures, default_features, describe_features
 from probgen.evaluate.ground_truth import (
     kl_data_model,
     kl_model_data,
@@ -157,11 +157,12 @@ class Context:
         """
         key = f"features:{id(net)}"
         if key not in self.cache:
-            note = f"features: {describe_features(net)}" if net is not None else ""
+            provenance = " (given)"
             if net is None:
                 spec, trained = self.dataset.spec, self.dataset.feature_net
                 net = default_features(spec.event_shape, levels=spec.levels, name=trained)
-                note = f"features: {describe_features(net)}" + _provenance(net, trained)
+                provenance = _provenance(net, trained)
+            note = f"features: {describe_features(net)}{provenance}"
             self.cache[key] = (
                 embed(self.samples, net).double(),
                 embed(self.reference, net).double(),
@@ -198,9 +199,9 @@ def _provenance(net: nn.Module, trained: str | None) -> str:
     """Whether a default feature net was trained on the data (named by it) or chosen by shape."""
     if trained is not None:
         return ", trained on this data set"
-    if getattr(net, "trained_on", None) is not None:
-        return "; chosen by event shape, not trained on this data set (weaker features)"
-    return ""
+    if isinstance(net, FlatFeatures):
+        return " (no feature network ships for this event shape)"
+    return "; chosen by event shape, not trained on this data set (weaker features)"
 
 
 def _partition_model(model: GenerativeModel) -> GenerativeModel:
