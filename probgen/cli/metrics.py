@@ -131,6 +131,7 @@ def evaluate(
         split=split,
         max_examples=max_examples,
     )
+    all_notes = results.notes
     if names is not None:
         missing = [name for name in names if name not in results]
         if missing:
@@ -150,7 +151,7 @@ def evaluate(
     # plain numbers (counts, seconds) after the estimates, each group in the suite's order
     ordered = sorted(results.items(), key=lambda item: not isinstance(item[1], Estimate))
     skipped = {} if names is not None else results.skipped
-    notes = {name: note for name, note in results.notes.items() if name in results}
+    notes = {name: note for name, note in all_notes.items() if name in results}
     return Results(
         {name: _as_estimate(value) for name, value in ordered}, skipped=skipped, notes=notes
     )
