@@ -9,6 +9,9 @@ out), keeps the weights of the epoch with the best validation accuracy, reports
 the test accuracy, and writes ``probgen/evaluate/weights/<name>.safetensors``
 with the accuracies in its metadata (read them back with
 ``safetensors.safe_open(path, "pt").metadata()``). Seeded: reruns give the same file.
+A net records its training levels L and reads data of any K levels on that
+scale (``ClassifierFeatures(input_levels=K)``), so binarized MNIST needs no net
+of its own. No Fashion-MNIST recipe: only its test files are at hand.
 """
 
 from __future__ import annotations

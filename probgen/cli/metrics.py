@@ -15,9 +15,11 @@ kept; other registry names are not.
 
 Each result is an ``Estimate``; the suite's plain numbers (counts and seconds)
 get ``kind="measured"`` and an unknown (NaN) standard error. Results the suite
-leaves out keep their one-line reason (``Results.skipped``): printed under the
-table and written to metrics.json. A divergence estimate below zero is printed
-as its upper confidence bound, never as a negative number (``divergence_text``).
+leaves out keep their one-line reason (``Results.skipped``), and the notes on
+computed ones (``Results.notes``: which feature network a FID used) theirs:
+printed under the table and written to metrics.json. A divergence estimate
+below zero is printed as its upper confidence bound, never as a negative
+number (``divergence_text``).
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ def evaluate(
         split=split,
         max_examples=max_examples,
     )
+    all_notes = results.notes
     if names is not None:
         missing = [name for name in names if name not in results]
         if missing:
@@ -148,7 +151,10 @@ def evaluate(
     # plain numbers (counts, seconds) after the estimates, each group in the suite's order
     ordered = sorted(results.items(), key=lambda item: not isinstance(item[1], Estimate))
     skipped = {} if names is not None else results.skipped
-    return Results({name: _as_estimate(value) for name, value in ordered}, skipped=skipped)
+    notes = {name: note for name, note in all_notes.items() if name in results}
+    return Results(
+        {name: _as_estimate(value) for name, value in ordered}, skipped=skipped, notes=notes
+    )
 
 
 def write_metrics(
@@ -160,7 +166,8 @@ def write_metrics(
     unknown standard error is written as ``null``; the raw value is written
     even when a divergence estimate is below zero (with its stderr). The
     reasons for left-out results (``Results.skipped``) go to
-    ``{"skipped": {split: {metric: reason}}}``. Other splits already in the
+    ``{"skipped": {split: {metric: reason}}}``, the notes (``Results.notes``) to
+    ``{"notes": {split: {metric: note}}}``. Other splits already in the
     file are kept. ``data_map`` (the ``{method, shift, scale}`` of a
     standardised model, ``probgen.train.standardization_record``) is written
     under ``"data_map"``: the numbers are of a model of x = shift + scale · z.
@@ -182,12 +189,13 @@ def write_metrics(
         }
         for name, est in results.items()
     }
-    skipped = data.pop("skipped", None)
-    skipped = {k: v for k, v in skipped.items() if k != split} if isinstance(skipped, dict) else {}
-    if getattr(results, "skipped", None):
-        skipped[split] = dict(results.skipped)
-    if skipped:
-        data["skipped"] = skipped
+    for key in ("skipped", "notes"):
+        lines = data.pop(key, None)
+        lines = {k: v for k, v in lines.items() if k != split} if isinstance(lines, dict) else {}
+        if getattr(results, key, None):
+            lines[split] = dict(getattr(results, key))
+        if lines:
+            data[key] = lines
     if data_map is not None:
         data["data_map"] = data_map
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,12 +203,19 @@ def write_metrics(
 
 
 def metrics_table(results: dict[str, Estimate], title: str) -> Table:
-    """A rich table: metric, value, standard error, kind, unit; then why any result is left out.
+    """A rich table: metric, value, standard error, kind, unit; then the notes and the left-outs.
 
-    A divergence (``DIVERGENCES``) estimated below zero shows ``divergence_text``.
+    A divergence (``DIVERGENCES``) estimated below zero shows ``divergence_text``;
+    results sharing a note (the feature metrics) share its line.
     """
+    by_note: dict[str, list[str]] = {}
+    for name, note in getattr(results, "notes", {}).items():
+        by_note.setdefault(note, []).append(name)
     skipped = getattr(results, "skipped", {})
-    caption = "\n".join(f"not computed: {k}: {why}" for k, why in skipped.items())
+    caption = "\n".join(
+        [f"note: {', '.join(names)}: {note}" for note, names in by_note.items()]
+        + [f"not computed: {k}: {why}" for k, why in skipped.items()]
+    )
     table = Table(
         title=title, title_justify="left", caption=caption or None, caption_justify="left"
     )

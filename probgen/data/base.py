@@ -25,11 +25,16 @@ class Dataset(abc.ABC):
             that distances between values mean nothing; False for ordered
             levels (pixel intensities) and continuous data. The evaluators
             leave out raw-value sample metrics on categorical data.
+        feature_net: the shipped feature network trained on this data (a key
+            of ``probgen.evaluate.features.SHIPPED``), or ``None``: the
+            evaluators then pick one by event shape and say it was not trained
+            on this data.
     """
 
     spec: DataSpec
     truth: GenerativeModel | None = None
     categorical: bool = False
+    feature_net: str | None = None
 
     @abc.abstractmethod
     def batch(self, split: str, batch_size: int, generator: torch.Generator) -> Tensor:

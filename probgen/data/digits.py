@@ -29,6 +29,7 @@ class Digits(QuantizedDataset):
     """
 
     spec = DataSpec((1, 8, 8), levels=17)
+    feature_net = "digits"
 
     def __init__(self) -> None:
         from sklearn.datasets import load_digits

@@ -13,9 +13,13 @@ Sample metrics on images compare feature vectors rather than pixels. Three kinds
 - ``InceptionFeatures``: the 2048-d pool features of Inception-v3 (the FID of
   Heusel et al. 2017) when the user has torch-fidelity and its weights.
 
-``default_features(event_shape)`` picks the shipped classifier for (1, 8, 8) and
-(1, 28, 28) events and ``FlatFeatures`` otherwise. Every feature module has an
-integer ``num_features`` (F), as torchmetrics expects of a custom extractor.
+``default_features(event_shape, levels=K)`` picks the shipped classifier for
+(1, 8, 8) and (1, 28, 28) events (or the one named by ``name``, e.g. a data
+set's ``feature_net``) and ``FlatFeatures`` otherwise. A classifier reads data
+of K levels on the scale it was trained on: level x is intensity
+x·(L − 1)/(K − 1) of its L training levels, so binarized MNIST (K = 2) is read
+as the 0/255 images it approximates. Every feature module has an integer
+``num_features`` (F), as torchmetrics expects of a custom extractor.
 
 Reference: Heusel et al. 2017, "GANs trained by a two time-scale update rule
 converge to a local Nash equilibrium"; Kynkäänniemi et al. 2019, Section 2
@@ -38,18 +42,27 @@ from probgen.core import InvalidInput, ProbgenError
 from probgen.tensors import flatten_events
 
 __all__ = [
+    "SHIPPED",
     "WEIGHTS",
     "ClassifierFeatures",
     "FlatFeatures",
     "InceptionFeatures",
     "default_features",
+    "describe_features",
     "load_classifier",
 ]
 
 WEIGHTS = Path(__file__).with_name("weights")
 """Folder of the shipped classifier weights: ``digits.safetensors``, ``mnist.safetensors``."""
 
-_SHIPPED = {(1, 8, 8): "digits", (1, 28, 28): "mnist"}
+SHIPPED = {"digits": (1, 8, 8), "mnist": (1, 28, 28)}
+"""The shipped classifiers by name (``WEIGHTS/<name>.safetensors``) and their event shape."""
+
+
+def _check_levels(levels: object, name: str = "levels") -> int:
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise InvalidInput(f"{name}: expected an integer number of levels >= 2, got {levels!r}")
+    return levels
 
 
 class FlatFeatures(nn.Module):
@@ -65,18 +78,23 @@ class FlatFeatures(nn.Module):
 
 
 class ClassifierFeatures(nn.Module):
-    """An MLP classifier on x / (levels − 1); its last hidden layer is the feature vector.
+    """An MLP classifier on x / (K − 1); its last hidden layer is the feature vector.
 
-    features(x) = h_L, h_ℓ = SiLU(W_ℓ h_{ℓ−1} + b_ℓ), h_0 = flatten(x) / (levels − 1);
+    features(x) = h_L, h_ℓ = SiLU(W_ℓ h_{ℓ−1} + b_ℓ), h_0 = flatten(x) / (K − 1);
     logits = W_out h_L + b_out. Input (B, *event_shape) in data units (integers
-    0…levels − 1, as the data sets hold them); output (B, F), F = hidden[-1],
-    in the input's dtype.
+    0…K − 1, as the data sets hold them, K = ``input_levels``); output (B, F),
+    F = hidden[-1], in the input's dtype. The net is trained on data of
+    ``levels`` = L levels; h_0 ∈ [0, 1] puts data of any K on that scale (level
+    x of K is intensity x·(L − 1)/(K − 1) of L), so binary pixels 0/1 read as
+    the 0/L − 1 pixels they stand for.
 
     Args:
         event_shape: shape of one image, e.g. (1, 8, 8).
-        levels: intensity levels of the data (17 for digits, 256 for MNIST).
+        levels: intensity levels L of the training data (17 for digits, 256 for MNIST).
         hidden: hidden widths; the last is F.
         n_classes: classes of the training labels.
+        input_levels: levels K of the data the features are computed on
+            (default L); 2 for binarized images.
     """
 
     def __init__(
@@ -85,10 +103,16 @@ class ClassifierFeatures(nn.Module):
         levels: int,
         hidden: Sequence[int] = (128, 64),
         n_classes: int = 10,
+        *,
+        input_levels: int | None = None,
     ) -> None:
         super().__init__()
         self.event_shape = tuple(int(s) for s in event_shape)
-        self.levels = int(levels)
+        self.levels = _check_levels(int(levels))
+        self.input_levels = (
+            self.levels if input_levels is None else _check_levels(input_levels, "input_levels")
+        )
+        self.trained_on: str | None = None  # the training data's name, from the file's metadata
         self.hidden = tuple(int(h) for h in hidden)
         self.num_features = self.hidden[-1]
         widths = [math.prod(self.event_shape), *self.hidden]
@@ -99,14 +123,14 @@ class ClassifierFeatures(nn.Module):
         self.head = nn.Linear(self.hidden[-1], n_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Features (B, F) of images x (B, *event_shape)."""
+        """Features (B, F) of images x (B, *event_shape) of ``input_levels`` levels."""
         if tuple(x.shape[1:]) != self.event_shape:
             raise InvalidInput(
                 f"{type(self).__name__}: expected images of shape (B, "
                 f"{', '.join(map(str, self.event_shape))}), got {tuple(x.shape)}"
             )
         weight = self.head.weight
-        h = flatten_events(x).to(weight) / (self.levels - 1)
+        h = flatten_events(x).to(weight) / (self.input_levels - 1)
         return self.body(h).to(x.dtype if x.is_floating_point() else weight.dtype)
 
     def logits(self, x: Tensor) -> Tensor:
@@ -125,8 +149,12 @@ class ClassifierFeatures(nn.Module):
         save_file(tensors, str(path), metadata={"config": json.dumps(config), **(metadata or {})})
 
 
-def load_classifier(path: str | Path) -> ClassifierFeatures:
-    """A ``ClassifierFeatures`` from a file written by ``ClassifierFeatures.save`` (eval mode)."""
+def load_classifier(path: str | Path, *, input_levels: int | None = None) -> ClassifierFeatures:
+    """A ``ClassifierFeatures`` from a file written by ``ClassifierFeatures.save`` (eval mode).
+
+    ``input_levels``: levels of the data it will read (default: its training
+    levels); ``trained_on`` is the file's ``data`` metadata (None if absent).
+    """
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -135,9 +163,14 @@ def load_classifier(path: str | Path) -> ClassifierFeatures:
         raise InvalidInput(f"{path}: not a probgen feature network (no 'config' metadata)")
     config = json.loads(metadata["config"])
     net = ClassifierFeatures(
-        config["event_shape"], config["levels"], config["hidden"], config["n_classes"]
+        config["event_shape"],
+        config["levels"],
+        config["hidden"],
+        config["n_classes"],
+        input_levels=input_levels,
     )
     net.load_state_dict(load_file(str(path)))
+    net.trained_on = metadata.get("data")
     return net.eval().requires_grad_(False)
 
 
@@ -179,10 +212,47 @@ class InceptionFeatures(nn.Module):
         return self.net(pixels.expand(-1, 3, -1, -1)).to(x.dtype)
 
 
-def default_features(event_shape: Sequence[int]) -> nn.Module:
-    """The shipped classifier for (1, 8, 8) and (1, 28, 28) events, else ``FlatFeatures``."""
+def default_features(
+    event_shape: Sequence[int], *, levels: int | None = None, name: str | None = None
+) -> nn.Module:
+    """The shipped classifier named ``name`` or chosen by event shape, else ``FlatFeatures``.
+
+    ``levels``: the data's levels K (``DataSpec.levels``), read by the
+    classifier as described in ``ClassifierFeatures``; None (continuous data,
+    or unknown) reads the input on the classifier's own training scale.
+    ``name`` (a key of ``SHIPPED``) asks for that classifier; its event shape
+    must be ``event_shape`` and its weights must be installed. Without it the
+    shape picks one (``FlatFeatures`` when none ships, or its weights are
+    missing). ``FlatFeatures`` ignores ``levels`` (the raw values).
+    """
     shape = tuple(int(s) for s in event_shape)
-    name = _SHIPPED.get(shape)
+    if levels is not None:
+        levels = _check_levels(levels)
+    if name is not None:
+        if name not in SHIPPED:
+            raise InvalidInput(
+                f"unknown feature network {name!r}; choose one of: {', '.join(SHIPPED)}"
+            )
+        if SHIPPED[name] != shape:
+            raise InvalidInput(
+                f"feature network {name!r} reads events of shape {SHIPPED[name]}, not {shape}"
+            )
+        if not (WEIGHTS / f"{name}.safetensors").is_file():
+            raise ProbgenError(f"feature network {name!r}: {WEIGHTS / name}.safetensors is missing")
+    else:
+        name = next((n for n, s in SHIPPED.items() if s == shape), None)
     if name is not None and (WEIGHTS / f"{name}.safetensors").is_file():
-        return load_classifier(WEIGHTS / f"{name}.safetensors")
+        return load_classifier(WEIGHTS / f"{name}.safetensors", input_levels=levels)
     return FlatFeatures(shape)
+
+
+def describe_features(net: nn.Module) -> str:
+    """One line naming a feature net: which classifier, read at how many levels; or raw values."""
+    if isinstance(net, ClassifierFeatures):
+        return (
+            f"the {net.trained_on or 'unnamed'} classifier's {net.num_features} features "
+            f"(trained on {net.levels} levels, reading {net.input_levels})"
+        )
+    if isinstance(net, FlatFeatures):
+        return "the raw values"
+    return f"{type(net).__name__}'s {getattr(net, 'num_features', '?')} features"

@@ -3,7 +3,9 @@
 Each compares model samples Y = {y_j}_{j=1}^M with data X = {x_i}_{i=1}^N through a
 feature network φ (``probgen.evaluate.features``; ``None`` picks
 ``default_features(event_shape)``: the shipped digit classifiers for images,
-the raw coordinates otherwise). The kernel and transport distances on raw
+reading them on their training scale, the raw coordinates otherwise; pass
+``default_features(event_shape, levels=K)`` for images of K levels, as
+``evaluate_model`` does). The kernel and transport distances on raw
 samples (MMD, energy distance, sliced Wasserstein) live in
 ``probgen.divergences``.
 

@@ -20,6 +20,9 @@ and records the reason for every result it leaves out (``Results.skipped``):
 
 Results are ``Estimate`` s (a NaN ``stderr`` when none is known) except the
 plain counts ``modes``, ``sampling_seconds`` and ``network_evaluations`` (float).
+Feature metrics say in ``Results.notes`` which feature network they used, read
+at the data's levels (``default_features(shape, levels=spec.levels,
+name=dataset.feature_net)``), and whether it was trained on this data set.
 Every draw of an evaluation (samples, data rows, log_prob's noise, AIS, KID's
 subsets, projections, the smoothed KL's noise) comes from its ``generator``,
 so one seed gives the same numbers, bit for bit, on the same machine.
@@ -43,7 +46,7 @@ from probgen.distributions import GaussianMixture
 from probgen.divergences import energy_distance, mmd, sliced_wasserstein
 from probgen.evaluate.ais import AIS, sigmoid_schedule
 from probgen.evaluate.classifiers import generative_classifier
-from probgen.evaluate.features import default_features
+from probgen.evaluate.features import FlatFeatures, default_features, describe_features
 from probgen.evaluate.ground_truth import (
     kl_data_model,
     kl_model_data,
@@ -85,17 +88,24 @@ Result = dict[str, Estimate | float]
 
 
 class Results(dict[str, Estimate | float]):
-    """``evaluate_model``'s results by name, and ``skipped``: result name -> why it is left out.
+    """``evaluate_model``'s results by name; ``skipped`` and ``notes``: result name -> one line.
 
     A plain dict of ``Estimate`` s and numbers to every caller; ``skipped``
     holds one line per result a metric did not compute because it means
     nothing for this model on this data (e.g. ``{"precision": "token ids are
-    categorical …"}``).
+    categorical …"}``); ``notes`` one line per computed result that needs
+    one to be read (e.g. ``{"fid": "features: the mnist classifier's …"}``).
     """
 
-    def __init__(self, *args: object, skipped: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *args: object,
+        skipped: dict[str, str] | None = None,
+        notes: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(*args)
         self.skipped: dict[str, str] = dict(skipped or {})
+        self.notes: dict[str, str] = dict(notes or {})
 
 
 @dataclass
@@ -110,6 +120,7 @@ class Context:
         generator: source of the metrics' random draws.
         conditions: the conditions of the rows of ``data`` (None: unconditional data).
         cache: values computed once and shared (features, log Z).
+        notes: result name -> how to read it (which features), for ``Results.notes``.
     """
 
     model: GenerativeModel
@@ -120,6 +131,7 @@ class Context:
     generator: torch.Generator | None
     conditions: Tensor | None = None
     cache: dict[str, object] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
 
     def log_partition(self, ais: AIS) -> Estimate:
         """log Ẑ_θ of an unnormalised model (its ``init`` and ``energy``) by AIS, computed once."""
@@ -148,16 +160,28 @@ class Context:
             self.cache[key] = values.double().cpu()
         return self.cache[key]
 
-    def features(self, net: nn.Module | None) -> tuple[Tensor, Tensor]:
-        """φ(samples), φ(reference) with ``net`` (default features when None), computed once."""
+    def features(self, net: nn.Module | None, names: Sequence[str] = ()) -> tuple[Tensor, Tensor]:
+        """φ(samples), φ(reference) with ``net``, computed once; ``names`` get a note saying which.
+
+        ``net`` None means ``default_features`` for the data: the data set's
+        ``feature_net`` (or one chosen by event shape), reading the data's levels.
+        """
         key = f"features:{id(net)}"
         if key not in self.cache:
-            net = default_features(self.samples.shape[1:]) if net is None else net
+            provenance = " (given)"
+            if net is None:
+                spec, trained = self.dataset.spec, self.dataset.feature_net
+                net = default_features(spec.event_shape, levels=spec.levels, name=trained)
+                provenance = _provenance(net, trained)
+            note = f"features: {describe_features(net)}{provenance}"
             self.cache[key] = (
                 embed(self.samples, net).double(),
                 embed(self.reference, net).double(),
+                note,
             )
-        return self.cache[key]
+        fy, fx, note = self.cache[key]
+        self.notes.update(dict.fromkeys(names, note))
+        return fy, fx
 
 
 class Metric(abc.ABC):
@@ -185,6 +209,15 @@ class Metric(abc.ABC):
     @abc.abstractmethod
     def __call__(self, ctx: Context) -> Result:
         """The results, by name."""
+
+
+def _provenance(net: nn.Module, trained: str | None) -> str:
+    """Whether a default feature net was trained on the data (named by it) or chosen by shape."""
+    if trained is not None:
+        return ", trained on this data set"
+    if isinstance(net, FlatFeatures):
+        return " (no feature network ships for this event shape)"
+    return "; chosen by event shape, not trained on this data set (weaker features)"
 
 
 def _partition_model(model: GenerativeModel) -> GenerativeModel:
@@ -407,7 +440,7 @@ class FeatureDistances(_OnFeatures):
     names = ("fid", "kid")
 
     def __call__(self, ctx: Context) -> Result:
-        fy, fx = ctx.features(self.features)
+        fy, fx = ctx.features(self.features, self.names)
         flat = nn.Flatten()
         return {
             "fid": _unknown_error(frechet_distance(fy, fx, flat)),
@@ -425,7 +458,7 @@ class PrecisionRecall(_OnFeatures):
         self.k = k
 
     def __call__(self, ctx: Context) -> Result:
-        fy, fx = ctx.features(self.features)
+        fy, fx = ctx.features(self.features, self.names)
         values = prdc(fy, fx, self.k, nn.Flatten()).as_dict()
         return {name: _unknown_error(v) for name, v in values.items()}
 
@@ -575,7 +608,8 @@ def evaluate_model(
     e.g. a diffusion model's ODE); ``held_out_examples`` records how many.
     Every draw comes from ``generator`` (the same seed gives the same numbers).
     A result a metric leaves out is in ``Results.skipped`` with the reason
-    (``nll`` of a GAN, ``bpd`` only on discrete data is not recorded).
+    (``nll`` of a GAN, ``bpd`` only on discrete data is not recorded); a
+    feature metric's note (``Results.notes``) names the feature network.
     """
     if max_examples is not None and (isinstance(max_examples, bool) or max_examples < 1):
         raise InvalidInput(f"max_examples: expected a positive integer, got {max_examples!r}")
@@ -610,6 +644,7 @@ def evaluate_model(
             results.skipped.setdefault(name, reason)
     for name in results:
         results.skipped.pop(name, None)  # computed by another metric
+    results.notes.update({k: v for k, v in ctx.notes.items() if k in results})
     return results
 
 

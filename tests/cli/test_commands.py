@@ -216,8 +216,9 @@ def test_evaluate_other_split_and_chosen_metrics(cli: Cli, run_copy: Path) -> No
     assert result.exit_code == 0, result.output
     assert "validation" in result.stdout
     metrics = _metrics(run_copy)
-    assert set(metrics) == {"test", "validation", "skipped", "data_map"}
+    assert set(metrics) == {"test", "validation", "skipped", "notes", "data_map"}
     assert set(metrics["skipped"]) == {"test"}  # chosen metrics: nothing left out
+    assert set(metrics["notes"]) == {"test"}  # the features of the test split's fid and kid
     assert set(metrics["validation"]) == {
         "nll", "kl_data_model", "mmd", "sampling_seconds", "network_evaluations",
         "held_out_examples",

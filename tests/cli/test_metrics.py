@@ -140,6 +140,12 @@ def test_metrics_file_merges_splits_and_writes_unknown_stderr_as_null(tmp_path: 
         "validation": {},
         "skipped": {"validation": {"nll": "no density"}},
     }
+    # and so are the notes on computed results, which a later write of the split replaces
+    note = {"fid": "features: the raw values"}
+    write_metrics(path, "test", Results(notes=note))
+    assert json.loads(path.read_text())["notes"] == {"test": note}
+    write_metrics(path, "test", Results())
+    assert "notes" not in json.loads(path.read_text())
 
 
 def test_evaluate_is_reproducible_given_the_seed(toy: ToyDataset) -> None:
@@ -156,6 +162,7 @@ def test_the_table_never_prints_a_negative_kl_and_says_what_was_left_out() -> No
     results = Results(
         {"kl_data_model": Estimate(-0.003, 0.004, "exact"), "nll": Estimate(-1.5, 0.1, "exact")},
         skipped={"precision": "token ids are categorical"},
+        notes={"fid": "features: the raw values", "kid": "features: the raw values"},
     )
     console = Console(width=200, record=True)
     console.print(metrics_table(results, "test"))
@@ -163,3 +170,4 @@ def test_the_table_never_prints_a_negative_kl_and_says_what_was_left_out() -> No
     assert "≤ 0.005" in text and "-0.003" not in text
     assert "-1.5" in text  # a log-likelihood may be negative
     assert "not computed: precision: token ids are categorical" in text
+    assert "note: fid, kid: features: the raw values" in text
