@@ -25,12 +25,13 @@ from torch import Tensor
 from probgen.core import GenerativeModel, Likelihood
 from probgen.data.base import Dataset
 from probgen.evaluate.likelihood import log_probs
-from probgen.evaluate.plots import plot_samples
+from probgen.evaluate.plots import image_grid, plot_samples
 
 __all__ = [
     "Box",
     "density_grid",
     "heatmap_label",
+    "plot_class_samples",
     "plot_density",
     "plot_samples_beside_data",
     "plot_training",
@@ -110,6 +111,47 @@ def plot_samples_beside_data(samples: Tensor, dataset: Dataset, path: Path, titl
         levels=dataset.spec.levels,
         decoder=getattr(dataset, "decode", None),
     )
+
+
+def plot_class_samples(
+    model: GenerativeModel,
+    dataset: Dataset,
+    path: Path,
+    title: str,
+    per_class: int = 8,
+    seed: int = 0,
+) -> Path | None:
+    """Samples of p_θ(x | c) for every class c: one row of images per class, or 2-D points
+    coloured by class; None for other data (or a model not conditioned on classes)."""
+    spec = model.condition_spec
+    if spec is None or not spec.is_classes:
+        return None
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    with torch.no_grad():
+        draws = [
+            model.sample(per_class, condition=k, generator=generator).detach().cpu()
+            for k in range(spec.classes)
+        ]
+    x = torch.cat(draws).double().numpy()
+    fig = Figure(figsize=(4, 4.4))
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    if x.ndim in (3, 4):  # one row of images per class
+        images = x[:, None] if x.ndim == 3 else x
+        levels = dataset.spec.levels
+        low, high = (0.0, levels - 1.0) if levels else (x.min(), x.max())
+        grid = image_grid(np.clip((images - low) / max(high - low, 1e-12), 0, 1), per_class)
+        ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
+        ax.set_ylabel("class (top: 0)")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    elif x.ndim == 2 and x.shape[1] == 2:  # points coloured by class
+        labels = np.repeat(np.arange(spec.classes), per_class)
+        ax.scatter(x[:, 0], x[:, 1], c=labels, cmap="tab10", s=6, alpha=0.8)
+        ax.set_aspect("equal", adjustable="datalim")
+    else:
+        return None
+    return _save(fig, path)
 
 
 def plot_training(history: Sequence[dict[str, Any]], path: Path, title: str) -> Path | None:

@@ -25,7 +25,12 @@ from probgen.train.config import atomic_write_text
 
 __all__ = ["results_dict", "write_html", "write_markdown", "write_reports", "write_results"]
 
-_FIGURE_NAMES = {"samples": "samples", "density": "density", "training": "training curves"}
+_FIGURE_NAMES = {
+    "samples": "samples",
+    "classes": "samples by class",
+    "density": "density",
+    "training": "training curves",
+}
 
 
 def write_reports(comparison: Comparison) -> dict[str, Path]:

@@ -38,6 +38,7 @@ from probgen.compare.figures import (
     Box,
     density_grid,
     heatmap_label,
+    plot_class_samples,
     plot_density,
     plot_samples_beside_data,
     plot_training,
@@ -335,6 +336,11 @@ def _model_figures(
         figures["density"] = plot_density(
             values, box, folder / f"{label}_density.png", title, heatmap_label(model)
         )
+    by_class = plot_class_samples(
+        model, dataset, folder / f"{label}_classes.png", f"{label}: samples of p(x | c)"
+    )
+    if by_class is not None:
+        figures["classes"] = by_class
     curves = plot_training(history, folder / f"{label}_training.png", f"{label}: training")
     if curves is not None:
         figures["training"] = curves

@@ -103,6 +103,13 @@ def _modes(row: ModelResult) -> str:
     return f"{modes:.0f}{of}" + ("" if math.isnan(quality) else f" ({quality:.0%})")
 
 
+def _classifier(row: ModelResult) -> str:
+    accuracy, ece = _number(row, "classifier_accuracy"), _number(row, "classifier_ece")
+    if math.isnan(accuracy):
+        return MISSING
+    return f"{accuracy:.1%}" + ("" if math.isnan(ece) else f" / {ece:.3f}")
+
+
 def _training(row: ModelResult) -> str:
     if not math.isfinite(row.train_seconds):
         return MISSING
@@ -207,6 +214,15 @@ _MAIN = (
         "fraction of such high-quality samples",
         _modes,
         ("modes",),
+    ),
+    Column(
+        "classifier",
+        "p(c | x) accuracy / ECE",
+        "the model's generative classifier by Bayes' rule, p(c | x) ∝ p_θ(x | c) p(c), on the "
+        "held-out split: accuracy and expected calibration error (a bound-based classifier is "
+        "not the Bayes classifier; see docs/evaluation.md)",
+        _classifier,
+        ("classifier_accuracy", "classifier_ece"),
     ),
     Column(
         "training",
