@@ -52,7 +52,8 @@ class ToyDataset(SampledDataset):
     ``truth`` is that law exactly (log-density minus D log s): the shapes in
     any units, to check that no model depends on them.
 
-    With ``condition`` the data are pairs (x, c) and ``truth`` is the exact
+    With ``condition`` (or a ``ConditionalDistribution`` given as ``shape``,
+    whose ``sample_joint`` draws the pairs) the data are pairs (x, c) and ``truth`` is the exact
     conditional law p(x | c) (a ``ConditionalDistribution``, whose
     ``log_prob(x)`` without a condition is the shape's own density):
 
@@ -90,8 +91,9 @@ class ToyDataset(SampledDataset):
             )
         else:
             truth = shape
-        self._joint = None if condition is None else _conditioned(truth, condition)
-        truth = truth if self._joint is None else self._joint
+        if condition is not None:
+            truth = _conditioned(truth, condition)
+        self._joint = truth if isinstance(truth, ConditionalDistribution) else None
         if not (math.isfinite(scale) and scale > 0 and math.isfinite(shift)):
             raise InvalidInput(f"expected a finite scale > 0 and shift, got {scale}, {shift}")
         if scale != 1.0 or shift != 0.0:  # x = shift + scale · y, y ~ the shape: exact density

@@ -115,6 +115,14 @@ def test_toy_conditions_in_other_units_keep_the_exact_truth() -> None:
     assert (log_p > inner.log_prob(y, condition=(c + 1) % 25) + 10).float().mean() > 0.99
 
 
+def test_a_conditional_law_given_as_shape_yields_its_pairs() -> None:
+    truth = ConditionalMixture(GaussianMixture.isotropic(torch.ones(2), torch.eye(2), 0.1))
+    data = ToyDataset(truth, n_train=100)
+    assert data.truth is truth and data.spec.condition.classes == 2
+    x, c = data.split("train"), data.conditions("train")
+    assert ((x - truth.means[c]).abs() < 0.6).all()  # 6 σ of its own mean, 4 σ from the other
+
+
 def test_toy_condition_errors() -> None:
     with pytest.raises(InvalidInput, match="needs a Gaussian mixture"):
         ToyDataset("two_moons", condition="component")
