@@ -104,6 +104,12 @@ DATASETS = Registry(
         "fashion_mnist": "probgen.data.mnist:FashionMNIST",
         "text": "probgen.data.text:TextCorpus",
         "tinyshakespeare": "probgen.data.text:TinyShakespeare",
+        "sbi_gaussian_linear": (
+            "probgen.data.simulation:SimulationDataset",
+            {"simulator": "gaussian_linear"},
+        ),
+        "sbi_two_moons": ("probgen.data.simulation:SimulationDataset", {"simulator": "two_moons"}),
+        "arrays": "probgen.data.arrays:load_arrays",
     },
 )
 

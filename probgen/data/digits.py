@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from probgen.core import DataSpec
+from probgen.core import ConditionSpec, DataSpec
 from probgen.data.quantized import QuantizedDataset
 
 __all__ = ["Digits"]
@@ -23,6 +23,10 @@ class Digits(QuantizedDataset):
     ``(1, 8, 8)``; ``spec.levels = 17``. Loaded from the copy inside
     scikit-learn, so no download is needed.
 
+    With ``conditional=True`` the data are pairs (image, digit class):
+    ``spec.condition = ConditionSpec(classes=10)``, ``draw`` returns the
+    classes of the drawn rows and ``conditions(split)`` is ``labels(split)``.
+
     References: Alpaydin & Kaynak (1998), "Optical Recognition of Handwritten
     Digits", UCI Machine Learning Repository; Tomczak (2022), "Deep
     Generative Modeling", Springer.
@@ -31,7 +35,9 @@ class Digits(QuantizedDataset):
     spec = DataSpec((1, 8, 8), levels=17)
     feature_net = "digits"
 
-    def __init__(self) -> None:
+    def __init__(self, conditional: bool = False) -> None:
+        if conditional:
+            self.spec = DataSpec((1, 8, 8), levels=17, condition=ConditionSpec(classes=10))
         from sklearn.datasets import load_digits
 
         digits = load_digits()

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from probgen.core import DataSpec, InvalidInput
+from probgen.core import ConditionSpec, DataSpec, InvalidInput
 from probgen.data.base import SPLITS
 from probgen.data.download import Opener, RemoteFile, fetch, url_opener
 from probgen.data.files import CorruptDataFile, candidate_dirs, locate
@@ -159,6 +159,12 @@ class MNIST(QuantizedDataset):
     validation and test batches use one fixed binarization per split (seed
     ``BINARIZATION_SEED`` + split index).
 
+    With ``conditional=True`` the data are pairs (image, class):
+    ``spec.condition = ConditionSpec(classes=10)``, ``draw`` returns the
+    labels of the drawn rows and ``conditions(split)`` is ``labels(split)``,
+    the labels of the rows of ``split(split)`` (the validation split's are
+    the last ``n_validation`` training labels).
+
     Files are looked for in ``root`` and ``root/<name>``, else in
     ``$PROBGEN_DATA/<name>``, else ``./data/<name>`` (``name`` = ``mnist``);
     plain or gzip files under the standard names. Each part (train, t10k) is
@@ -180,13 +186,15 @@ class MNIST(QuantizedDataset):
         root: str | os.PathLike[str] | None = None,
         binarize: bool = False,
         n_validation: int = 0,
+        conditional: bool = False,
     ) -> None:
         if n_validation < 0:
             raise InvalidInput(f"n_validation must be >= 0, got {n_validation}")
         self.root = root
         self.binarize = binarize
         self.n_validation = n_validation
-        self.spec = DataSpec((1, 28, 28), levels=2 if binarize else 256)
+        condition = ConditionSpec(classes=10) if conditional else None
+        self.spec = DataSpec((1, 28, 28), levels=2 if binarize else 256, condition=condition)
         self._parts: dict[str, tuple[Tensor, Tensor]] = {}
         self._binarized: dict[str, Tensor] = {}
 
@@ -199,11 +207,13 @@ class MNIST(QuantizedDataset):
             self._binarized[split] = binarize(self._raw(split)[0], generator)
         return self._binarized[split]
 
-    def batch(self, split: str, batch_size: int, generator: torch.Generator) -> Tensor:
-        if not (self.binarize and split == "train"):
-            return super().batch(split, batch_size, generator)
-        images = self._draw(self._raw("train")[0], split, batch_size, generator)
-        return binarize(images, generator).to(torch.get_default_dtype())
+    def _source(self, split: str) -> Tensor:
+        if self.binarize and split == "train":  # binarized afresh per batch, in _rows
+            return self._raw("train")[0]
+        return self.stored(split)
+
+    def _rows(self, split: str, rows: Tensor, generator: torch.Generator) -> Tensor:
+        return binarize(rows, generator) if self.binarize and split == "train" else rows
 
     def labels(self, split: str) -> Tensor:
         """The class 0…9 of every example of ``split``, shape ``(N,)``, torch.long."""

@@ -47,18 +47,38 @@ class QuantizedDataset(Dataset):
     empty_split_hint = "see the data set's options for its split sizes"
     """Appended to the error raised when a batch is asked of an empty split."""
 
-    def batch(self, split: str, batch_size: int, generator: torch.Generator) -> Tensor:
-        """``batch_size`` examples drawn uniformly with replacement, ``(B, *spec.event_shape)``."""
-        self._check_split(split)
-        rows = self._draw(self.stored(split), split, batch_size, generator)
-        return rows.to(torch.get_default_dtype())
+    def labels(self, split: str) -> Tensor:
+        """The class of every example of ``split``, ``(N,)`` torch.long (labelled data sets)."""
+        raise InvalidInput(f"{type(self).__name__} has no class labels")
 
-    def _draw(
-        self, data: Tensor, split: str, batch_size: int, generator: torch.Generator
-    ) -> Tensor:
-        """``batch_size`` rows of ``data`` drawn uniformly with replacement."""
-        if len(data) == 0:
+    def conditions(self, split: str) -> Tensor | None:
+        """``labels(split)`` when the data set is conditional (``spec.condition``), else None."""
+        self._check_split(split)
+        return None if self.spec.condition is None else self.labels(split)
+
+    def draw(
+        self, split: str, batch_size: int, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor | None]:
+        """``batch_size`` examples drawn uniformly with replacement, ``(B, *spec.event_shape)``,
+        with the labels of the same rows ``(B,)`` when the data set is conditional."""
+        self._check_split(split)
+        source = self._source(split)
+        if len(source) == 0:
             raise InvalidInput(
                 f"{type(self).__name__}: the {split} split is empty; {self.empty_split_hint}"
             )
-        return data[torch.randint(len(data), (batch_size,), generator=generator)]
+        idx = torch.randint(len(source), (batch_size,), generator=generator)
+        x = self._rows(split, source[idx], generator).to(torch.get_default_dtype())
+        return x, None if self.spec.condition is None else self.labels(split)[idx]
+
+    def batch(self, split: str, batch_size: int, generator: torch.Generator) -> Tensor:
+        """``batch_size`` examples drawn uniformly with replacement, ``(B, *spec.event_shape)``."""
+        return self.draw(split, batch_size, generator)[0]
+
+    def _source(self, split: str) -> Tensor:
+        """The stored rows batches of ``split`` are drawn from (``stored`` by default)."""
+        return self.stored(split)
+
+    def _rows(self, split: str, rows: Tensor, generator: torch.Generator) -> Tensor:
+        """The drawn rows as served (a subclass may redraw them, e.g. binarize); same shape."""
+        return rows

@@ -5,29 +5,43 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from probgen.core import DataSpec, GenerativeModel, InvalidInput
-from probgen.data.base import SPLITS, Dataset
+from probgen.data.sampled import SampledDataset, split_seed
+from probgen.distributions.conditional import (
+    ConditionalDistribution,
+    ConditionalMixture,
+    RotatedShape,
+)
+from probgen.distributions.mixture import GaussianMixture
 from probgen.distributions.shapes import make_shape
 from probgen.models.standardize import Standardized
 
-__all__ = ["ToyDataset", "split_seed"]
+__all__ = ["TOY_CONDITIONS", "ToyDataset", "split_seed"]
+
+TOY_CONDITIONS = ("component", "rotation")
+"""The conditions a toy shape can be paired with (``ToyDataset(condition=...)``)."""
 
 
-def split_seed(seed: int, split: str) -> int:
-    """A seed for ``split`` derived from ``seed``, independent across splits and seeds.
+def _conditioned(truth: GenerativeModel, condition: str) -> ConditionalDistribution:
+    """The conditional law of the shape ``truth`` given ``condition`` (one of TOY_CONDITIONS)."""
+    if condition == "component":
+        if not isinstance(truth, GaussianMixture):
+            raise InvalidInput(
+                f"condition='component' needs a Gaussian mixture (8gaussians, 25gaussians), "
+                f"got {type(truth).__name__}"
+            )
+        return ConditionalMixture(truth)
+    if condition == "rotation":
+        return RotatedShape(truth)
+    raise InvalidInput(
+        f"unknown condition {condition!r}; choose one of: {', '.join(TOY_CONDITIONS)}"
+    )
 
-    Uses NumPy's ``SeedSequence((seed, i))``, ``i`` the index of the split,
-    so the training, validation and test draws never share a stream.
-    """
-    state = np.random.SeedSequence((seed, SPLITS.index(split))).generate_state(1, np.uint64)
-    return int(state[0]) >> 1  # torch seeds are signed 64-bit
 
-
-class ToyDataset(Dataset):
+class ToyDataset(SampledDataset):
     """Samples of an analytic distribution, e.g. one of the 2-D toy shapes.
 
     ``truth`` is the distribution itself: ``make_shape(shape, **shape_options)``
@@ -38,13 +52,23 @@ class ToyDataset(Dataset):
     ``truth`` is that law exactly (log-density minus D log s): the shapes in
     any units, to check that no model depends on them.
 
+    With ``condition`` (or a ``ConditionalDistribution`` given as ``shape``,
+    whose ``sample_joint`` draws the pairs) the data are pairs (x, c) and ``truth`` is the exact
+    conditional law p(x | c) (a ``ConditionalDistribution``, whose
+    ``log_prob(x)`` without a condition is the shape's own density):
+
+        "component"   c = k ~ π, x ~ N(μ_k, Σ_k), for the Gaussian mixtures
+                      (``ConditionalMixture``; ``spec.condition`` K classes)
+        "rotation"    c = θ ~ U[0, 2π), x = R(θ) y, y ~ the shape
+                      (``RotatedShape``; ``spec.condition`` a vector (1,))
+
     Training data: with ``n_train=None`` every ``batch("train", …)`` is a
     fresh exact sample drawn with the given generator (infinite data, no
     overfitting); with an int, a fixed set of ``n_train`` samples. The
     validation and test sets are fixed, ``n_validation`` and ``n_test``
     samples. Each fixed set is drawn once, on first use, with its own seed
     ``split_seed(seed, split)``; batches of fixed sets are drawn uniformly
-    with replacement.
+    with replacement (see ``SampledDataset``).
     """
 
     def __init__(
@@ -56,6 +80,7 @@ class ToyDataset(Dataset):
         seed: int = 0,
         scale: float = 1.0,
         shift: float = 0.0,
+        condition: str | None = None,
         **shape_options: Any,
     ) -> None:
         if isinstance(shape, str):
@@ -66,46 +91,23 @@ class ToyDataset(Dataset):
             )
         else:
             truth = shape
+        if condition is not None:
+            truth = _conditioned(truth, condition)
+        self._joint = truth if isinstance(truth, ConditionalDistribution) else None
         if not (math.isfinite(scale) and scale > 0 and math.isfinite(shift)):
             raise InvalidInput(f"expected a finite scale > 0 and shift, got {scale}, {shift}")
         if scale != 1.0 or shift != 0.0:  # x = shift + scale · y, y ~ the shape: exact density
             like = torch.ones(truth.event_shape)
             truth = Standardized(truth, shift * like, scale * like)
         self.truth = truth
+        self.spec = DataSpec(tuple(truth.event_shape), condition=truth.condition_spec)
         sizes = {"train": n_train, "validation": n_validation, "test": n_test}
-        for name, n in sizes.items():
-            if n is not None and n < 1:
-                raise InvalidInput(f"n_{name} must be >= 1, got {n}")
-        self.spec = DataSpec(tuple(self.truth.event_shape))
-        self.seed = seed
-        self._sizes = sizes
-        self._fixed: dict[str, Tensor] = {}
+        super().__init__(sizes, seed, truth.device)
 
-    @property
-    def train_size(self) -> int | None:
-        """``n_train``: None for fresh exact samples in every batch."""
-        return self._sizes["train"]
-
-    def batch(self, split: str, batch_size: int, generator: torch.Generator) -> Tensor:
-        """A batch ``(batch_size, *event_shape)``: fresh samples, or rows of a fixed set."""
-        self._check_split(split)
-        if self._sizes[split] is None:
-            with torch.no_grad():
-                return self.truth.sample(batch_size, generator=generator)
-        data = self.split(split)
-        return data[torch.randint(len(data), (batch_size,), generator=generator)]
-
-    def split(self, split: str) -> Tensor:
-        """The fixed set of ``split``, ``(N, *event_shape)``; an infinite train split raises."""
-        self._check_split(split)
-        n = self._sizes[split]
-        if n is None:
-            raise InvalidInput(
-                "the training split is infinite (n_train=None): draw batches, or pass "
-                "n_train to fix a training set"
-            )
-        if split not in self._fixed:
-            generator = torch.Generator(self.truth.device).manual_seed(split_seed(self.seed, split))
-            with torch.no_grad():
-                self._fixed[split] = self.truth.sample(n, generator=generator)
-        return self._fixed[split]
+    def _sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+        if self._joint is None:
+            return self.truth.sample(n, generator=generator), None
+        x, c = self._joint.sample_joint(n, generator)
+        if isinstance(self.truth, Standardized):
+            x = self.truth.from_inner(x)
+        return x, c

@@ -20,6 +20,7 @@ from torch import Tensor
 from probgen.core import InvalidInput, Likelihood
 from probgen.distributions import (
     Checkerboard,
+    ConditionalMixture,
     DiagonalGaussian,
     Distribution,
     EightGaussians,
@@ -27,6 +28,7 @@ from probgen.distributions import (
     GaussianMixture,
     Pinwheel,
     Rings,
+    RotatedShape,
     StandardNormal,
     SwissRoll,
     TwentyFiveGaussians,
@@ -82,6 +84,8 @@ CASES = {
     "25gaussians": Case(TwentyFiveGaussians, 1.6, 0.0177),
     "25gaussians_pacgan": Case(lambda: TwentyFiveGaussians(spacing=2.0, std=0.05), 4.4, 0.05),
     "checkerboard": Case(Checkerboard, 4.0, 0.5),
+    "8gaussians_by_component": Case(lambda: ConditionalMixture(EightGaussians()), 4.5, 0.35),
+    "8gaussians_rotated": Case(lambda: RotatedShape(EightGaussians()), 4.5, 0.35),
     "two_moons": Case(TwoMoons, 3.5, 0.2),
     "swiss_roll": Case(SwissRoll, 3.5, 0.2),
     "pinwheel": Case(Pinwheel, 4.5, 0.2),

@@ -68,7 +68,7 @@ def test_overrides_alone_and_free_form_options() -> None:
         ({"model.options": {"hidden": 3}}, r"unknown option 'hidden' for model 'gaussian'"),
         (
             {"data.name": "digits", "data.options": {"n": 3}},
-            r"unknown option 'n' for data set 'digits'; valid options: \(none\)",
+            r"unknown option 'n' for data set 'digits'; valid options: conditional",
         ),
         ({"train.steps_per_round": {"critic": 0}}, r"steps_per_round\.critic: must be > 0"),
         ({"model": None}, r"model: expected a mapping, got None"),
