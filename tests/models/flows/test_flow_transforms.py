@@ -1,7 +1,9 @@
 """Conformance of every flow transform: shapes, inverse round trip, log|det J|, triangularity.
 
 Adding a transform is one line in CASES; it is then checked for everything
-the contract (probgen.models.flows.base) promises.
+the contract (probgen.models.flows.base) promises. Conditional layers (a
+``context`` width w > 0) are checked at a fixed context c (B, w): f(·; c) is a
+bijection with the promised log-determinant for each c, and c reaches z.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
+from probgen.core import InvalidInput
 from probgen.models.flows import (
     ActNorm,
     Affine,
@@ -53,6 +56,7 @@ class Case:
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     triangular: bool = False  # ∂z_i/∂x_j = 0 for j > i (autoregressive layers)
+    context: int = 0  # width w of the context the layer reads
 
 
 mlp = functools.partial(MLP, hidden=(16, 16))
@@ -85,48 +89,111 @@ CASES = [
         (3,),
     ),
     Case("glow levels", lambda: glow_level(1, 2, 1, conv), (1, 4, 4), (1, 4, 4)),
+    Case("cond. coupling", lambda: Coupling(half_mask(5), Affine(), mlp, 3), (5,), (5,), context=3),
+    Case(
+        "cond. spline coupling",
+        lambda: Coupling(half_mask(4), SPLINE, mlp, 2),
+        (4,),
+        (4,),
+        context=2,
+    ),
+    Case(
+        "cond. conv coupling",
+        lambda: Coupling(half_mask(4), Affine(), conv, 3),
+        (4, 2, 2),
+        (4, 2, 2),
+        context=3,
+    ),
+    Case(
+        "cond. MAF",
+        lambda: MaskedAutoregressive(4, Affine(), (16, 16), context=3),
+        (4,),
+        (4,),
+        True,
+        3,
+    ),
+    Case(
+        "cond. IAF",
+        lambda: Inverse(MaskedAutoregressive(4, Affine(), (16, 16), context=2)),
+        (4,),
+        (4,),
+        True,
+        2,
+    ),
+    Case(
+        "cond. spline AR",
+        lambda: MaskedAutoregressive(4, SPLINE, (16, 16), context=3),
+        (4,),
+        (4,),
+        True,
+        3,
+    ),
+    Case(
+        "cond. stack",
+        lambda: stack(3, lambda k: MaskedAutoregressive(3, SPLINE, (8,), context=2), 3),
+        (3,),
+        (3,),
+        context=2,
+    ),
+    Case(
+        "cond. glow levels",
+        lambda: Compose([Reshape((16,), (1, 4, 4)), glow_level(1, 2, 1, conv, context=3)]),
+        (16,),
+        (1, 4, 4),
+        context=3,
+    ),
 ]
 BATCH = 3
 
 
+Checked = tuple[Case, Transform, torch.Tensor, torch.Tensor | None]
+
+
+def _context(c: Case, rows: int) -> torch.Tensor | None:
+    return torch.randn(rows, c.context) if c.context else None
+
+
 @pytest.fixture(params=CASES, ids=[c.name for c in CASES])
-def case(request: pytest.FixtureRequest) -> tuple[Case, Transform, torch.Tensor]:
+def case(request: pytest.FixtureRequest) -> Checked:
     c = request.param
     t = randomized(c.make())
     x = 1.5 * torch.randn(BATCH, *c.in_shape)
-    return c, t, x
+    return c, t, x, _context(c, BATCH)
 
 
-def test_shapes(case: tuple[Case, Transform, torch.Tensor]) -> None:
-    c, t, x = case
-    z, logdet = t(x)
+def test_shapes(case: Checked) -> None:
+    c, t, x, ctx = case
+    z, logdet = t(x, ctx)
     assert z.shape == (BATCH, *c.out_shape)
     assert logdet.shape == (BATCH,)
-    back, inv_logdet = t.inverse(z)
+    back, inv_logdet = t.inverse(z, ctx)
     assert back.shape == (BATCH, *c.in_shape)
     assert inv_logdet.shape == (BATCH,)
 
 
-def test_inverse_round_trip(case: tuple[Case, Transform, torch.Tensor]) -> None:
-    c, t, x = case
-    z, logdet = t(x)
-    back, inv_logdet = t.inverse(z)
+def test_inverse_round_trip(case: Checked) -> None:
+    c, t, x, ctx = case
+    z, logdet = t(x, ctx)
+    back, inv_logdet = t.inverse(z, ctx)
     torch.testing.assert_close(back, x, atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(inv_logdet, -logdet, atol=1e-10, rtol=1e-10)
     w = 1.5 * torch.randn(BATCH, *c.out_shape)
-    torch.testing.assert_close(t(t.inverse(w)[0])[0], w, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(t(t.inverse(w, ctx)[0], ctx)[0], w, atol=1e-10, rtol=1e-10)
 
 
-def _jacobian(t: Transform, x: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
-    """∂f(x)/∂x of one example x (D,) on flattened inputs and outputs, shape (D, D)."""
-    return jacobian(lambda v: t(v.reshape(1, *in_shape))[0].flatten(), x.flatten())
+def _jacobian(
+    t: Transform, x: torch.Tensor, in_shape: tuple[int, ...], ctx: torch.Tensor | None = None
+) -> torch.Tensor:
+    """∂f(x; c)/∂x of one example x (D,) at a fixed context c (1, w), shape (D, D)."""
+    return jacobian(lambda v: t(v.reshape(1, *in_shape), ctx)[0].flatten(), x.flatten())
 
 
-def test_log_det_matches_autograd_jacobian(case: tuple[Case, Transform, torch.Tensor]) -> None:
-    c, t, x = case
-    _, logdet = t(x)
+def test_log_det_matches_autograd_jacobian(case: Checked) -> None:
+    c, t, x, ctx = case
+    _, logdet = t(x, ctx)
     for b in range(BATCH):
-        sign, expected = torch.linalg.slogdet(_jacobian(t, x[b], c.in_shape))
+        row = None if ctx is None else ctx[b : b + 1]
+        sign, expected = torch.linalg.slogdet(_jacobian(t, x[b], c.in_shape, row))
         assert sign != 0
         torch.testing.assert_close(logdet[b], expected, atol=1e-9, rtol=1e-9)
 
@@ -135,6 +202,44 @@ def test_log_det_matches_autograd_jacobian(case: tuple[Case, Transform, torch.Te
 def test_autoregressive_jacobian_is_triangular(c: Case) -> None:
     t = randomized(c.make())
     x = 1.5 * torch.randn(*c.in_shape)
-    jac = _jacobian(t, x, c.in_shape)
+    jac = _jacobian(t, x, c.in_shape, _context(c, 1))
     assert torch.all(jac.triu(1) == 0)
     assert torch.all(jac.tril(-1).abs().sum(dim=1)[1:] > 0)  # each z_i, i > 0, sees x_{<i}
+
+
+CONDITIONAL = [c for c in CASES if c.context]
+
+
+@pytest.mark.parametrize("c", CONDITIONAL, ids=lambda c: c.name)
+def test_every_output_depends_on_the_context_and_gradients_reach_it(c: Case) -> None:
+    """∂z/∂c ≠ 0 in both directions (every entry of an autoregressive layer, the first too).
+
+    Inputs stay inside the splines' interval, where they are not the identity.
+    """
+    t = randomized(c.make()).eval()  # eval: no ActNorm data initialisation on one example
+    x = 0.5 * torch.randn(1, *c.in_shape)
+    ctx = torch.randn(1, c.context)
+    for direction, v in ((t, x), (t.inverse, 0.5 * torch.randn(1, *c.out_shape))):
+        jac = jacobian(lambda u, v=v, f=direction: f(v, u)[0].flatten(), ctx)  # (D, w)
+        changed = jac.abs().sum(dim=1) > 0
+        assert bool(changed.all()) if c.triangular else bool(changed.any())
+    ctx.requires_grad_(True)
+    z, logdet = t(x, ctx)
+    (z.square().sum() + logdet.sum()).backward()
+    assert ctx.grad is not None and bool(ctx.grad.abs().sum() > 0)
+
+
+@pytest.mark.parametrize("c", CONDITIONAL, ids=lambda c: c.name)
+def test_conditional_layers_reject_a_missing_or_misshapen_context(c: Case) -> None:
+    t = c.make()
+    x = torch.randn(2, *c.in_shape)
+    with pytest.raises(InvalidInput, match="context"):
+        t(x)
+    with pytest.raises(InvalidInput, match="context"):
+        t(x, torch.randn(2, c.context + 1))
+
+
+def test_unconditional_layers_reject_a_context() -> None:
+    for t in (Coupling(half_mask(4), Affine(), mlp), MaskedAutoregressive(4, Affine(), (8,))):
+        with pytest.raises(InvalidInput, match="context=0"):
+            t(torch.randn(2, 4), torch.randn(2, 3))
