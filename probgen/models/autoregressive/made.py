@@ -7,8 +7,14 @@ where f is a MADE network (probgen.nn.MADE) and q a ``Conditional`` family
 pass gives every conditional at once; sampling takes D passes, one per
 dimension in the autoregressive order.
 
+The conditional model p(x | c) = Π_i q(x_i; f_i(x_{<i}, c)) gives the MADE
+the condition's features φ(c) as context inputs of degree 0, connected to
+every hidden unit, so every conditional sees c (Papamakarios, Pavlakou &
+Murray 2017, §3.4; the MADE masks of Germain et al. 2015 are unchanged).
+
 Reference: Germain, Gregor, Murray & Larochelle, 2015, "MADE: Masked
-Autoencoder for Distribution Estimation".
+Autoencoder for Distribution Estimation"; Papamakarios, Pavlakou & Murray,
+2017, "Masked Autoregressive Flow for Density Estimation".
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from probgen.conditions import ConditionSpec
 from probgen.core import DataSpec, GenerativeModel, Likelihood
 from probgen.models.autoregressive.conditionals import (
     Bernoulli,
@@ -28,6 +35,7 @@ from probgen.models.autoregressive.conditionals import (
     MixtureOfGaussians,
 )
 from probgen.models.autoregressive.sampling import LogitFilter
+from probgen.models.conditioning import condition_for
 from probgen.nn.masked import MADE
 
 __all__ = ["MADEModel", "default_conditional"]
@@ -41,7 +49,7 @@ def default_conditional(levels: int | None) -> Conditional:
 
 
 class MADEModel(GenerativeModel):
-    """Autoregressive density p(x) = Π_i q(x_i; f_i(x_{<i})) with a MADE network f.
+    """Autoregressive density p(x | c) = Π_i q(x_i; f_i(x_{<i}, c)) with a MADE network f.
 
     Events of any ``event_shape`` are flattened to D = prod(event_shape) entries
     ordered by ``order``.
@@ -52,8 +60,11 @@ class MADEModel(GenerativeModel):
         hidden: hidden widths of the MADE network.
         order: autoregressive rank of each flattened entry (default identity).
         activation: hidden non-linearity (module factory).
+        condition: what c is for p(x | c) (None: p(x)); its features φ(c)
+            (B, w) enter the MADE as context inputs.
 
-    Input x (B, *event_shape); ``log_prob`` returns (B,) nats.
+    Input x (B, *event_shape) and c (B,) labels or (B, *shape) vectors;
+    ``log_prob`` returns (B,) nats.
     """
 
     likelihood = Likelihood.EXACT
@@ -65,23 +76,38 @@ class MADEModel(GenerativeModel):
         hidden: Sequence[int] = (256, 256),
         order: Sequence[int] | Tensor | None = None,
         activation: Callable[[], nn.Module] = nn.ReLU,
+        condition: ConditionSpec | None = None,
     ) -> None:
         super().__init__(event_shape)
+        self.condition_spec = condition
         self.conditional = conditional or default_conditional(None)
         self.dim = math.prod(self.event_shape)
         self.net = MADE(
             self.dim,
             hidden,
             self.conditional.params_per_dim,
+            context=0 if condition is None else condition.width,
             order=order,
             activation=activation,
         )
 
     @classmethod
-    def for_data(cls, spec: DataSpec, **options: Any) -> MADEModel:
-        """A MADE for ``spec``: the conditional follows ``spec.levels`` unless given."""
+    def for_data(
+        cls, spec: DataSpec, conditional: bool | Conditional | None = None, **options: Any
+    ) -> MADEModel:
+        """A MADE for ``spec``, modelling p(x | c) when ``spec.condition`` is set.
+
+        ``conditional`` is spelt as in every family's ``for_data``: None
+        (conditional exactly when the data have a condition), True (demand
+        one) or False (p(x) on any data). A ``Conditional`` instance there is
+        the family q itself (the constructor's argument of that name), with the
+        condition following the data; q otherwise follows ``spec.levels``.
+        """
+        if isinstance(conditional, Conditional):
+            options["conditional"], conditional = conditional, None
         options.setdefault("conditional", default_conditional(spec.levels))
-        return cls(event_shape=spec.event_shape, **options)
+        condition = condition_for(spec, conditional, cls.__name__)
+        return cls(event_shape=spec.event_shape, condition=condition, **options)
 
     @property
     def handles_levels(self) -> bool:
@@ -91,33 +117,41 @@ class MADEModel(GenerativeModel):
     def _dtype(self) -> torch.dtype:
         return self.net.net[0].weight.dtype
 
-    def conditionals(self, x: Tensor) -> Tensor:
-        """Parameters (B, D, k) of every p(x_i | x_{<i}) for validated x (B, *event_shape)."""
+    def conditionals(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        """Parameters (B, D, k) of every p(x_i | x_{<i}, c) for validated x (B, *event_shape)
+        and checked conditions c (None for an unconditional model)."""
         flat = x.reshape(x.shape[0], self.dim)
-        return self.net(self.conditional.features(flat, self._dtype()))
+        context = None
+        if condition is not None and self.condition_spec is not None:
+            context = self.condition_spec.features(condition, self._dtype())
+        return self.net(self.conditional.features(flat, self._dtype()), context)
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """log p(x) = Σ_i log p(x_i | x_{<i}) per example: (B, *event_shape) -> (B,)."""
+    def log_prob(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        """log p(x | c) = Σ_i log p(x_i | x_{<i}, c) per example: (B, *event_shape) -> (B,)."""
         x = self.conditional.validate(x, self.event_shape)
+        c = self._condition(condition, len(x))
         flat = x.reshape(x.shape[0], self.dim)
-        return self.conditional.log_prob(self.conditionals(x), flat).sum(dim=1)
+        return self.conditional.log_prob(self.conditionals(x, c), flat).sum(dim=1)
 
     @torch.no_grad()
     def sample(
         self,
         n: int,
+        condition: Tensor | None = None,
         temperature: float = 1.0,
         top_k: int | None = None,
         top_p: float | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Draw x_i ~ p(x_i | x_{<i}) in order: D network passes; (n, *event_shape).
+        """Draw x_i ~ p(x_i | x_{<i}, c) in order: D network passes; (n, *event_shape).
 
-        The filters act on each discrete choice (values, or mixture components).
+        ``condition``: one c for all n, or n of them. The filters act on each
+        discrete choice (values, or mixture components).
         """
+        c = self._condition(condition, n, expand=True)
         filt = LogitFilter(temperature, top_k, top_p)
         x = torch.zeros(n, self.dim, dtype=self._dtype(), device=self.device)
         for i in torch.argsort(self.net.in_degrees).tolist():
-            params = self.conditionals(x)[:, i]
+            params = self.conditionals(x, c)[:, i]
             x[:, i] = self.conditional.sample(params, filt, generator)
         return x.reshape(n, *self.event_shape)

@@ -6,7 +6,8 @@ coupling      Coupling (RealNVP / Glow / coupling NSF)
 autoregressive  MaskedAutoregressive (MAF; its Inverse is IAF)
 linear        ActNorm, LULinear (1×1 convolution), Permutation
 reshape       Reshape, Squeeze, FactorOut (multi-scale)
-flow          Flow = base distribution + transform, exact log_prob and sample
+flow          Flow = base distribution + transform, exact log_prob and sample (of x or x | c)
+prior         ConditionalNormal, a learned N(μ(c), σ(c)) base (Glow's class-conditional prior)
 builders      RealNVP, MAF, IAF, NSF on vectors
 glow          Glow on images
 """
@@ -14,11 +15,12 @@ glow          Glow on images
 from probgen.models.flows.autoregressive import MaskedAutoregressive
 from probgen.models.flows.base import Compose, Inverse, Transform
 from probgen.models.flows.builders import IAF, MAF, NSF, RealNVP, VectorFlow, stack
-from probgen.models.flows.coupling import Coupling, half_mask
+from probgen.models.flows.coupling import Coupling, half_mask, with_context
 from probgen.models.flows.elementwise import Affine, ElementwiseTransform, RationalQuadraticSpline
 from probgen.models.flows.flow import Flow
 from probgen.models.flows.glow import CouplingConvNet, Glow, glow_level
 from probgen.models.flows.linear import ActNorm, LULinear, Permutation
+from probgen.models.flows.prior import ConditionalNormal
 from probgen.models.flows.reshape import FactorOut, Reshape, Squeeze
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "ActNorm",
     "Affine",
     "Compose",
+    "ConditionalNormal",
     "Coupling",
     "CouplingConvNet",
     "ElementwiseTransform",
@@ -47,4 +50,5 @@ __all__ = [
     "glow_level",
     "half_mask",
     "stack",
+    "with_context",
 ]

@@ -6,13 +6,19 @@ data batch x to its latent code z = f(x) and returns the per-example
 log-absolute-determinant of the Jacobian; ``inverse`` maps z back to x and
 returns the log-determinant of the inverse's Jacobian:
 
-    forward(x) -> (z, log|det ∂f(x)/∂x|)          x: (B, *in_shape), logdet: (B,)
-    inverse(z) -> (x, log|det ∂f⁻¹(z)/∂z|)        z: (B, *out_shape), logdet: (B,)
+    forward(x, context) -> (z, log|det ∂f(x; c)/∂x|)     x: (B, *in_shape), logdet: (B,)
+    inverse(z, context) -> (x, log|det ∂f⁻¹(z; c)/∂z|)   z: (B, *out_shape), logdet: (B,)
 
 so that log|det ∂f⁻¹/∂z| = −log|det ∂f/∂x| at z = f(x). This is the
 ``torch.distributions.Transform`` contract (``_call``, ``_inverse``,
 ``log_abs_det_jacobian``) with the Jacobian term returned together with the
 value, because every layer computes both in one pass.
+
+``context`` (B, width) is the condition c of a conditional flow p(x | c), as
+features (``ConditionSpec.features``: one-hot classes or a flattened vector),
+or None. f(·; c) is a bijection of x for every fixed c; layers with a
+conditioner network read c there (coupling, masked autoregressive), the
+others ignore it, and compositions pass it to every layer.
 
 Reference: Papamakarios, Nalisnick, Rezende, Mohamed & Lakshminarayanan
 (2021), "Normalizing Flows for Probabilistic Modeling and Inference".
@@ -37,12 +43,12 @@ class Transform(nn.Module, abc.ABC):
     """
 
     @abc.abstractmethod
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """z = f(x) and log|det ∂f/∂x| per example: (B, *in) -> ((B, *out), (B,))."""
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """z = f(x; c) and log|det ∂f/∂x| per example: (B, *in), (B, w) -> ((B, *out), (B,))."""
 
     @abc.abstractmethod
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """x = f⁻¹(z) and log|det ∂f⁻¹/∂z| per example: (B, *out) -> ((B, *in), (B,))."""
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """x = f⁻¹(z; c) and log|det ∂f⁻¹/∂z| per example: (B, *out), (B, w) -> ((B, *in), (B,))."""
 
 
 class Compose(Transform):
@@ -56,17 +62,17 @@ class Compose(Transform):
         super().__init__()
         self.transforms = nn.ModuleList(transforms)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         total = x.new_zeros(x.shape[0])
         for t in self.transforms:
-            x, logdet = t(x)
+            x, logdet = t(x, context)
             total = total + logdet
         return x, total
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         total = z.new_zeros(z.shape[0])
         for t in reversed(self.transforms):
-            z, logdet = t.inverse(z)
+            z, logdet = t.inverse(z, context)
             total = total + logdet
         return z, total
 
@@ -83,8 +89,8 @@ class Inverse(Transform):
         super().__init__()
         self.transform = transform
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.transform.inverse(x)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.transform.inverse(x, context)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return self.transform(z)
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.transform(z, context)

@@ -10,6 +10,12 @@ standard normal base — with a different layer:
 
 Data with more than one event dimension (images) is flattened first, so any
 of them can model (B, C, H, W) as (B, C·H·W).
+
+Each family is conditional, p(x | c), when built with ``condition=`` (a
+``ConditionSpec``): every conditioner then reads the condition's features
+φ(c) (B, w) beside its inputs (a MADE context input of degree 0 for the
+autoregressive layers, Papamakarios et al. 2017 §3.4; [x_A, φ(c)] for the
+coupling layers), over the same N(0, I) base.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor
 
+from probgen.conditions import ConditionSpec
 from probgen.core import OutOfRangeWarning
 from probgen.distributions import StandardNormal
 from probgen.models.flows.autoregressive import MaskedAutoregressive
@@ -46,22 +53,25 @@ def stack(features: int, layer: Callable[[int], Transform], transforms: int) -> 
 
 
 class VectorFlow(Flow):
-    """A flow of ``transforms`` layers built by ``layer(k, D)`` over N(0, I_D).
+    """A flow of ``transforms`` layers built by ``layer(k, D, w)`` over N(0, I_D).
 
-    Events of any shape are flattened to D = prod(event_shape) first.
+    Events of any shape are flattened to D = prod(event_shape) first; w is the
+    context width of each layer, ``condition.width`` (0 when unconditional).
     """
 
     def __init__(
         self,
         event_shape: tuple[int, ...],
-        layer: Callable[[int, int], Transform],
+        layer: Callable[[int, int, int], Transform],
         transforms: int = 5,
+        condition: ConditionSpec | None = None,
     ) -> None:
         shape = tuple(int(s) for s in event_shape)
         d = math.prod(shape)
         flatten = [Reshape(shape, (d,))] if len(shape) != 1 else []
-        body = stack(d, functools.partial(layer, features=d), transforms)
-        super().__init__(Compose([*flatten, body]), StandardNormal((d,)), shape)
+        width = 0 if condition is None else condition.width
+        body = stack(d, functools.partial(layer, features=d, context=width), transforms)
+        super().__init__(Compose([*flatten, body]), StandardNormal((d,)), shape, condition)
 
 
 def _coupling_net(hidden: Sequence[int]) -> Callable[[int, int], MLP]:
@@ -80,11 +90,13 @@ class RealNVP(VectorFlow):
         transforms: int = 5,
         hidden: Sequence[int] = (64, 64),
         scale_bound: float = 3.0,
+        condition: ConditionSpec | None = None,
     ) -> None:
-        def layer(k: int, features: int) -> Transform:
-            return Coupling(half_mask(features), Affine(scale_bound), _coupling_net(hidden))
+        def layer(k: int, features: int, context: int) -> Transform:
+            net = _coupling_net(hidden)
+            return Coupling(half_mask(features), Affine(scale_bound), net, context)
 
-        super().__init__(event_shape, layer, transforms)
+        super().__init__(event_shape, layer, transforms, condition)
 
 
 class MAF(VectorFlow):
@@ -100,11 +112,12 @@ class MAF(VectorFlow):
         transforms: int = 5,
         hidden: Sequence[int] = (64, 64),
         scale_bound: float = 3.0,
+        condition: ConditionSpec | None = None,
     ) -> None:
-        def layer(k: int, features: int) -> Transform:
-            return MaskedAutoregressive(features, Affine(scale_bound), hidden)
+        def layer(k: int, features: int, context: int) -> Transform:
+            return MaskedAutoregressive(features, Affine(scale_bound), hidden, context=context)
 
-        super().__init__(event_shape, layer, transforms)
+        super().__init__(event_shape, layer, transforms, condition)
 
 
 class IAF(VectorFlow):
@@ -123,11 +136,13 @@ class IAF(VectorFlow):
         transforms: int = 5,
         hidden: Sequence[int] = (64, 64),
         scale_bound: float = 3.0,
+        condition: ConditionSpec | None = None,
     ) -> None:
-        def layer(k: int, features: int) -> Transform:
-            return Inverse(MaskedAutoregressive(features, Affine(scale_bound), hidden))
+        def layer(k: int, features: int, context: int) -> Transform:
+            made = MaskedAutoregressive(features, Affine(scale_bound), hidden, context=context)
+            return Inverse(made)
 
-        super().__init__(event_shape, layer, transforms)
+        super().__init__(event_shape, layer, transforms, condition)
 
 
 class NSF(VectorFlow):
@@ -141,6 +156,9 @@ class NSF(VectorFlow):
         bound: the spline acts on [-bound, bound] and is the identity outside.
         autoregressive: MADE conditioners (RQ-NSF (AR)) if true, else coupling
             conditioners (RQ-NSF (C)).
+        condition: what c is for p(x | c) (None: p(x)); the conditioners then
+            read φ(c) beside their inputs, as in the conditional spline flows
+            of Durkan et al. (2019).
 
     Reference: Durkan, Bekasov, Murray & Papamakarios (2019), "Neural Spline Flows".
     """
@@ -153,19 +171,20 @@ class NSF(VectorFlow):
         bins: int = 8,
         bound: float = 5.0,
         autoregressive: bool = True,
+        condition: ConditionSpec | None = None,
     ) -> None:
         spline = RationalQuadraticSpline(bins=bins, bound=bound)
 
-        def layer(k: int, features: int) -> Transform:
+        def layer(k: int, features: int, context: int) -> Transform:
             if autoregressive:
-                return MaskedAutoregressive(features, spline, hidden)
-            return Coupling(half_mask(features), spline, _coupling_net(hidden))
+                return MaskedAutoregressive(features, spline, hidden, context=context)
+            return Coupling(half_mask(features), spline, _coupling_net(hidden), context)
 
-        super().__init__(event_shape, layer, transforms)
+        super().__init__(event_shape, layer, transforms, condition)
         self.bound = bound
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """log p(x) (B, *event_shape) -> (B,); in eval mode, warns about x outside [-B, B].
+    def log_prob(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        """log p(x | c) (B, *event_shape) -> (B,); in eval mode, warns about x outside [-B, B].
 
         Outside the interval every spline is the identity, so such points get
         the base density's tails rather than a learned density.
@@ -180,4 +199,4 @@ class NSF(VectorFlow):
                     OutOfRangeWarning,
                     stacklevel=2,
                 )
-        return super().log_prob(x)
+        return super().log_prob(x, condition=condition)

@@ -58,13 +58,13 @@ class ActNorm(Transform):
         self.log_scale.copy_(flat.std(dim=0).clamp_min(1e-6).log())
         self.initialized.fill_(True)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if self.training and not self.initialized:
             self._initialize(x)
         z = (x - _per_channel(self.shift, x)) * _per_channel(torch.exp(-self.log_scale), x)
         return z, (-_positions(x) * self.log_scale.sum()).expand(x.shape[0])
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x = z * _per_channel(torch.exp(self.log_scale), z) + _per_channel(self.shift, z)
         return x, (_positions(z) * self.log_scale.sum()).expand(z.shape[0])
 
@@ -115,11 +115,11 @@ class LULinear(Transform):
         lower, upper = self._factors()
         return (lower @ upper)[self.perm]
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         z = (x.movedim(1, -1) @ self.weight().mT + self.bias).movedim(-1, 1)
         return z, (_positions(x) * self.log_diag.sum()).expand(x.shape[0])
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         lower, upper = self._factors()
         rows = (z.movedim(1, -1) - self.bias).reshape(-1, z.shape[1])  # (N, C)
         v = torch.empty_like(rows).index_copy_(1, self.perm, rows)  # Pᵀ applied to each row
@@ -159,8 +159,8 @@ class Permutation(Transform):
         """A uniformly random permutation drawn with ``generator``."""
         return cls(torch.randperm(channels, generator=generator))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return x.index_select(1, self.perm), x.new_zeros(x.shape[0])
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return z.index_select(1, self.restore), z.new_zeros(z.shape[0])

@@ -33,10 +33,10 @@ class Reshape(Transform):
         if torch.Size(self.in_shape).numel() != torch.Size(self.out_shape).numel():
             raise InvalidInput(f"Reshape: cannot view {self.in_shape} as {self.out_shape}")
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return x.reshape(x.shape[0], *self.out_shape), x.new_zeros(x.shape[0])
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return z.reshape(z.shape[0], *self.in_shape), z.new_zeros(z.shape[0])
 
 
@@ -51,7 +51,7 @@ class Squeeze(Transform):
         super().__init__()
         self.factor = factor
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         b, c, h, w = x.shape
         f = self.factor
         if h % f or w % f:
@@ -59,7 +59,7 @@ class Squeeze(Transform):
         x = x.reshape(b, c, h // f, f, w // f, f).permute(0, 1, 3, 5, 2, 4)
         return x.reshape(b, c * f * f, h // f, w // f), x.new_zeros(b)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         b, c, h, w = z.shape
         f = self.factor
         z = z.reshape(b, c // (f * f), f, f, h, w).permute(0, 1, 4, 2, 5, 3)
@@ -80,10 +80,10 @@ class FactorOut(Transform):
         self.inner = inner
         self.keep = keep
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        rest, logdet = self.inner(x[:, self.keep :])
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        rest, logdet = self.inner(x[:, self.keep :], context)
         return torch.cat([x[:, : self.keep], rest], dim=1), logdet
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        rest, logdet = self.inner.inverse(z[:, self.keep :])
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        rest, logdet = self.inner.inverse(z[:, self.keep :], context)
         return torch.cat([z[:, : self.keep], rest], dim=1), logdet
