@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ FLOWS: dict[str, Callable[[], Flow]] = {
     "nsf-ar": lambda: NSF((2,), bins=5, bound=3.0, **SMALL),
     "nsf-coupling": lambda: NSF((2,), bins=5, bound=3.0, autoregressive=False, **SMALL),
 }
+DTYPES = (torch.float32, torch.float64)  # the fixture below is module-scoped: no ``dtype``
 HALF_WIDTH, CELLS = 10.0, 500  # integration grid [-10, 10]², cell side 0.04
 
 
@@ -34,27 +36,45 @@ def randomized(flow: Flow) -> Flow:
 
 
 def grid_masses(flow: Flow) -> torch.Tensor:
-    """Midpoint-rule probability of each cell of the grid, shape (CELLS, CELLS)."""
+    """Midpoint-rule probability of each cell of the grid, shape (CELLS, CELLS), in float64.
+
+    The flow's log-density is evaluated in its own dtype; exponentiation and the
+    sum over 250,000 cells are done in float64, so only the flow's rounding enters.
+    """
     h = 2 * HALF_WIDTH / CELLS
     centers = -HALF_WIDTH + h * (torch.arange(CELLS) + 0.5)
     points = torch.cartesian_prod(centers, centers)  # (CELLS², 2), first coordinate slowest
     with torch.no_grad():
         log_p = torch.cat([flow.log_prob(chunk) for chunk in points.split(50_000)])
-    return (log_p.exp() * h * h).reshape(CELLS, CELLS)
+    return (log_p.double().exp() * h * h).reshape(CELLS, CELLS)
 
 
-@pytest.fixture(params=list(FLOWS), scope="module")
+@pytest.fixture(
+    params=list(itertools.product(FLOWS, DTYPES)),
+    ids=lambda p: f"{p[0]}-{str(p[1]).removeprefix('torch.')}",
+    scope="module",
+)
 def flow_and_masses(request: pytest.FixtureRequest) -> tuple[Flow, torch.Tensor]:
+    """A randomized flow (built in float64, then cast to the dtype) and its cell masses."""
+    name, dtype = request.param
+    old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     torch.manual_seed(0)
-    flow = randomized(FLOWS[request.param]())
-    return flow, grid_masses(flow)
+    flow = randomized(FLOWS[name]()).to(dtype)  # the same flow in both dtypes
+    torch.set_default_dtype(dtype)
+    masses = grid_masses(flow)
+    torch.set_default_dtype(old)
+    return flow, masses
 
 
 def test_density_integrates_to_one(flow_and_masses: tuple[Flow, torch.Tensor]) -> None:
+    """The midpoint rule's 1e-3 plus the flow's rounding, 64 eps Σ_cells m (1 + |log p|)."""
     flow, masses = flow_and_masses
-    assert abs(masses.sum().item() - 1) < 1e-3
-    x = torch.randn(1000, 2)
+    dtype = next(flow.parameters()).dtype
+    m_log_p = torch.special.xlogy(masses, masses) - masses * math.log((2 * HALF_WIDTH / CELLS) ** 2)
+    size = (masses + m_log_p.abs()).sum().item()  # Σ m (1 + |log p|)
+    assert abs(masses.sum().item() - 1) < 1e-3 + 64 * torch.finfo(dtype).eps * size
+    x = torch.randn(1000, 2, dtype=dtype)
     with torch.no_grad():  # and the flow is far from its N(0, I) base
         assert (flow.log_prob(x) - flow.base.log_prob(x)).abs().mean() > 0.2
 
@@ -84,6 +104,8 @@ def test_samples_follow_the_density(flow_and_masses: tuple[Flow, torch.Tensor]) 
     with torch.no_grad():
         samples = flow.sample(20_000, generator=generator)
     assert samples.shape == (20_000, 2)
+    assert samples.dtype == next(flow.parameters()).dtype
+    samples = samples.double()  # binned against the float64 masses
     assert _chi_square_p_value(samples, masses) > 1e-3
     # the same test rejects samples displaced by a fraction of a cell
     assert _chi_square_p_value(samples + 0.15, masses) < 1e-3
