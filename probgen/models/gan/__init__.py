@@ -21,6 +21,7 @@ from probgen.models.gan.networks import (
     FourierFeatures,
     Generator,
     InputScale,
+    ProjectionCritic,
     build_networks,
     packed_shape,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "LipschitzConstraint",
     "NoConstraint",
     "PerturbedProposal",
+    "ProjectionCritic",
     "Refined",
     "Refiner",
     "RejectionSampler",

@@ -166,8 +166,15 @@ def critic_log_ratio(game: AdversarialGame) -> CriticLogRatio:
 
     Raises ``InvalidInput`` for a packed critic (it judges m examples jointly:
     its logit estimates ln p_data^m/p_g^m of a pack, not d(x) of one example),
-    for Wasserstein critics (a potential, not a ratio) and for total variation.
+    for Wasserstein critics (a potential, not a ratio), for total variation
+    and for a conditional game (its critic's ratio is ln p_data(x|c)/p_g(x|c),
+    and refinement here is unconditional).
     """
+    if game.condition_spec is not None:
+        raise InvalidInput(
+            f"{type(game).__name__}: the critic of a conditional game holds a log-ratio per "
+            "condition; conditional refinement is not supported"
+        )
     if game.pack != 1:
         raise InvalidInput(
             f"{type(game).__name__}: the critic judges packs of {game.pack} examples, so its "

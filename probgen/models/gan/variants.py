@@ -87,15 +87,24 @@ class GAN(FGAN):
     ) -> None:
         super().__init__(event_shape, GANJensenShannon(), non_saturating=non_saturating, **options)
 
-    def discriminator(self, x: Tensor) -> Tensor:
-        """D(x) = σ(V(x)) ∈ (0, 1), the probability that x is data; (B, *event_shape) -> (B,)."""
-        return self.critic_output(self._check(x)).sigmoid()
+    def discriminator(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        """D(x[, c]) = σ(V(x[, c])) ∈ (0, 1), the probability that x is data; (B, …) -> (B,)."""
+        x = self._check(x)
+        return self.critic_output(x, self._features(condition, len(x))).sigmoid()
 
-    def minimax_value(self, real: Tensor, fake: Tensor | None = None) -> Tensor:
-        """V(D, G) = E_P[ln D(x)] + E_Q[ln(1 − D(x̃))] on ``real`` and ``fake`` (drawn if None)."""
+    def minimax_value(
+        self, real: Tensor, fake: Tensor | None = None, condition: Tensor | None = None
+    ) -> Tensor:
+        """V(D, G) = E_P[ln D(x)] + E_Q[ln(1 − D(x̃))] on ``real`` and ``fake`` (drawn if None),
+        both at the rows' conditions c for a conditional game."""
         real = self._check(real, name="real")
-        fake = self.sample(len(real)).to(real) if fake is None else self._check(fake, name="fake")
-        return minimax_value(self.critic_output(real), self.critic_output(fake))
+        fake = (
+            self.sample(len(real), condition=condition).to(real)
+            if fake is None
+            else self._check(fake, name="fake")
+        )
+        h = self._features(condition, len(real))
+        return minimax_value(self.critic_output(real, h), self.critic_output(fake, h))
 
 
 class WGAN(AdversarialGame):

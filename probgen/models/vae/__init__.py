@@ -1,6 +1,7 @@
 """Variational autoencoders: Gaussian encoders, decoders (observation models), the VAE."""
 
 from probgen.models.vae.build import DECODERS, build_networks
+from probgen.models.vae.conditional import ConditionalGaussianPrior
 from probgen.models.vae.decoders import (
     BernoulliDecoder,
     CategoricalDecoder,
@@ -21,6 +22,7 @@ __all__ = [
     "VAE",
     "BernoulliDecoder",
     "CategoricalDecoder",
+    "ConditionalGaussianPrior",
     "Decoder",
     "DiscretizedLogisticDecoder",
     "GaussianDecoder",

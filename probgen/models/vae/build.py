@@ -6,7 +6,9 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from probgen.conditions import ConditionSpec
 from probgen.core import DataSpec, InvalidInput
+from probgen.models.vae.conditional import concat_features, feature_channels
 from probgen.models.vae.decoders import (
     BernoulliDecoder,
     CategoricalDecoder,
@@ -59,6 +61,7 @@ def build_networks(
     hidden: Sequence[int] = (256, 256),
     channels: Sequence[int] = (32, 64),
     activation: Callable[[], nn.Module] = nn.SiLU,
+    condition: ConditionSpec | None = None,
 ) -> tuple[GaussianEncoder, Decoder]:
     """An encoder and a decoder for data described by ``spec``.
 
@@ -68,6 +71,11 @@ def build_networks(
     (C, H, W) get the convolutional networks of ``probgen.nn.conv`` with
     ``channels``; any other event shape is flattened through MLPs with ``hidden``.
     On data with levels the encoder sees them centred to [-1, 1] (``GaussianEncoder``).
+
+    With a ``condition`` (features of width W) the networks are those of a
+    CVAE: the decoder reads [z, h] (Z + W inputs); the MLP encoder reads
+    [flatten(x), h], the convolutional one x with W constant channels h
+    (``probgen.models.vae.conditional``).
     """
     if decoder is None:
         decoder = (
@@ -77,11 +85,17 @@ def build_networks(
         raise InvalidInput(f"unknown decoder {decoder!r}; choose one of: {', '.join(DECODERS)}")
     make_decoder, n_params = DECODERS[decoder]
     p = n_params(spec)
+    cw = 0 if condition is None else condition.width
     if len(spec.event_shape) == 3:
         c, h, w = spec.event_shape
-        enc_net: nn.Module = ConvEncoder((c, h, w), 2 * latent_dim, channels, activation)
-        dec_net: nn.Module = ConvDecoder(latent_dim, (p * c, h, w), channels[::-1], activation)
+        join = feature_channels
+        enc_net: nn.Module = ConvEncoder((c + cw, h, w), 2 * latent_dim, channels, activation)
+        dec_net: nn.Module = ConvDecoder(latent_dim + cw, (p * c, h, w), channels[::-1], activation)
     else:
-        enc_net = nn.Sequential(nn.Flatten(), MLP(spec.dim, 2 * latent_dim, hidden, activation))
-        dec_net = MLP(latent_dim, p * spec.dim, hidden[::-1], activation)
-    return GaussianEncoder(enc_net, latent_dim, spec.levels), make_decoder(dec_net, spec)
+        join = concat_features
+        enc_net = nn.Sequential(
+            nn.Flatten(), MLP(spec.dim + cw, 2 * latent_dim, hidden, activation)
+        )
+        dec_net = MLP(latent_dim + cw, p * spec.dim, hidden[::-1], activation)
+    encoder = GaussianEncoder(enc_net, latent_dim, spec.levels, None if condition is None else join)
+    return encoder, make_decoder(dec_net, spec)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from probgen.core import InvalidInput
+from probgen.models.vae.conditional import concat_features
 from probgen.tensors import log1mexp, sum_events
 
 __all__ = [
@@ -41,6 +42,9 @@ class Decoder(nn.Module, abc.ABC):
     which ``log_prob`` applies to x first (``log_prob_params`` takes checked x,
     so a caller scoring one x against many z checks it once).
 
+    A conditional decoder p_θ(x|z, c) (a CVAE) reads [z, h], h (B, W) the
+    condition's features (``concat_features``); its ``net`` then takes Z + W inputs.
+
     Args:
         net: module mapping z (B, Z) to (B, P·prod(event_shape)) or any shape
             with that many entries per example.
@@ -56,25 +60,28 @@ class Decoder(nn.Module, abc.ABC):
         self.net = net
         self.event_shape = tuple(int(s) for s in event_shape)
 
-    def forward(self, z: Tensor) -> Tensor:
-        """Raw parameters of p_θ(x|z): z (B, Z) -> (B, P, *event_shape)."""
-        return self.net(z).reshape(z.shape[0], self.n_params, *self.event_shape)
+    def forward(self, z: Tensor, h: Tensor | None = None) -> Tensor:
+        """Raw parameters of p_θ(x|z[, c]): z (B, Z), h (B, W) or None -> (B, P, *event_shape)."""
+        inputs = z if h is None else concat_features(z, h)
+        return self.net(inputs).reshape(z.shape[0], self.n_params, *self.event_shape)
 
     def check(self, x: Tensor) -> Tensor:
         """x, after checking its values are observations of this model (any real, here)."""
         return x
 
-    def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p_θ(x|z) summed over the event: x (B, *event_shape), z (B, Z) -> (B,)."""
-        return self.log_prob_params(self.check(x), self(z))
+    def log_prob(self, x: Tensor, z: Tensor, h: Tensor | None = None) -> Tensor:
+        """log p_θ(x|z[, c]) summed over the event: x (B, *event_shape), z (B, Z) -> (B,)."""
+        return self.log_prob_params(self.check(x), self(z, h))
 
-    def sample(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """One draw x ~ p_θ(x|z) per latent: z (B, Z) -> (B, *event_shape)."""
-        return self.sample_params(self(z), generator)
+    def sample(
+        self, z: Tensor, generator: torch.Generator | None = None, *, h: Tensor | None = None
+    ) -> Tensor:
+        """One draw x ~ p_θ(x|z[, c]) per latent: z (B, Z) -> (B, *event_shape)."""
+        return self.sample_params(self(z, h), generator)
 
-    def mean(self, z: Tensor) -> Tensor:
-        """E[x|z]: z (B, Z) -> (B, *event_shape)."""
-        return self.mean_params(self(z))
+    def mean(self, z: Tensor, h: Tensor | None = None) -> Tensor:
+        """E[x|z[, c]]: z (B, Z) -> (B, *event_shape)."""
+        return self.mean_params(self(z, h))
 
     @abc.abstractmethod
     def log_prob_params(self, x: Tensor, params: Tensor) -> Tensor:

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from probgen.core import InvalidInput
+from probgen.models.vae.conditional import Join
+
 __all__ = ["GaussianEncoder", "GaussianPosterior"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -59,18 +62,39 @@ class GaussianEncoder(nn.Module):
             or ``ConvEncoder((C, H, W), 2 * Z)``.
         latent_dim: Z.
         levels: K when x holds levels {0, …, K-1}; ``None`` feeds x as it is.
+        join: how x and the condition features h meet (``concat_features`` for
+            an MLP, ``feature_channels`` for a convolutional net); ``None``
+            for an unconditional encoder.
     """
 
-    def __init__(self, net: nn.Module, latent_dim: int, levels: int | None = None) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        latent_dim: int,
+        levels: int | None = None,
+        join: Join | None = None,
+    ) -> None:
         super().__init__()
         self.net = net
         self.latent_dim = int(latent_dim)
         self.levels = None if levels is None else int(levels)
+        self.join = join
 
-    def forward(self, x: Tensor) -> GaussianPosterior:
-        """q_φ(z|x) for a batch x (B, *event_shape)."""
+    @property
+    def conditional(self) -> bool:
+        """Whether this is q_φ(z|x, c) (it has a ``join``)."""
+        return self.join is not None
+
+    def forward(self, x: Tensor, h: Tensor | None = None) -> GaussianPosterior:
+        """q_φ(z|x) (or q_φ(z|x, c), h the features (B, W) of c) for x (B, *event_shape)."""
+        if (h is not None) != self.conditional:
+            raise InvalidInput(
+                "GaussianEncoder: "
+                + ("a conditional encoder needs" if self.conditional else "takes no")
+                + " condition features h"
+            )
         if self.levels is not None:
             x = x * (2.0 / (self.levels - 1)) - 1.0
-        out = self.net(x)  # (B, 2Z)
+        out = self.net(x if self.join is None or h is None else self.join(x, h))  # (B, 2Z)
         mean, log_std = out.split(self.latent_dim, dim=-1)
         return GaussianPosterior(mean=mean, std=log_std.exp())

@@ -34,9 +34,9 @@ class ELBO:
         if self.samples < 1:
             raise InvalidInput(f"ELBO: expected samples >= 1, got {self.samples}")
 
-    def __call__(self, vae: VAE, x: Tensor) -> Tensor:
-        """L_β(x) per example, (B, *event_shape) -> (B,)."""
-        return vae.elbo(x, k=self.samples, beta=self.beta)
+    def __call__(self, vae: VAE, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        """L_β(x) (L_β(x | c) for a CVAE) per example, (B, *event_shape) -> (B,)."""
+        return vae.elbo(x, k=self.samples, condition=condition, beta=self.beta)
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,8 @@ class IWAE:
         if self.k < 1:
             raise InvalidInput(f"IWAE: expected k >= 1, got {self.k}")
 
-    def __call__(self, vae: VAE, x: Tensor) -> Tensor:
-        """L_K(x) per example, (B, *event_shape) -> (B,)."""
-        return vae.iwae_bound(x, self.k, doubly_reparameterized=self.doubly_reparameterized)
+    def __call__(self, vae: VAE, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        """L_K(x) (L_K(x | c) for a CVAE) per example, (B, *event_shape) -> (B,)."""
+        return vae.iwae_bound(
+            x, self.k, condition=condition, doubly_reparameterized=self.doubly_reparameterized
+        )
