@@ -1,4 +1,4 @@
-"""A small U-Net f(x, t) for images (B, C, H, W) of any size, conditioned on time."""
+"""A small U-Net f(x, t[, h]) for images (B, C, H, W) of any size, conditioned on time."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from probgen.nn.time_embedding import SinusoidalEmbedding
+from probgen.nn.time_embedding import ConditionEmbedding, SinusoidalEmbedding
 
 __all__ = ["ResidualBlock", "UNet"]
 
@@ -51,7 +51,9 @@ class UNet(nn.Module):
     Level i has ``channels[i]`` channels; between levels the side halves
     (⌈s/2⌉) on the way down and is restored to the skip's size on the way
     up, so any H, W work (8×8 digits, 28×28 MNIST). The output convolution
-    starts at zero. (B, C, H, W), t (B,) -> (B, C, H, W).
+    starts at zero. (B, C, H, W), t (B,) -> (B, C, H, W). With ``condition`` = F > 0
+    it also reads condition features h (B, F), embedded and added to the time
+    embedding (``ConditionEmbedding``; Dhariwal & Nichol 2021).
 
     Reference: Ronneberger, Fischer & Brox (2015), "U-Net"; Ho, Jain & Abbeel
     (2020), "Denoising diffusion probabilistic models", Appendix B.
@@ -62,6 +64,7 @@ class UNet(nn.Module):
         in_channels: int,
         channels: Sequence[int] = (32, 64),
         embedding: int = 64,
+        condition: int = 0,
     ) -> None:
         super().__init__()
         chans = list(channels)
@@ -71,6 +74,7 @@ class UNet(nn.Module):
             nn.SiLU(),
             nn.Linear(embedding, embedding),
         )
+        self.condition = ConditionEmbedding(condition, embedding)
         self.stem = nn.Conv2d(in_channels, chans[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -88,8 +92,8 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        emb = self.embed(t.to(x.dtype))  # (B, E)
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Tensor:
+        emb = self.condition(self.embed(t.to(x.dtype)), condition)  # (B, E)
         h = self.stem(x)
         skips = []
         for i, block in enumerate(self.down):

@@ -2,7 +2,19 @@
 samplers, likelihoods and the model. See docs/diffusion.md."""
 
 from probgen.models.diffusion.builders import DDPM, ScoreSDE, default_network
-from probgen.models.diffusion.gaussian import ExactGaussianDenoiser
+from probgen.models.diffusion.gaussian import (
+    ExactGaussianDenoiser,
+    ExactGaussianMixtureDenoiser,
+    PerClassDenoiser,
+)
+from probgen.models.diffusion.guidance import (
+    Classifier,
+    ClassifierFreeGuidance,
+    ClassifierGuidance,
+    Conditioned,
+    condition_features,
+    drop_conditions,
+)
 from probgen.models.diffusion.likelihood import (
     DiscretizedGaussianDecoder,
     Divergence,
@@ -61,6 +73,10 @@ __all__ = [
     "DDPM",
     "Ancestral",
     "AnnealedLangevin",
+    "Classifier",
+    "ClassifierFreeGuidance",
+    "ClassifierGuidance",
+    "Conditioned",
     "DDPMChain",
     "DataPrediction",
     "Denoiser",
@@ -72,6 +88,7 @@ __all__ = [
     "EulerMaruyama",
     "ExactDivergence",
     "ExactGaussianDenoiser",
+    "ExactGaussianMixtureDenoiser",
     "ForwardProcess",
     "GaussianDecoder",
     "HutchinsonDivergence",
@@ -81,6 +98,7 @@ __all__ = [
     "NoisePrediction",
     "ODELikelihood",
     "Objective",
+    "PerClassDenoiser",
     "Prediction",
     "PredictorCorrector",
     "ProbabilityFlow",
@@ -94,7 +112,9 @@ __all__ = [
     "VariancePreserving",
     "VariationalBound",
     "Weighting",
+    "condition_features",
     "default_network",
+    "drop_conditions",
     "ode_log_likelihood",
     "prior_term",
     "probability_flow_velocity",

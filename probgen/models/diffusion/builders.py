@@ -3,7 +3,11 @@
 Both are ``Diffusion`` models configured by keyword arguments (YAML-friendly
 names map to objects in the tables below, in one place). ``for_data`` picks
 the network from the data: a time-conditioned MLP for vectors (B, D), a small
-U-Net for images (B, C, H, W).
+U-Net for images (B, C, H, W). On data with a condition (``DataSpec.condition``)
+it builds the conditional model: the network also reads the condition's
+features and a null flag (``guidance.condition_features``), embedded and added
+to the time embedding (Dhariwal & Nichol 2021), trained with condition dropout
+``p_uncond`` for classifier-free guidance (Ho & Salimans 2022).
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from typing import Any
 
 from torch import nn
 
+from probgen.conditions import ConditionSpec
 from probgen.core import DataSpec, InvalidInput
+from probgen.models.conditioning import condition_for
 from probgen.models.diffusion.likelihood import HutchinsonDivergence
 from probgen.models.diffusion.model import (
     Diffusion,
@@ -84,12 +90,15 @@ LIKELIHOODS: dict[str, Callable[[int], LikelihoodMethod]] = {
 
 
 def default_network(
-    event_shape: tuple[int, ...], hidden: Sequence[int] = (128, 128, 128)
+    event_shape: tuple[int, ...], hidden: Sequence[int] = (128, 128, 128), condition: int = 0
 ) -> nn.Module:
-    """A small U-Net for images (C, H, W); a ``TimeMLP`` with ``hidden`` widths otherwise."""
+    """A small U-Net for images (C, H, W); a ``TimeMLP`` with ``hidden`` widths otherwise.
+
+    ``condition`` > 0 is the width of the condition features the network reads.
+    """
     if len(event_shape) == 3:
-        return UNet(event_shape[0])
-    return TimeMLP(math.prod(event_shape), hidden)
+        return UNet(event_shape[0], condition=condition)
+    return TimeMLP(math.prod(event_shape), hidden, condition=condition)
 
 
 def _choose(table: dict[str, Any], name: str, what: str) -> Any:
@@ -105,7 +114,7 @@ def _likelihood(name: str, dim: int, steps: int) -> LikelihoodMethod:
 
 
 class _Configured(Diffusion):
-    """A ``Diffusion`` assembled from names; ``for_data`` passes event shape and levels."""
+    """A ``Diffusion`` assembled from names; ``for_data`` passes event shape, levels, condition."""
 
     def __init__(
         self,
@@ -119,9 +128,11 @@ class _Configured(Diffusion):
         vlb_steps: int,
         hidden: Sequence[int],
         levels: int | None,
+        condition: ConditionSpec | None,
+        p_uncond: float,
     ) -> None:
         shape = tuple(int(s) for s in event_shape)
-        net = default_network(shape, hidden)
+        net = default_network(shape, hidden, 0 if condition is None else condition.width + 1)
         denoiser = _choose(PARAMETRIZATIONS, parametrization, "parametrization")(net, process)
         super().__init__(
             shape,
@@ -131,12 +142,19 @@ class _Configured(Diffusion):
             steps=sample_steps,
             likelihood_method=_likelihood(likelihood, math.prod(shape), vlb_steps),
             levels=levels,
+            condition=condition,
+            p_uncond=p_uncond,
         )
 
     @classmethod
-    def for_data(cls, spec: DataSpec, **options: Any) -> Diffusion:
-        """This model for ``spec``: its event shape and, for discrete data, its levels."""
-        return cls(event_shape=spec.event_shape, levels=spec.levels, **options)
+    def for_data(cls, spec: DataSpec, conditional: bool | None = None, **options: Any) -> Diffusion:
+        """This model for ``spec``: its event shape, levels and condition.
+
+        ``conditional`` None builds p(x | c) exactly when ``spec.condition`` is set;
+        False builds p(x); True demands a condition (``condition_for``).
+        """
+        condition = condition_for(spec, conditional, cls.__name__)
+        return cls(event_shape=spec.event_shape, levels=spec.levels, condition=condition, **options)
 
 
 class DDPM(_Configured):
@@ -154,6 +172,8 @@ class DDPM(_Configured):
             ``"ode"``, ``"hutchinson"`` or ``"vlb"``.
         hidden: hidden widths of the MLP (vector data).
         levels: K for discrete data (set by ``for_data``).
+        condition: the ``ConditionSpec`` of p(x | c) (set by ``for_data``), or None.
+        p_uncond: condition dropout of a conditional model (Ho & Salimans 2022).
 
     Reference: Ho, Jain & Abbeel (2020), "Denoising diffusion probabilistic models".
     """
@@ -170,6 +190,8 @@ class DDPM(_Configured):
         likelihood: str = "auto",
         hidden: Sequence[int] = (128, 128, 128),
         levels: int | None = None,
+        condition: ConditionSpec | None = None,
+        p_uncond: float = 0.1,
     ) -> None:
         chains = {"linear": DDPMChain.linear, "cosine": DDPMChain.cosine}
         process = _choose(chains, schedule, "schedule")(chain_steps)
@@ -184,6 +206,8 @@ class DDPM(_Configured):
             chain_steps,
             hidden,
             levels,
+            condition,
+            p_uncond,
         )
 
 
@@ -201,6 +225,8 @@ class ScoreSDE(_Configured):
         vlb_steps: grid of the VLB objective / likelihood.
         hidden: hidden widths of the MLP (vector data).
         levels: K for discrete data (set by ``for_data``).
+        condition: the ``ConditionSpec`` of p(x | c) (set by ``for_data``), or None.
+        p_uncond: condition dropout of a conditional model (Ho & Salimans 2022).
 
     Reference: Song et al. (2021), "Score-based generative modeling through SDEs".
     """
@@ -217,6 +243,8 @@ class ScoreSDE(_Configured):
         vlb_steps: int = 1000,
         hidden: Sequence[int] = (128, 128, 128),
         levels: int | None = None,
+        condition: ConditionSpec | None = None,
+        p_uncond: float = 0.1,
     ) -> None:
         super().__init__(
             event_shape,
@@ -229,4 +257,6 @@ class ScoreSDE(_Configured):
             vlb_steps,
             hidden,
             levels,
+            condition,
+            p_uncond,
         )

@@ -8,6 +8,14 @@ so the score, E[x_0 | x_t] (by Tweedie's formula) and the noise prediction
 are known in closed form. With Σ = U diag(λ) Uᵀ, C_t⁻¹ = U diag(1/(α_t² λ + σ_t²)) Uᵀ,
 so one eigendecomposition serves every time t.
 
+For Gaussian classes x_0 | k ~ N(μ_k, Σ_k) with weights π_k, the marginal is
+the mixture p_t = Σ_k π_k N(α_t μ_k, C_{k,t}), the exact noisy classifier is
+p(k | x_t) = softmax_k(log π_k + log N(x_t; α_t μ_k, C_{k,t})) and the mixture's
+score is Σ_k p(k | x_t) ∇ log p_t(x_t | k) (``ExactGaussianMixtureDenoiser``).
+``PerClassDenoiser`` makes a conditional denoiser (condition features of
+``guidance.condition_features``) from one exact denoiser per class and one for
+the null condition: the ground truth of classifier-free guidance.
+
 Reference: Song et al. (2021), "Score-based generative modeling through SDEs";
 Efron (2011), "Tweedie's formula and selection bias".
 """
@@ -15,15 +23,16 @@ Efron (2011), "Tweedie's formula and selection bias".
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from probgen.core import InvalidInput
 from probgen.models.diffusion.parametrizations import Denoiser, Prediction
 from probgen.models.diffusion.processes import ForwardProcess
 
-__all__ = ["ExactGaussianDenoiser"]
+__all__ = ["ExactGaussianDenoiser", "ExactGaussianMixtureDenoiser", "PerClassDenoiser"]
 
 
 class ExactGaussianDenoiser(Denoiser):
@@ -77,3 +86,59 @@ class ExactGaussianDenoiser(Denoiser):
         rotated, variances = self._whiten(x, t.expand(x.shape[0]))
         score = -(rotated / variances) @ self.eigenvectors.mT  # (B, D)
         return self.from_score(x, t, score)
+
+
+class ExactGaussianMixtureDenoiser(Denoiser):
+    """The exact score of p_t for data Σ_k π_k N(μ_k, Σ_k); events (D,).
+
+    Args:
+        components: one ``ExactGaussianDenoiser`` per class, on one process.
+        weights: π (K,), positive, summing to one.
+    """
+
+    def __init__(self, components: Sequence[ExactGaussianDenoiser], weights: Tensor) -> None:
+        if not components or len(weights) != len(components) or not (weights > 0).all():
+            raise InvalidInput(
+                f"expected K >= 1 components and K positive weights, got {len(components)} "
+                f"and {tuple(weights.shape)}"
+            )
+        super().__init__(components[0].process)
+        self.components = nn.ModuleList(components)
+        self.register_buffer("log_weights", (weights / weights.sum()).log())
+
+    def class_log_posterior(self, x: Tensor, t: Tensor) -> Tensor:
+        """log p(k | x_t) (B, K) for x (B, D), t (B,) or 0-dim: the exact noisy classifier."""
+        t = t.expand(x.shape[0])
+        joint = torch.stack([c.log_prob(x, t) for c in self.components], dim=-1)  # (B, K)
+        return torch.log_softmax(joint + self.log_weights, dim=-1)
+
+    def forward(self, x: Tensor, t: Tensor) -> Prediction:
+        posterior = self.class_log_posterior(x, t).exp()  # (B, K)
+        scores = torch.stack([c(x, t).score for c in self.components], dim=1)  # (B, K, D)
+        return self.from_score(x, t, (posterior[..., None] * scores).sum(1))
+
+
+class PerClassDenoiser(Denoiser):
+    """A conditional denoiser from one denoiser per class and one for the null condition.
+
+    ``forward(x, t, condition=h)`` with h (B, K + 1) the features of
+    ``guidance.condition_features`` (one-hot class, or the null flag in the
+    last column) returns, row by row, the prediction of that row's denoiser.
+
+    Args:
+        classes: K denoisers of p_t(x | k), on one process.
+        unconditional: the denoiser of the null condition, p_t(x).
+    """
+
+    def __init__(self, classes: Sequence[Denoiser], unconditional: Denoiser) -> None:
+        super().__init__(unconditional.process)
+        self.table = nn.ModuleList([*classes, unconditional])
+
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Prediction:
+        if condition is None or condition.shape != (x.shape[0], len(self.table)):
+            got = None if condition is None else tuple(condition.shape)
+            raise InvalidInput(
+                f"condition: expected features ({x.shape[0]}, {len(self.table)}), got {got}"
+            )
+        scores = torch.stack([d(x, t).score for d in self.table], dim=1)  # (B, K + 1, D)
+        return self.from_score(x, t, (condition[..., None].to(x.dtype) * scores).sum(1))

@@ -6,7 +6,10 @@ Under x_t = α_t x_0 + σ_t ε the three targets are interchangeable,
 
 so the parametrization lives in a small wrapper and every sampler, objective
 and likelihood reads the one ``Prediction`` it needs. Networks take
-``(x_t, t)`` with x_t (B, *event) and t (B,) and return (B, *event).
+``(x_t, t)`` with x_t (B, *event) and t (B,) and return (B, *event); a
+conditional network also takes condition features h (B, F) as
+``net(x_t, t, h)``, passed by ``denoiser(x_t, t, condition=h)``
+(``probgen.models.diffusion.guidance``).
 
 References: Ho, Jain & Abbeel (2020), "Denoising diffusion probabilistic
 models" (noise prediction); Song & Ermon (2019) (score prediction);
@@ -109,8 +112,12 @@ class Denoiser(nn.Module, abc.ABC):
 
     Times t are per example (B,) or one 0-dim time for the whole batch; with
     one time, α_t and σ_t are computed once, as Python floats (the samplers'
-    fast path).
+    fast path). ``evaluations`` is the number of network evaluations on a
+    batch of B rows that one call costs (what the samplers' ``n_evaluations``
+    adds up): 1, or 2 for a classifier-free guided denoiser.
     """
+
+    evaluations: int = 1
 
     def __init__(self, process: ForwardProcess) -> None:
         super().__init__()
@@ -140,32 +147,37 @@ class Denoiser(nn.Module, abc.ABC):
 
 
 class NetworkDenoiser(Denoiser):
-    """A denoiser around a network ``net(x_t, t) -> (B, *event)`` with per-example times (B,)."""
+    """A denoiser around a network ``net(x_t, t[, h]) -> (B, *event)``, times (B,).
+
+    ``forward(x, t, condition=h)`` passes condition features h (B, F) to a
+    conditional network; ``condition=None`` calls ``net(x_t, t)``.
+    """
 
     def __init__(self, net: nn.Module, process: ForwardProcess) -> None:
         super().__init__(process)
         self.net = net
 
-    def _output(self, x: Tensor, t: Tensor) -> Tensor:
-        return self.net(x, t.expand(x.shape[0]))
+    def _output(self, x: Tensor, t: Tensor, condition: Tensor | None) -> Tensor:
+        t = t.expand(x.shape[0])
+        return self.net(x, t) if condition is None else self.net(x, t, condition)
 
 
 class NoisePrediction(NetworkDenoiser):
     """The network predicts the noise, ε̂ = net(x_t, t) (Ho et al. 2020)."""
 
-    def forward(self, x: Tensor, t: Tensor) -> Prediction:
-        return self.from_noise(x, t, self._output(x, t))
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Prediction:
+        return self.from_noise(x, t, self._output(x, t, condition))
 
 
 class ScorePrediction(NetworkDenoiser):
     """The network predicts the score, ŝ = net(x_t, t) (Song & Ermon 2019)."""
 
-    def forward(self, x: Tensor, t: Tensor) -> Prediction:
-        return self.from_score(x, t, self._output(x, t))
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Prediction:
+        return self.from_score(x, t, self._output(x, t, condition))
 
 
 class DataPrediction(NetworkDenoiser):
     """The network predicts the clean data, x̂_0 = net(x_t, t) (Karras et al. 2022)."""
 
-    def forward(self, x: Tensor, t: Tensor) -> Prediction:
-        return self.from_data(x, t, self._output(x, t))
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Prediction:
+        return self.from_data(x, t, self._output(x, t, condition))

@@ -64,7 +64,10 @@ def sampler_by_name(name: str) -> DiffusionSampler:
 
 
 class CountingDenoiser:
-    """A denoiser that counts its calls, one per batched network evaluation."""
+    """A denoiser that counts its network evaluations: ``denoiser.evaluations`` per call
+
+    (1 for a plain denoiser; 2 for classifier-free guidance, which evaluates the
+    network at c and at the null condition)."""
 
     def __init__(self, denoiser: Denoiser) -> None:
         self.denoiser = denoiser
@@ -72,7 +75,7 @@ class CountingDenoiser:
         self.calls = 0
 
     def __call__(self, x: Tensor, t: Tensor) -> Prediction:
-        self.calls += 1
+        self.calls += self.denoiser.evaluations
         return self.denoiser(x, t)
 
 
