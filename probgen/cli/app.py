@@ -323,9 +323,14 @@ def _report(
     write_metrics(run_dir / "metrics.json", split, results, standardization_record(model))
     console.print(metrics_table(results, f"{split} split ({n} examples)"))
     if picture:
-        _picture(
-            _draw(model, n_samples, seed).cpu(), run_dir / "samples.png", dataset, run_dir.name
-        )
+        # a conditional model is drawn at the test rows' conditions, as the picture's data
+        conditions = dataset.conditions("test")
+        if model.condition_spec is None or conditions is None:
+            x = _draw(model, n_samples, seed)
+        else:
+            conditions = conditions[:n_samples].to(model.device)
+            x = _draw(model, len(conditions), seed, conditions)
+        _picture(x.cpu(), run_dir / "samples.png", dataset, run_dir.name)
 
 
 def _build(config: RunConfig) -> tuple[GenerativeModel, Dataset]:

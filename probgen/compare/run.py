@@ -328,7 +328,8 @@ def _model_figures(
             samples, dataset, folder / f"{label}_samples.png", f"{label}: samples"
         )
     }
-    if _is_2d(dataset) and model.likelihood is not Likelihood.NONE:
+    marginal = model.condition_spec is None or model.unconditional_mode  # p(x) on the grid
+    if _is_2d(dataset) and model.likelihood is not Likelihood.NONE and marginal:
         reference = dataset.split(config.evaluation.split)[: config.evaluation.n_samples]
         box = Box(reference)
         values = density_grid(model, box, config.evaluation.heatmap_resolution)

@@ -119,8 +119,9 @@ class ELBOBound(LogLikelihoodEstimator):
         generator: torch.Generator | None,
         condition: Tensor | None = None,
     ) -> Tensor:
-        _unconditional_only(self, condition)
-        return model.elbo(x, self.k, generator=generator)
+        if condition is None:
+            return model.elbo(x, self.k, generator=generator)
+        return model.elbo(x, self.k, generator=generator, condition=condition)
 
 
 class IWAEBound(LogLikelihoodEstimator):
@@ -145,8 +146,9 @@ class IWAEBound(LogLikelihoodEstimator):
         generator: torch.Generator | None,
         condition: Tensor | None = None,
     ) -> Tensor:
-        _unconditional_only(self, condition)
-        return model.iwae_bound(x, self.k, generator)
+        if condition is None:
+            return model.iwae_bound(x, self.k, generator)
+        return model.iwae_bound(x, self.k, generator, condition=condition)
 
 
 class AISBound(LogLikelihoodEstimator):

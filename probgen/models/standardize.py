@@ -275,6 +275,8 @@ class Standardized(GenerativeModel):
 
     def _bound(self, inner: Callable[..., Tensor]) -> Callable[..., Tensor]:
         def bound(x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+            if kwargs.get("condition") is not None:
+                kwargs["condition"] = self.condition_to_inner(kwargs["condition"])
             return inner(self.to_inner(x), *args, **kwargs) - self.log_det
 
         return bound

@@ -363,13 +363,16 @@ def _check_options(
             f"{key}: {registry.kind} {component.name!r} cannot be imported: {e}"
         ) from e
     try:
-        params = inspect.signature(target).parameters
-        # A model is built by for_data; when that names its own options, check those.
+        params = dict(inspect.signature(target).parameters)
+        # A model is built by for_data: its named options, and the constructor's when it
+        # passes the rest on (**options).
         for_data = getattr(target, "for_data", None)
         if for_data is not None:
             own = inspect.signature(for_data).parameters
-            if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in own.values()):
-                params = own
+            if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in own.values()):
+                params.update({n: p for n, p in own.items() if p.kind is not p.VAR_KEYWORD})
+            else:
+                params = dict(own)
     except (TypeError, ValueError):
         return
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
