@@ -8,6 +8,7 @@ never a traceback. Programming errors still show their traceback.
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import sys
 from collections.abc import Sequence
@@ -207,6 +208,13 @@ def sample(
             "([0.5, 1.0]), parsed as YAML."
         ),
     ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(
+            help="Conditional diffusion runs: classifier-free guidance of scale w "
+            "((1 + w) eps(x, c) - w eps(x); Ho & Salimans 2022)."
+        ),
+    ] = None,
 ) -> None:
     """Draw samples from a trained run: a picture (.png) or an array (.npy, .safetensors)."""
     out = out or run_dir / "samples.npy"
@@ -223,8 +231,15 @@ def sample(
     model.eval()
     c = None if condition is None else _parse_condition(model, condition)
     note = "" if condition is None else f" given c = {condition}"
+    if guidance is not None:
+        if c is None or not _takes(model, "guidance"):
+            raise InvalidInput(
+                "--guidance applies to conditional diffusion runs, given --condition"
+            )
+        note += f", guidance w = {guidance:g}"
     if refine is None:
-        x = _draw(model, n, seed, c).cpu()
+        options = {} if guidance is None else {"guidance": guidance}
+        x = _draw(model, n, seed, c, **options).cpu()
     else:
         with Console().status(f"calibrating the density ratio ({calibration_steps} steps)"):
             refined = refine_samples(model, dataset, refine, n, calibration_steps, seed)
@@ -362,12 +377,23 @@ def _check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
 
 
 def _draw(
-    model: GenerativeModel, n: int, seed: int, condition: torch.Tensor | None = None
+    model: GenerativeModel,
+    n: int,
+    seed: int,
+    condition: torch.Tensor | None = None,
+    **options: Any,
 ) -> torch.Tensor:
     generator = torch.Generator(device=model.device).manual_seed(seed)
     model.eval()
     with torch.no_grad():
-        return model.sample(n, condition=condition, generator=generator)
+        return model.sample(n, condition=condition, generator=generator, **options)
+
+
+def _takes(model: GenerativeModel, option: str) -> bool:
+    """Whether the family inside the data wrappers takes ``sample(..., option=)``."""
+    while hasattr(model, "model") and isinstance(model.model, GenerativeModel):
+        model = model.model
+    return option in inspect.signature(type(model).sample).parameters
 
 
 def _parse_condition(model: GenerativeModel, text: str) -> torch.Tensor:

@@ -202,15 +202,18 @@ def applicable_models(spec: DataSpec) -> list[str]:
     """Registered model names whose ``for_data(spec)`` builds, sorted.
 
     A family that rejects the data (``ProbgenError`` or ``TypeError``, e.g. an
-    image-only model on 2-D points) is left out, so new registry entries are
-    picked up without code changes.
+    image-only model on 2-D points), or has no conditional mode for data with
+    a condition, is left out, so new registry entries are picked up without
+    code changes.
     """
     names = []
     for name in MODELS.names():
         try:
-            build_model(name, spec)
+            model = build_model(name, spec)
         except (ProbgenError, TypeError, ValueError):
             continue
+        if spec.condition is not None and model.condition_spec is None:
+            continue  # no conditional mode (yet): it cannot learn p(x | c)
         names.append(name)
     return names
 
