@@ -127,6 +127,7 @@ METRICS = Registry(
         "recall": "probgen.evaluate.samples:recall",
         "density": "probgen.evaluate.samples:density",
         "coverage": "probgen.evaluate.samples:coverage",
+        "c2st": "probgen.evaluate.two_sample:c2st",
     },
 )
 

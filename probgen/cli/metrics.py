@@ -45,6 +45,7 @@ from probgen.evaluate.suite import (
     PrecisionRecall,
     Results,
     SampleDistances,
+    TwoSampleClassifier,
     evaluate_model,
 )
 from probgen.registry import METRICS
@@ -88,6 +89,7 @@ PROVIDERS: dict[str, tuple[Metric, ...]] = {
     "recall": (_PRECISION_RECALL,),
     "density": (_PRECISION_RECALL,),
     "coverage": (_PRECISION_RECALL,),
+    "c2st": (TwoSampleClassifier(),),
 }
 """The suite metrics computing each ``METRICS`` name (``nll`` brings the KL to the data)."""
 

@@ -62,6 +62,7 @@ from probgen.evaluate.likelihood import (
 )
 from probgen.evaluate.modes import mode_metrics_for
 from probgen.evaluate.samples import embed, frechet_distance, kernel_inception_distance, prdc
+from probgen.evaluate.two_sample import c2st
 from probgen.models import Dequantized, Standardized
 from probgen.sampling import MALA
 
@@ -80,6 +81,7 @@ __all__ = [
     "Results",
     "SampleDistances",
     "SmoothedKL",
+    "TwoSampleClassifier",
     "count_network_calls",
     "evaluate_model",
 ]
@@ -461,6 +463,26 @@ class PrecisionRecall(_OnFeatures):
         fy, fx = ctx.features(self.features, self.names)
         values = prdc(fy, fx, self.k, nn.Flatten()).as_dict()
         return {name: _unknown_error(v) for name, v in values.items()}
+
+
+class TwoSampleClassifier(Metric):
+    """``c2st``: the cross-validated accuracy of an MLP telling samples from reference rows.
+
+    ½ when they cannot be told apart, at most ½ + ½ TV (``probgen.evaluate.two_sample``).
+    Not in ``DEFAULT_METRICS`` (it trains five classifiers); ask for it by name. Token
+    windows are categorical: a Euclidean classifier on ids means nothing there.
+    """
+
+    names = ("c2st",)
+
+    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+        if dataset.categorical:
+            return "token ids are categorical: a classifier on raw ids means nothing"
+        return None
+
+    def __call__(self, ctx: Context) -> Result:
+        seed = 0 if ctx.generator is None else int(ctx.generator.initial_seed() % 2**31)
+        return {"c2st": c2st(ctx.samples, ctx.reference.to(ctx.samples.dtype), seed=seed)}
 
 
 class GenerativeClassifier(Metric):
