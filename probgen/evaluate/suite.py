@@ -258,6 +258,8 @@ class NLL(Metric):
             return None
         if model.likelihood is Likelihood.UNNORMALIZED and not _has_log_partition(model):
             return f"{_name(model)} is unnormalized and has no init/energy to estimate log Z by AIS"
+        if model.likelihood is Likelihood.UNNORMALIZED and model.condition_spec is not None:
+            return f"{_name(model)} is unnormalized and conditional: log Z(c) is not estimated yet"
         if model.likelihood is Likelihood.NONE:
             return f"{_name(model)} has no density (likelihood none)"
         return None
