@@ -296,7 +296,7 @@ def baseline_row(
         "parameters": parameters(net),
         "steps": steps,
         "stop_reason": stop_reason,
-        "best_step": best_step,
+        "best_step": best_step if has_validation else None,
         "train_cpu_seconds": spent,
         "n_test": len(test),
         **scores(log_post, labels),
