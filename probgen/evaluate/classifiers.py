@@ -82,7 +82,8 @@ def expected_calibration_error(probabilities: Tensor, labels: Tensor, bins: int 
         raise InvalidInput(f"expected_calibration_error: bins must be >= 1, got {bins}")
     confidence, predicted = probabilities.max(dim=1)
     correct = (predicted == labels).double()
-    which = (confidence * bins).long().clamp(max=bins - 1)  # bin b holds (b/B, (b+1)/B]
+    # bin b holds (b/B, (b+1)/B], as in Guo et al.; a confidence of 0 goes to bin 0
+    which = (torch.ceil(confidence.double() * bins).long() - 1).clamp(0, bins - 1)
     total = 0.0
     for b in range(bins):
         members = which == b

@@ -99,3 +99,12 @@ def test_expected_calibration_error_by_hand() -> None:
     # bin of 0.9: accuracy 2/3, confidence 0.9 -> 3/4 · |2/3 − 0.9|; bin of 0.6: 1/4 · 0.4
     expected = 0.75 * abs(2 / 3 - 0.9) + 0.25 * 0.4
     assert expected_calibration_error(p, labels) == pytest.approx(expected, abs=1e-12)
+
+
+def test_expected_calibration_error_bins_are_closed_on_the_right() -> None:
+    # Guo et al.'s bins ((b-1)/B, b/B]: with B = 2 a confidence of exactly 0.5 is in the
+    # first bin, apart from a wrong answer at 0.9, not pooled with it in [0.5, 1]
+    p = torch.tensor([[0.5, 0.5], [0.9, 0.1]], dtype=torch.float64)
+    labels = torch.tensor([0, 1])
+    expected = 0.5 * abs(1 - 0.5) + 0.5 * abs(0 - 0.9)  # pooled it would be |1/2 - 0.7| = 0.2
+    assert expected_calibration_error(p, labels, bins=2) == pytest.approx(expected, abs=1e-12)
