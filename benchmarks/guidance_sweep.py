@@ -115,7 +115,8 @@ def plot(rows: list[dict], real: dict, path: Path) -> None:
     ws = [r["guidance"] for r in rows]
     ax.plot(ws, [r["fid"] for r in rows], "o-", color="tab:blue", label="FID (all classes)")
     ax.plot(ws, [r["per_class_fid"] for r in rows], "s--", color="tab:blue", label="per-class FID")
-    ax.axhline(real["per_class_fid"], color="tab:blue", lw=0.8, ls=":", label="real data")
+    for key in ("fid", "per_class_fid"):
+        ax.axhline(real[key], color="tab:blue", lw=0.8, ls=":")
     ax.set_xlabel("guidance scale w")
     ax.set_ylabel("Fréchet distance (digits classifier features)")
     right = ax.twinx()
@@ -125,10 +126,16 @@ def plot(rows: list[dict], real: dict, path: Path) -> None:
         yerr=[r["accuracy_stderr"] for r in rows],
         fmt="^-",
         color="tab:red",
+        label="accuracy on samples",
     )
     right.axhline(real["sample_class_accuracy"], color="tab:red", lw=0.8, ls=":")
     right.set_ylabel("classifier accuracy on samples", color="tab:red")
-    ax.legend(loc="upper center", fontsize=8)
+    right.set_ylim(0, 1.02)
+    handles = [*ax.get_legend_handles_labels()[0], *right.get_legend_handles_labels()[0]]
+    labels = [h.get_label() for h in handles]
+    ax.legend(
+        handles, [*labels[:-1], f"{labels[-1]} (dotted: real data)"], fontsize=8, loc="center right"
+    )
     ax.set_title("Classifier-free guidance, conditional DDPM on 8×8 digits")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
