@@ -17,6 +17,8 @@ and records the reason for every result it leaves out (``Results.skipped``):
     PrecisionRecall   precision, recall, density, coverage on features (not raw tokens)
     ModeCoverage      modes, high_quality, reverse_kl (data from a Gaussian mixture)
     GenerativeClassifier  classifier_accuracy, _ece, _nll: p(c | x) by Bayes' rule (class labels)
+    ClassConditionalQuality  sample_class_accuracy, per_class_fid: samples of each class
+                      scored by the classifier shipped for the data (digits, MNIST)
 
 Results are ``Estimate`` s (a NaN ``stderr`` when none is known) except the
 plain counts ``modes``, ``sampling_seconds`` and ``network_evaluations`` (float).
@@ -45,8 +47,14 @@ from probgen.data.dequantize import bits_per_dim as bits_per_dim_convention
 from probgen.distributions import GaussianMixture
 from probgen.divergences import energy_distance, mmd, sliced_wasserstein
 from probgen.evaluate.ais import AIS, sigmoid_schedule
+from probgen.evaluate.class_quality import class_conditional_quality
 from probgen.evaluate.classifiers import generative_classifier
-from probgen.evaluate.features import FlatFeatures, default_features, describe_features
+from probgen.evaluate.features import (
+    WEIGHTS,
+    FlatFeatures,
+    default_features,
+    describe_features,
+)
 from probgen.evaluate.ground_truth import (
     kl_data_model,
     kl_model_data,
@@ -70,6 +78,7 @@ __all__ = [
     "DEFAULT_METRICS",
     "IWAENLL",
     "NLL",
+    "ClassConditionalQuality",
     "Context",
     "FeatureDistances",
     "GenerativeClassifier",
@@ -467,6 +476,7 @@ class PrecisionRecall(_OnFeatures):
         return {name: _unknown_error(v) for name, v in values.items()}
 
 
+<<<<<<< HEAD
 class TwoSampleClassifier(Metric):
     """``c2st``: the cross-validated accuracy of an MLP telling samples from reference rows.
 
@@ -485,6 +495,11 @@ class TwoSampleClassifier(Metric):
     def __call__(self, ctx: Context) -> Result:
         seed = 0 if ctx.generator is None else int(ctx.generator.initial_seed() % 2**31)
         return {"c2st": c2st(ctx.samples, ctx.reference.to(ctx.samples.dtype), seed=seed)}
+=======
+def _class_labelled(dataset: Dataset) -> bool:
+    condition = dataset.spec.condition
+    return condition is not None and condition.is_classes
+>>>>>>> guide
 
 
 class GenerativeClassifier(Metric):
@@ -498,8 +513,7 @@ class GenerativeClassifier(Metric):
     names = ("classifier_accuracy", "classifier_ece", "classifier_nll")
 
     def asked_of(self, dataset: Dataset) -> bool:
-        condition = dataset.spec.condition
-        return condition is not None and condition.is_classes
+        return _class_labelled(dataset)
 
     def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
         if not self.asked_of(dataset):
@@ -520,6 +534,59 @@ class GenerativeClassifier(Metric):
                 ctx.model, ctx.data, ctx.conditions, prior, generator=ctx.generator
             )
         )
+
+
+class ClassConditionalQuality(Metric):
+    """``sample_class_accuracy`` and ``per_class_fid`` of a class-conditional model.
+
+    Draws samples of each class k (``per_class``, or as many as the held-out
+    rows of class k) and scores them with the classifier trained on the data
+    set's labels that ships with probgen (its ``feature_net``: digits, MNIST):
+    its accuracy at recovering k, and the mean over classes of the Fréchet
+    distance to the held-out rows of the class on its features
+    (``probgen.evaluate.class_quality``). The per-class values are in the note.
+    ``sample_options`` go to ``model.sample`` (e.g. ``guidance=w``).
+    """
+
+    names = ("sample_class_accuracy", "per_class_fid")
+
+    def __init__(self, per_class: int | None = None, **sample_options: object) -> None:
+        self.per_class = per_class
+        self.sample_options = sample_options
+
+    def asked_of(self, dataset: Dataset) -> bool:
+        return _class_labelled(dataset)
+
+    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+        if not self.asked_of(dataset):
+            return "the data have no class labels"
+        if model.condition_spec is None or not model.condition_spec.is_classes:
+            return f"{_name(model)} is not conditioned on classes"
+        name = dataset.feature_net
+        if name is None:
+            return "no classifier trained on this data set's labels ships (digits and MNIST only)"
+        if not (WEIGHTS / f"{name}.safetensors").is_file():
+            return f"the {name} classifier's weights are missing ({WEIGHTS / name}.safetensors)"
+        return None
+
+    def __call__(self, ctx: Context) -> Result:
+        spec = ctx.dataset.spec
+        net = default_features(spec.event_shape, levels=spec.levels, name=ctx.dataset.feature_net)
+        quality = class_conditional_quality(
+            ctx.model,
+            ctx.data,
+            ctx.conditions,
+            net,
+            per_class=self.per_class,
+            generator=ctx.generator,
+            **self.sample_options,
+        )
+        note = f"{describe_features(net)}; {quality.describe()}"
+        ctx.notes.update(dict.fromkeys(self.names, note))
+        return {
+            "sample_class_accuracy": quality.sample_class_accuracy,
+            "per_class_fid": quality.per_class_fid,
+        }
 
 
 class ModeCoverage(Metric):
@@ -552,6 +619,7 @@ DEFAULT_METRICS: tuple[Metric, ...] = (
     PrecisionRecall(),
     ModeCoverage(),
     GenerativeClassifier(),
+    ClassConditionalQuality(),
 )
 """What ``evaluate_model`` computes unless told otherwise (each where it applies)."""
 
