@@ -476,7 +476,6 @@ class PrecisionRecall(_OnFeatures):
         return {name: _unknown_error(v) for name, v in values.items()}
 
 
-<<<<<<< HEAD
 class TwoSampleClassifier(Metric):
     """``c2st``: the cross-validated accuracy of an MLP telling samples from reference rows.
 
@@ -495,11 +494,11 @@ class TwoSampleClassifier(Metric):
     def __call__(self, ctx: Context) -> Result:
         seed = 0 if ctx.generator is None else int(ctx.generator.initial_seed() % 2**31)
         return {"c2st": c2st(ctx.samples, ctx.reference.to(ctx.samples.dtype), seed=seed)}
-=======
+
+
 def _class_labelled(dataset: Dataset) -> bool:
     condition = dataset.spec.condition
     return condition is not None and condition.is_classes
->>>>>>> guide
 
 
 class GenerativeClassifier(Metric):
