@@ -30,6 +30,7 @@ from probgen.cli.refine import refine_samples
 from probgen.core import GenerativeModel, InvalidInput, ProbgenError
 from probgen.data.base import SPLITS, Dataset
 from probgen.evaluate.plots import plot_samples
+from probgen.models.wrapper import DataWrapper
 from probgen.train import (
     ConfigError,
     RunConfig,
@@ -391,7 +392,7 @@ def _draw(
 
 def _takes(model: GenerativeModel, option: str) -> bool:
     """Whether the family inside the data wrappers takes ``sample(..., option=)``."""
-    while hasattr(model, "model") and isinstance(model.model, GenerativeModel):
+    while isinstance(model, DataWrapper):
         model = model.model
     return option in inspect.signature(type(model).sample).parameters
 

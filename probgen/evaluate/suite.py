@@ -71,7 +71,7 @@ from probgen.evaluate.likelihood import (
 from probgen.evaluate.modes import mode_metrics_for
 from probgen.evaluate.samples import embed, frechet_distance, kernel_inception_distance, prdc
 from probgen.evaluate.two_sample import c2st
-from probgen.models import Dequantized, Standardized
+from probgen.models.wrapper import DataWrapper
 from probgen.sampling import MALA
 
 __all__ = [
@@ -335,7 +335,7 @@ class KLDataModel(Metric):
 
 def _name(model: GenerativeModel) -> str:
     """The family's class name, seen through the data wrappers build_model applies."""
-    while isinstance(model, Standardized | Dequantized):
+    while isinstance(model, DataWrapper):
         model = model.model
     return type(model).__name__
 

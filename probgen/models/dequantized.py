@@ -29,10 +29,11 @@ import math
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from probgen.core import ConditionSpec, GenerativeModel, InvalidInput, Likelihood, call_log_prob
+from probgen.core import GenerativeModel, InvalidInput, Likelihood, call_log_prob
 from probgen.data.dequantize import uniform_dequantize
+from probgen.models.wrapper import DataWrapper
 
 __all__ = ["Dequantized"]
 
@@ -46,7 +47,7 @@ _BOUND_OF = {
 """What log p(y) − D log K is, given what the inner log p(y) is."""
 
 
-class Dequantized(GenerativeModel):
+class Dequantized(DataWrapper):
     """A density model p on [0, 1)^D turned into a model of integers x ∈ {0, …, K-1}^D.
 
     With y = (x + u)/K, u ~ U[0, 1)^D (``probgen.data.dequantize.uniform_dequantize``):
@@ -74,7 +75,7 @@ class Dequantized(GenerativeModel):
     """
 
     def __init__(self, model: GenerativeModel, levels: int) -> None:
-        super().__init__(model.event_shape)
+        super().__init__(model)
         if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
             raise InvalidInput(f"Dequantized: expected levels an integer >= 2, got {levels!r}")
         if model.handles_levels:
@@ -82,7 +83,6 @@ class Dequantized(GenerativeModel):
                 f"Dequantized: {type(model).__name__} already defines probabilities over "
                 "integer data (handles_levels is True); use it without dequantization"
             )
-        self.model = model
         self.levels = levels
         self.log_volume = math.prod(self.event_shape) * math.log(levels)
 
@@ -96,23 +96,9 @@ class Dequantized(GenerativeModel):
         """Always: this model defines (a bound on) a probability mass over the levels."""
         return True
 
-    def players(self) -> dict[str, list[nn.Parameter]]:
-        """The inner model's players and their parameters."""
-        return self.model.players()
-
     def dequantize(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """y = (x + u)/K ∈ [0, 1)^D for validated levels x (B, *event_shape); same shape."""
         return uniform_dequantize(self._check_levels(x), self.levels, generator)
-
-    @property  # type: ignore[override]
-    def condition_spec(self) -> ConditionSpec | None:
-        """The inner model's condition (the wrapper passes it through)."""
-        return self.model.condition_spec
-
-    @property  # type: ignore[override]
-    def unconditional_mode(self) -> bool:
-        """The inner model's."""
-        return self.model.unconditional_mode
 
     def log_prob(
         self,

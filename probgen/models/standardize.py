@@ -37,16 +37,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from probgen.core import (
-    ConditionSpec,
     GenerativeModel,
     InvalidInput,
     Likelihood,
     OutOfRangeWarning,
     call_log_prob,
 )
+from probgen.models.wrapper import DataWrapper
 
 __all__ = [
     "STANDARDIZATIONS",
@@ -119,7 +119,7 @@ def _given(
     return shift.to(dtype), scale.to(dtype)
 
 
-class Standardized(GenerativeModel):
+class Standardized(DataWrapper):
     """x = μ + s ⊙ z with z ~ ``model``: the inner model seen in the data's own units.
 
         log_prob(x) = model.log_prob((x − μ)/s) − Σ log s     (same ``likelihood``)
@@ -157,7 +157,7 @@ class Standardized(GenerativeModel):
         condition_shift: Tensor | None = None,
         condition_scale: Tensor | None = None,
     ) -> None:
-        super().__init__(model.event_shape)
+        super().__init__(model)
         if model.handles_levels:
             raise InvalidInput(
                 f"Standardized: {type(model).__name__} models integer levels; an affine map "
@@ -171,7 +171,6 @@ class Standardized(GenerativeModel):
                 )
         if not bool((scale > 0).all()):
             raise InvalidInput("Standardized: every scale must be > 0")
-        self.model = model
         self.method = method
         self.register_buffer("shift", shift.detach().clone())
         self.register_buffer("scale", scale.detach().clone())
@@ -190,16 +189,6 @@ class Standardized(GenerativeModel):
         self.register_buffer("condition_shift", condition_shift if mapped else None)
         self.register_buffer("condition_scale", condition_scale if mapped else None)
 
-    @property  # type: ignore[override]
-    def condition_spec(self) -> ConditionSpec | None:
-        """The inner model's condition (passed through, standardised when continuous)."""
-        return self.model.condition_spec
-
-    @property  # type: ignore[override]
-    def unconditional_mode(self) -> bool:
-        """The inner model's."""
-        return self.model.unconditional_mode
-
     def condition_to_inner(self, condition: Tensor | None) -> Tensor | None:
         """(c − μ_c)/s_c for a continuous condition with a map; c itself otherwise."""
         if condition is None or self.condition_shift is None:
@@ -215,10 +204,6 @@ class Standardized(GenerativeModel):
     def log_det(self) -> Tensor:
         """Σ_i log s_i = log |det ∂x/∂z|, a scalar."""
         return self.scale.log().sum()
-
-    def players(self) -> dict[str, list[nn.Parameter]]:
-        """The inner model's players and their parameters."""
-        return self.model.players()
 
     def to_inner(self, x: Tensor) -> Tensor:
         """z = (x − μ)/s for x (B, *event_shape); same shape."""
