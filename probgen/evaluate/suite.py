@@ -32,11 +32,9 @@ so one seed gives the same numbers, bit for bit, on the same machine.
 
 from __future__ import annotations
 
-import abc
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -47,13 +45,10 @@ from probgen.data.dequantize import bits_per_dim as bits_per_dim_convention
 from probgen.distributions import GaussianMixture
 from probgen.divergences import energy_distance, mmd, sliced_wasserstein
 from probgen.evaluate.ais import AIS, sigmoid_schedule
-from probgen.evaluate.class_quality import class_conditional_quality
-from probgen.evaluate.classifiers import generative_classifier
-from probgen.evaluate.features import (
-    WEIGHTS,
-    FlatFeatures,
-    default_features,
-    describe_features,
+from probgen.evaluate.conditional_metrics import (
+    ClassConditionalQuality,
+    GenerativeClassifier,
+    TwoSampleClassifier,
 )
 from probgen.evaluate.ground_truth import (
     kl_data_model,
@@ -65,13 +60,18 @@ from probgen.evaluate.likelihood import (
     IWAEBound,
     LogLikelihoodEstimator,
     ModelLogProb,
-    log_probs,
     with_log_partition,
 )
+from probgen.evaluate.metric import (
+    Context,
+    Metric,
+    Result,
+    Results,
+    _name,
+    _partition_model,
+)
 from probgen.evaluate.modes import mode_metrics_for
-from probgen.evaluate.samples import embed, frechet_distance, kernel_inception_distance, prdc
-from probgen.evaluate.two_sample import c2st
-from probgen.models.wrapper import DataWrapper
+from probgen.evaluate.samples import frechet_distance, kernel_inception_distance, prdc
 from probgen.sampling import MALA
 
 __all__ = [
@@ -94,150 +94,6 @@ __all__ = [
     "count_network_calls",
     "evaluate_model",
 ]
-
-Result = dict[str, Estimate | float]
-
-
-class Results(dict[str, Estimate | float]):
-    """``evaluate_model``'s results by name; ``skipped`` and ``notes``: result name -> one line.
-
-    A plain dict of ``Estimate`` s and numbers to every caller; ``skipped``
-    holds one line per result a metric did not compute because it means
-    nothing for this model on this data (e.g. ``{"precision": "token ids are
-    categorical …"}``); ``notes`` one line per computed result that needs
-    one to be read (e.g. ``{"fid": "features: the mnist classifier's …"}``).
-    """
-
-    def __init__(
-        self,
-        *args: object,
-        skipped: dict[str, str] | None = None,
-        notes: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(*args)
-        self.skipped: dict[str, str] = dict(skipped or {})
-        self.notes: dict[str, str] = dict(notes or {})
-
-
-@dataclass
-class Context:
-    """What the metrics of one evaluation share: the model, the data, the samples, a cache.
-
-    Attributes:
-        model, dataset: what is evaluated.
-        data: the held-out split, (N, *event_shape).
-        samples: n model samples, (n, *event_shape), on the CPU.
-        reference: n rows of ``data`` (all of it when smaller), for sample metrics.
-        generator: source of the metrics' random draws.
-        conditions: the conditions of the rows of ``data`` (None: unconditional data).
-        cache: values computed once and shared (features, log Z).
-        notes: result name -> how to read it (which features), for ``Results.notes``.
-    """
-
-    model: GenerativeModel
-    dataset: Dataset
-    data: Tensor
-    samples: Tensor
-    reference: Tensor
-    generator: torch.Generator | None
-    conditions: Tensor | None = None
-    cache: dict[str, object] = field(default_factory=dict)
-    notes: dict[str, str] = field(default_factory=dict)
-
-    def log_partition(self, ais: AIS) -> Estimate:
-        """log Ẑ_θ of an unnormalised model (its ``init`` and ``energy``) by AIS, computed once."""
-        if "log_partition" not in self.cache:
-            inner = _partition_model(self.model)
-            result = ais.log_partition(inner.init, inner.energy, generator=self.generator)
-            self.cache["log_partition"] = result.estimate("estimate")
-        return self.cache["log_partition"]
-
-    def log_likelihoods(self, estimator: LogLikelihoodEstimator | None) -> Tensor:
-        """log p_θ(x_n) of every row of ``data`` by ``estimator`` (``log_prob`` when None).
-
-        (N,) float64 on the CPU, computed once per estimator, so the NLL, the
-        bits/dim and KL(p_data ‖ p_θ) of one evaluation rest on the same values
-        (the same draws, for a stochastic estimator).
-        """
-        key = f"log_likelihoods:{id(estimator)}"
-        if key not in self.cache:
-            values = log_probs(
-                self.model,
-                self.data,
-                estimator=estimator,
-                generator=self.generator,
-                condition=self.conditions,
-            )
-            self.cache[key] = values.double().cpu()
-        return self.cache[key]
-
-    def features(self, net: nn.Module | None, names: Sequence[str] = ()) -> tuple[Tensor, Tensor]:
-        """φ(samples), φ(reference) with ``net``, computed once; ``names`` get a note saying which.
-
-        ``net`` None means ``default_features`` for the data: the data set's
-        ``feature_net`` (or one chosen by event shape), reading the data's levels.
-        """
-        key = f"features:{id(net)}"
-        if key not in self.cache:
-            provenance = " (given)"
-            if net is None:
-                spec, trained = self.dataset.spec, self.dataset.feature_net
-                net = default_features(spec.event_shape, levels=spec.levels, name=trained)
-                provenance = _provenance(net, trained)
-            note = f"features: {describe_features(net)}{provenance}"
-            self.cache[key] = (
-                embed(self.samples, net).double(),
-                embed(self.reference, net).double(),
-                note,
-            )
-        fy, fx, note = self.cache[key]
-        self.notes.update(dict.fromkeys(names, note))
-        return fy, fx
-
-
-class Metric(abc.ABC):
-    """A named group of results computed from a ``Context``.
-
-    ``names`` are the results it returns (those ``evaluate_model`` records as
-    skipped, with ``why_not``'s reason, when it does not apply).
-    """
-
-    names: tuple[str, ...] = ()
-
-    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
-        """None when this metric means something for ``model`` on ``dataset``, else why not."""
-        return None
-
-    def asked_of(self, dataset: Dataset) -> bool:
-        """Whether ``dataset`` is of the kind this metric is for at all (default: every
-        kind); one that is not gets no skip reason (a classifier on unlabelled data)."""
-        return True
-
-    def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
-        """Whether this metric means something for ``model`` on ``dataset`` (no ``why_not``)."""
-        return self.why_not(model, dataset) is None
-
-    @abc.abstractmethod
-    def __call__(self, ctx: Context) -> Result:
-        """The results, by name."""
-
-
-def _provenance(net: nn.Module, trained: str | None) -> str:
-    """Whether a default feature net was trained on the data (named by it) or chosen by shape."""
-    if trained is not None:
-        return ", trained on this data set"
-    if isinstance(net, FlatFeatures):
-        return " (no feature network ships for this event shape)"
-    return "; chosen by event shape, not trained on this data set (weaker features)"
-
-
-def _partition_model(model: GenerativeModel) -> GenerativeModel:
-    """The model whose ``init`` and ``energy`` define ``model``'s normaliser Z.
-
-    The model itself, or for a wrapper that changes variables exactly (the
-    ``Standardized`` data map) the inner model, whose log Z it shares.
-    """
-    return getattr(model, "partition_model", model)
 
 
 def _has_log_partition(model: GenerativeModel) -> bool:
@@ -331,13 +187,6 @@ class KLDataModel(Metric):
             log_q=ctx.log_likelihoods(estimator),
         )
         return {"kl_data_model": value}
-
-
-def _name(model: GenerativeModel) -> str:
-    """The family's class name, seen through the data wrappers build_model applies."""
-    while isinstance(model, DataWrapper):
-        model = model.model
-    return type(model).__name__
 
 
 def _unknown_law(dataset: Dataset) -> str | None:
@@ -474,118 +323,6 @@ class PrecisionRecall(_OnFeatures):
         fy, fx = ctx.features(self.features, self.names)
         values = prdc(fy, fx, self.k, nn.Flatten()).as_dict()
         return {name: _unknown_error(v) for name, v in values.items()}
-
-
-class TwoSampleClassifier(Metric):
-    """``c2st``: the cross-validated accuracy of an MLP telling samples from reference rows.
-
-    ½ when they cannot be told apart, at most ½ + ½ TV (``probgen.evaluate.two_sample``).
-    Not in ``DEFAULT_METRICS`` (it trains five classifiers); ask for it by name. Token
-    windows are categorical: a Euclidean classifier on ids means nothing there.
-    """
-
-    names = ("c2st",)
-
-    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
-        if dataset.categorical:
-            return "token ids are categorical: a classifier on raw ids means nothing"
-        return None
-
-    def __call__(self, ctx: Context) -> Result:
-        seed = 0 if ctx.generator is None else int(ctx.generator.initial_seed() % 2**31)
-        return {"c2st": c2st(ctx.samples, ctx.reference.to(ctx.samples.dtype), seed=seed)}
-
-
-def _class_labelled(dataset: Dataset) -> bool:
-    condition = dataset.spec.condition
-    return condition is not None and condition.is_classes
-
-
-class GenerativeClassifier(Metric):
-    """``classifier_accuracy``, ``classifier_ece``, ``classifier_nll``: p(c | x) by Bayes' rule.
-
-    For data with class conditions and a model of p(x | c) with a likelihood
-    (``probgen.evaluate.classifiers``); the class prior is the training
-    split's label frequencies (uniform for data drawn afresh).
-    """
-
-    names = ("classifier_accuracy", "classifier_ece", "classifier_nll")
-
-    def asked_of(self, dataset: Dataset) -> bool:
-        return _class_labelled(dataset)
-
-    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
-        if not self.asked_of(dataset):
-            return "the data have no class labels"
-        if model.condition_spec is None:
-            return f"{_name(model)} is unconditional"
-        if model.likelihood is Likelihood.NONE:
-            return f"{_name(model)} has no density (likelihood none)"
-        return None
-
-    def __call__(self, ctx: Context) -> Result:
-        k = ctx.dataset.spec.condition.classes
-        train = ctx.dataset.conditions("train") if ctx.dataset.train_size is not None else None
-        prior = None if train is None else torch.bincount(train.long(), minlength=k).double()
-        prior = None if prior is None else prior / prior.sum()
-        return dict(
-            generative_classifier(
-                ctx.model, ctx.data, ctx.conditions, prior, generator=ctx.generator
-            )
-        )
-
-
-class ClassConditionalQuality(Metric):
-    """``sample_class_accuracy`` and ``per_class_fid`` of a class-conditional model.
-
-    Draws samples of each class k (``per_class``, or as many as the held-out
-    rows of class k) and scores them with the classifier trained on the data
-    set's labels that ships with probgen (its ``feature_net``: digits, MNIST):
-    its accuracy at recovering k, and the mean over classes of the Fréchet
-    distance to the held-out rows of the class on its features
-    (``probgen.evaluate.class_quality``). The per-class values are in the note.
-    ``sample_options`` go to ``model.sample`` (e.g. ``guidance=w``).
-    """
-
-    names = ("sample_class_accuracy", "per_class_fid")
-
-    def __init__(self, per_class: int | None = None, **sample_options: object) -> None:
-        self.per_class = per_class
-        self.sample_options = sample_options
-
-    def asked_of(self, dataset: Dataset) -> bool:
-        return _class_labelled(dataset)
-
-    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
-        if not self.asked_of(dataset):
-            return "the data have no class labels"
-        if model.condition_spec is None or not model.condition_spec.is_classes:
-            return f"{_name(model)} is not conditioned on classes"
-        name = dataset.feature_net
-        if name is None:
-            return "no classifier trained on this data set's labels ships (digits and MNIST only)"
-        if not (WEIGHTS / f"{name}.safetensors").is_file():
-            return f"the {name} classifier's weights are missing ({WEIGHTS / name}.safetensors)"
-        return None
-
-    def __call__(self, ctx: Context) -> Result:
-        spec = ctx.dataset.spec
-        net = default_features(spec.event_shape, levels=spec.levels, name=ctx.dataset.feature_net)
-        quality = class_conditional_quality(
-            ctx.model,
-            ctx.data,
-            ctx.conditions,
-            net,
-            per_class=self.per_class,
-            generator=ctx.generator,
-            **self.sample_options,
-        )
-        note = f"{describe_features(net)}; {quality.describe()}"
-        ctx.notes.update(dict.fromkeys(self.names, note))
-        return {
-            "sample_class_accuracy": quality.sample_class_accuracy,
-            "per_class_fid": quality.per_class_fid,
-        }
 
 
 class ModeCoverage(Metric):

@@ -1,0 +1,186 @@
+"""The pieces every metric of ``evaluate_model`` shares: its results, its context, its base.
+
+A ``Metric`` is a named group of results computed from a ``Context`` (the
+model, the data, the model's samples and a cache of what several metrics
+use: log-likelihoods, features, log Z); it says whether it applies and, if
+not, why (``why_not``), and whether the data are of its kind at all
+(``asked_of``). ``Results`` is the dict of results with the reasons for what
+was left out and notes on how the rest was computed.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from probgen.core import Estimate, GenerativeModel
+from probgen.data.base import Dataset
+from probgen.evaluate.ais import AIS
+from probgen.evaluate.features import (
+    FlatFeatures,
+    default_features,
+    describe_features,
+)
+from probgen.evaluate.likelihood import (
+    LogLikelihoodEstimator,
+    log_probs,
+)
+from probgen.evaluate.samples import embed
+from probgen.models.wrapper import DataWrapper
+
+__all__ = ["Context", "Metric", "Result", "Results"]
+
+Result = dict[str, Estimate | float]
+
+
+class Results(dict[str, Estimate | float]):
+    """``evaluate_model``'s results by name; ``skipped`` and ``notes``: result name -> one line.
+
+    A plain dict of ``Estimate`` s and numbers to every caller; ``skipped``
+    holds one line per result a metric did not compute because it means
+    nothing for this model on this data (e.g. ``{"precision": "token ids are
+    categorical …"}``); ``notes`` one line per computed result that needs
+    one to be read (e.g. ``{"fid": "features: the mnist classifier's …"}``).
+    """
+
+    def __init__(
+        self,
+        *args: object,
+        skipped: dict[str, str] | None = None,
+        notes: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(*args)
+        self.skipped: dict[str, str] = dict(skipped or {})
+        self.notes: dict[str, str] = dict(notes or {})
+
+
+@dataclass
+class Context:
+    """What the metrics of one evaluation share: the model, the data, the samples, a cache.
+
+    Attributes:
+        model, dataset: what is evaluated.
+        data: the held-out split, (N, *event_shape).
+        samples: n model samples, (n, *event_shape), on the CPU.
+        reference: n rows of ``data`` (all of it when smaller), for sample metrics.
+        generator: source of the metrics' random draws.
+        conditions: the conditions of the rows of ``data`` (None: unconditional data).
+        cache: values computed once and shared (features, log Z).
+        notes: result name -> how to read it (which features), for ``Results.notes``.
+    """
+
+    model: GenerativeModel
+    dataset: Dataset
+    data: Tensor
+    samples: Tensor
+    reference: Tensor
+    generator: torch.Generator | None
+    conditions: Tensor | None = None
+    cache: dict[str, object] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def log_partition(self, ais: AIS) -> Estimate:
+        """log Ẑ_θ of an unnormalised model (its ``init`` and ``energy``) by AIS, computed once."""
+        if "log_partition" not in self.cache:
+            inner = _partition_model(self.model)
+            result = ais.log_partition(inner.init, inner.energy, generator=self.generator)
+            self.cache["log_partition"] = result.estimate("estimate")
+        return self.cache["log_partition"]
+
+    def log_likelihoods(self, estimator: LogLikelihoodEstimator | None) -> Tensor:
+        """log p_θ(x_n) of every row of ``data`` by ``estimator`` (``log_prob`` when None).
+
+        (N,) float64 on the CPU, computed once per estimator, so the NLL, the
+        bits/dim and KL(p_data ‖ p_θ) of one evaluation rest on the same values
+        (the same draws, for a stochastic estimator).
+        """
+        key = f"log_likelihoods:{id(estimator)}"
+        if key not in self.cache:
+            values = log_probs(
+                self.model,
+                self.data,
+                estimator=estimator,
+                generator=self.generator,
+                condition=self.conditions,
+            )
+            self.cache[key] = values.double().cpu()
+        return self.cache[key]
+
+    def features(self, net: nn.Module | None, names: Sequence[str] = ()) -> tuple[Tensor, Tensor]:
+        """φ(samples), φ(reference) with ``net``, computed once; ``names`` get a note saying which.
+
+        ``net`` None means ``default_features`` for the data: the data set's
+        ``feature_net`` (or one chosen by event shape), reading the data's levels.
+        """
+        key = f"features:{id(net)}"
+        if key not in self.cache:
+            provenance = " (given)"
+            if net is None:
+                spec, trained = self.dataset.spec, self.dataset.feature_net
+                net = default_features(spec.event_shape, levels=spec.levels, name=trained)
+                provenance = _provenance(net, trained)
+            note = f"features: {describe_features(net)}{provenance}"
+            self.cache[key] = (
+                embed(self.samples, net).double(),
+                embed(self.reference, net).double(),
+                note,
+            )
+        fy, fx, note = self.cache[key]
+        self.notes.update(dict.fromkeys(names, note))
+        return fy, fx
+
+
+class Metric(abc.ABC):
+    """A named group of results computed from a ``Context``.
+
+    ``names`` are the results it returns (those ``evaluate_model`` records as
+    skipped, with ``why_not``'s reason, when it does not apply).
+    """
+
+    names: tuple[str, ...] = ()
+
+    def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+        """None when this metric means something for ``model`` on ``dataset``, else why not."""
+        return None
+
+    def asked_of(self, dataset: Dataset) -> bool:
+        """Whether ``dataset`` is of the kind this metric is for at all (default: every
+        kind); one that is not gets no skip reason (a classifier on unlabelled data)."""
+        return True
+
+    def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
+        """Whether this metric means something for ``model`` on ``dataset`` (no ``why_not``)."""
+        return self.why_not(model, dataset) is None
+
+    @abc.abstractmethod
+    def __call__(self, ctx: Context) -> Result:
+        """The results, by name."""
+
+
+def _provenance(net: nn.Module, trained: str | None) -> str:
+    """Whether a default feature net was trained on the data (named by it) or chosen by shape."""
+    if trained is not None:
+        return ", trained on this data set"
+    if isinstance(net, FlatFeatures):
+        return " (no feature network ships for this event shape)"
+    return "; chosen by event shape, not trained on this data set (weaker features)"
+
+
+def _partition_model(model: GenerativeModel) -> GenerativeModel:
+    """The model whose ``init`` and ``energy`` define ``model``'s normaliser Z.
+
+    The model itself, or for a wrapper that changes variables exactly (the
+    ``Standardized`` data map) the inner model, whose log Z it shares.
+    """
+    return getattr(model, "partition_model", model)
+
+
+def _name(model: GenerativeModel) -> str:
+    """The family's class name, seen through the data wrappers build_model applies."""
+    while isinstance(model, DataWrapper):
+        model = model.model
+    return type(model).__name__
