@@ -51,6 +51,7 @@ from probgen.distributions import GaussianMixture
 from probgen.evaluate.plots import plot_samples
 from probgen.registry import DATASETS
 from probgen.train import TrainState
+from probgen.train.threads import intra_op_threads
 
 __all__ = [
     "Comparison",
@@ -270,7 +271,10 @@ def _one(
         bar.phase(f"evaluating {entry.label}", None)
         start, cpu_start = time.perf_counter(), time.process_time()
         e = config.evaluation
-        evaluation = evaluator(model, dataset, split=e.split, n_samples=e.n_samples, seed=e.seed)
+        with intra_op_threads(trained.threads):  # as trained: the same sums in any process
+            evaluation = evaluator(
+                model, dataset, split=e.split, n_samples=e.n_samples, seed=e.seed
+            )
         samples = evaluation.samples
         row.metrics, row.n_samples = evaluation.results, len(samples)
         row.skipped = dict(evaluation.skipped)
