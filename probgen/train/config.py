@@ -91,7 +91,11 @@ class TrainConfig:
     fitted map here). ``early_stopping`` (``auto``: on for a finite training
     split of at most ``SMALL_DATA`` examples and a model with a likelihood)
     stops after ``patience`` validations without a better validation NLL and
-    keeps the best weights.
+    keeps the best weights. ``refit`` (``auto``: whenever early stopping is on,
+    the training split is finite and there is no ``time_budget``) then trains a
+    fresh model for the chosen number of steps on ``splits`` = training and
+    validation together (``probgen.train.refit``); ``splits`` lists the splits
+    a run trains on, ``[train]`` by default.
     """
 
     steps: int = 1000
@@ -113,6 +117,8 @@ class TrainConfig:
     standardize: Any = "mean_std"
     early_stopping: Any = "auto"
     patience: int = 20
+    refit: Any = "auto"
+    splits: tuple[str, ...] = ("train",)
     checkpoint_every: int = 0
     log_every: int = 10
     device: str = "auto"
@@ -316,6 +322,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return {
             _coerce(k, kt, f"{key} key"): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()
         }
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[T, ...]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(v, args[0], key) for v in value)
     if origin is tuple:
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise ConfigError(f"{key}: expected a list of {len(args)} numbers, got {value!r}")
@@ -437,6 +447,13 @@ def _validate(config: RunConfig) -> None:
     if t.early_stopping not in ("auto", True, False):
         raise ConfigError(
             f"train.early_stopping: expected auto, true or false, got {t.early_stopping!r}"
+        )
+    if t.refit not in ("auto", True, False):
+        raise ConfigError(f"train.refit: expected auto, true or false, got {t.refit!r}")
+    splits = tuple(t.splits)
+    if not splits or splits[0] != "train" or not set(splits) <= {"train", "validation"}:
+        raise ConfigError(
+            f"train.splits: expected [train] or [train, validation], got {list(t.splits)}"
         )
     _check_standardize(t.standardize)
     _positive("train.grad_clip", t.grad_clip)

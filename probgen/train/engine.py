@@ -33,6 +33,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from probgen.core import GenerativeModel, IntractableLikelihood, Likelihood, ProbgenError
 from probgen.data.base import Dataset
+from probgen.data.merged import MergedTraining
 from probgen.models import Standardized, build_model
 from probgen.registry import DATASETS
 from probgen.train.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
@@ -40,6 +41,7 @@ from probgen.train.config import RunConfig, atomic_write_text, load_config, save
 from probgen.train.early_stopping import early_stopping_for
 from probgen.train.optim import make_optimizers, make_schedule, set_lr
 from probgen.train.progress import TrainingProgress
+from probgen.train.refit import refits, select_then_refit
 from probgen.train.threads import intra_op_threads, training_threads
 
 __all__ = [
@@ -224,16 +226,41 @@ def fit(
     ``config.train.steps``; on CPU with the same
     seed the losses equal those of an uninterrupted run. Raises
     ``TrainingDiverged`` on a non-finite loss; the last good checkpoint stays.
+
+    With early stopping on small data the run refits (``train.refit``,
+    ``probgen.train.refit``): the early-stopped run goes to ``run_dir/selection``
+    and a fresh model trained on training and validation for its best step
+    count is the result (``stop_reason`` ``"refit"``).
     """
+    model_given = model is not None
     if model is not None:  # the saved config must rebuild the model given, not a fresh one
         data_map = standardization_record(model) or "none"
         config = dataclasses.replace(
             config, train=dataclasses.replace(config.train, standardize=data_map)
         )
-    if model is None:
-        model, dataset = build(config, dataset)
-    elif dataset is None:
+    if dataset is None:
         dataset = DATASETS.get(config.data.name)(**config.data.options)
+    if tuple(config.train.splits) != ("train",) and not isinstance(dataset, MergedTraining):
+        dataset = MergedTraining(dataset, tuple(config.train.splits))
+    if model is None:
+        method = config.train.standardize  # build records the fitted map in the config
+        model, dataset = build(config, dataset)
+    if refits(config.train, dataset, model):
+        if not model_given:  # a refit builds afresh: the map is fitted on all its data
+            config = dataclasses.replace(
+                config, train=dataclasses.replace(config.train, standardize=method)
+            )
+        return select_then_refit(
+            fit,
+            config,
+            Path(run_dir),
+            model,
+            dataset,
+            model_given=model_given,
+            resume=resume,
+            progress=progress,
+            callbacks=callbacks,
+        )
     run = _Run(config, Path(run_dir), model, dataset, list(callbacks))
     with intra_op_threads(run.threads):  # process-global: restored when the run ends
         return run.train(resume, progress)

@@ -23,6 +23,7 @@ def gaussian_data() -> ArrayDataset:
 
 def _make_config(**train: Any) -> RunConfig:
     settings: dict[str, Any] = {"steps": 20, "batch_size": 32, "log_every": 1, "device": "cpu"}
+    settings["refit"] = False  # the loop itself; the refit has tests/train/test_refit.py
     return RunConfig(
         model=ComponentConfig("gaussian"),
         data=ComponentConfig("8gaussians", {"n_train": 256, "n_validation": 128, "n_test": 128}),

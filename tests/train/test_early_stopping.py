@@ -14,6 +14,7 @@ from probgen.train.engine import validation_nll
 
 def _config(data: dict, **train) -> RunConfig:
     settings = {"steps": 300, "batch_size": 64, "lr": 5e-3, "log_every": 10, "device": "cpu"}
+    settings["refit"] = False  # early stopping itself (the refit: tests/train/test_refit.py)
     return RunConfig(
         model=ComponentConfig("maf", {"hidden": [32, 32]}),
         data=ComponentConfig("two_moons", data),

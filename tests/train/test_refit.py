@@ -1,0 +1,98 @@
+"""Refit after early stopping: the selected step count, on training and validation together."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from probgen.core import DataSpec, InvalidInput
+from probgen.data.base import ArrayDataset
+from probgen.data.merged import MergedTraining
+from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit, load_run
+from probgen.train.config import load_config
+
+SMALL = {"n_train": 64, "n_validation": 128, "n_test": 64}
+
+
+def _config(data: dict | None = None, **train) -> RunConfig:
+    settings = {"steps": 300, "batch_size": 64, "lr": 5e-3, "log_every": 10, "device": "cpu"}
+    return RunConfig(
+        model=ComponentConfig("maf", {"hidden": [16, 16]}),
+        data=ComponentConfig("two_moons", SMALL if data is None else data),
+        train=TrainConfig(**{**settings, "patience": 3, **train}),
+    )
+
+
+def test_a_small_data_run_refits_for_the_selected_steps_on_train_and_validation(tmp_path):
+    result = fit(_config(), tmp_path, progress=False)
+    selection = yaml.safe_load((tmp_path / "selection" / "result.json").read_text())
+    assert selection["stop"] == "early_stopping" and selection["steps"] < 300
+    assert result.stop_reason == "refit" and result.steps == result.best_step
+    assert result.best_step == selection["best_step"]
+    saved = load_config(tmp_path / "config.yaml").train
+    assert saved.splits == ("train", "validation") and saved.early_stopping is False
+    assert saved.steps == selection["best_step"] and saved.refit is False
+    merged = torch.cat([result.dataset.split("train")]).double()
+    assert len(merged) == SMALL["n_train"] + SMALL["n_validation"]
+    torch.testing.assert_close(torch.tensor(saved.standardize["shift"]), merged.mean(0))
+    # the saved config reruns the refit exactly, and load_run returns its weights
+    again = fit(load_config(tmp_path / "config.yaml"), tmp_path / "again", progress=False)
+    reloaded, _, _ = load_run(tmp_path)
+    x = result.dataset.split("test")[:16]
+    expected = result.model.log_prob(x)
+    torch.testing.assert_close(again.model.log_prob(x), expected, rtol=0, atol=0)
+    torch.testing.assert_close(reloaded.log_prob(x), expected, rtol=0, atol=0)
+
+
+def test_a_resumed_run_skips_a_finished_selection(tmp_path):
+    straight = fit(_config(), tmp_path / "a", progress=False)
+    fit(_config(), tmp_path / "b", progress=False)
+    shutil.rmtree(tmp_path / "b" / "checkpoint")  # stopped before the refit had saved
+    (tmp_path / "b" / "history.json").unlink()
+    shutil.rmtree(tmp_path / "b" / "selection" / "checkpoint")  # not needed once finished
+    resumed = fit(_config(), tmp_path / "b", progress=False, resume=True)
+    x = straight.dataset.split("test")[:16]
+    assert resumed.best_step == straight.best_step
+    torch.testing.assert_close(resumed.model.log_prob(x), straight.model.log_prob(x))
+
+
+def test_no_refit_with_a_time_budget_fresh_data_or_when_asked(tmp_path):
+    budget = fit(_config(time_budget=60.0), tmp_path / "a", progress=False)
+    assert budget.stop_reason == "early_stopping"
+    off = fit(_config(refit=False), tmp_path / "b", progress=False)
+    assert off.stop_reason == "early_stopping" and not (tmp_path / "b" / "selection").exists()
+    fresh = {"n_train": None, "n_validation": 64, "n_test": 64}
+    assert fit(_config(fresh, steps=5), tmp_path / "c", progress=False).stop_reason == "steps"
+    with pytest.raises(InvalidInput, match=r"train\.refit: true needs early stopping"):
+        fit(_config(fresh, steps=5, refit=True), tmp_path / "d", progress=False)
+
+
+def test_merged_training_draws_each_split_in_proportion_with_its_conditions():
+    spec = DataSpec((1,), condition=None)
+    train, validation = torch.zeros(300, 1), torch.ones(100, 1)
+    merged = MergedTraining(ArrayDataset(train, validation, torch.ones(5, 1), spec))
+    assert merged.train_size == 400 and merged.split("test").shape == (5, 1)
+    torch.testing.assert_close(merged.split("train"), torch.cat([train, validation]))
+    x, c = merged.draw("train", 20_000, torch.Generator().manual_seed(0))
+    share, n = float(x.mean()), 20_000
+    assert c is None and abs(share - 0.25) < 4 * (0.25 * 0.75 / n) ** 0.5
+    assert x[:100].std() > 0  # rows are shuffled, not train first
+    with pytest.raises(InvalidInput, match="'train' first"):
+        MergedTraining(ArrayDataset(train, validation, train, spec), ("validation",))
+
+
+def test_merged_training_keeps_rows_and_conditions_paired():
+    from probgen.conditions import ConditionSpec
+
+    spec = DataSpec((1,), condition=ConditionSpec(classes=3))
+    parts = [
+        torch.arange(n, dtype=torch.float64)[:, None] + k * 1000 for k, n in enumerate((6, 4, 2))
+    ]
+    labels = [(p[:, 0] % 3).long() for p in parts]
+    merged = MergedTraining(ArrayDataset(*parts, spec, conditions=tuple(labels)))
+    x, c = merged.draw("train", 500, torch.Generator().manual_seed(1))
+    assert torch.equal(c, (x[:, 0] % 3).long()) and x.max() < 2000
+    assert torch.equal(merged.conditions("train"), torch.cat(labels[:2]))
