@@ -83,8 +83,13 @@ def kl_data_model(
     log_partition: Estimate | None = None,
     generator: torch.Generator | None = None,
     log_q: Tensor | None = None,
+    conditions: Tensor | None = None,
 ) -> Estimate:
     """KL(p ‖ p_θ) = mean of log p(x_n) − log p_θ(x_n) over data x (N, *event_shape) from p.
+
+    With ``conditions`` c_n (the rows' conditions), the expected conditional KL
+    E_c KL(p(· | c) ‖ p_θ(· | c)) = mean of log p(x_n | c_n) − log p_θ(x_n | c_n)
+    over pairs (x_n, c_n) ~ p; ``truth`` then needs its conditional ``log_prob``.
 
     log p_θ by the model's ``log_prob`` or the ``estimator``, or ``log_q`` (N,)
     when already computed by that same estimator (so the KL and the NLL of an
@@ -94,9 +99,9 @@ def kl_data_model(
     """
     estimator = ModelLogProb() if estimator is None else estimator
     kind = estimator.kind(model)
-    log_p = log_probs(truth, x).double().cpu()
+    log_p = log_probs(truth, x, condition=conditions).double().cpu()
     if log_q is None:
-        log_q = log_probs(model, x, estimator=estimator, generator=generator)
+        log_q = log_probs(model, x, estimator=estimator, generator=generator, condition=conditions)
     if len(log_q) != len(log_p):
         raise InvalidInput(
             f"log_q: expected {len(log_p)} values, one per row of x; got {len(log_q)}"
@@ -189,8 +194,12 @@ def kl_model_data(
     samples: Tensor,
     *,
     generator: torch.Generator | None = None,
+    conditions: Tensor | None = None,
 ) -> Estimate:
     """KL(p_θ ‖ p) = mean of log p_θ(y_m) − log p(y_m) over model samples (M, *event_shape).
+
+    With ``conditions`` c_m (those the samples were drawn at, y_m ~ p_θ(· | c_m),
+    c_m ~ p(c)), the expected conditional KL E_c KL(p_θ(· | c) ‖ p(· | c)).
 
     Needs log p_θ itself: ``model.likelihood`` EXACT (kind "exact") or ESTIMATE
     (an unbiased estimate drawn with ``generator``, kind "estimate"). Any other
@@ -204,8 +213,8 @@ def kl_model_data(
             f"{model.likelihood.value}, not an exact or unbiased log-density; "
             "use kl_model_data_smoothed"
         )
-    log_q = log_probs(model, samples, generator=generator).double().cpu()
-    gap = log_q - log_probs(truth, samples).double().cpu()
+    log_q = log_probs(model, samples, generator=generator, condition=conditions).double().cpu()
+    gap = log_q - log_probs(truth, samples, condition=conditions).double().cpu()
     return Estimate.from_samples(gap, kind=model.likelihood.value)
 
 

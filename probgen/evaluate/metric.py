@@ -11,7 +11,8 @@ was left out and notes on how the rest was computed.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -69,6 +70,8 @@ class Context:
         reference: n rows of ``data`` (all of it when smaller), for sample metrics.
         generator: source of the metrics' random draws.
         conditions: the conditions of the rows of ``data`` (None: unconditional data).
+        sample_conditions: the conditions ``samples`` were drawn at (those of the
+            ``reference`` rows), None for unconditional data.
         cache: values computed once and shared (features, log Z).
         notes: result name -> how to read it (which features), for ``Results.notes``.
     """
@@ -80,16 +83,49 @@ class Context:
     reference: Tensor
     generator: torch.Generator | None
     conditions: Tensor | None = None
+    sample_conditions: Tensor | None = None
     cache: dict[str, object] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
 
-    def log_partition(self, ais: AIS) -> Estimate:
-        """log Ẑ_θ of an unnormalised model (its ``init`` and ``energy``) by AIS, computed once."""
-        if "log_partition" not in self.cache:
+    def log_partition(self, ais: AIS, label: int | None = None) -> Estimate:
+        """log Ẑ_θ of an unnormalised model (its ``init`` and ``energy``) by AIS, computed once.
+
+        With ``label`` k, log Ẑ_θ(k) of the class-conditional model, Z_θ(k) =
+        ∫ exp(−E_θ(x, k)) dx, by AIS on the energy at that class.
+        """
+        key = "log_partition" if label is None else f"log_partition:{label}"
+        if key not in self.cache:
             inner = _partition_model(self.model)
-            result = ais.log_partition(inner.init, inner.energy, generator=self.generator)
-            self.cache["log_partition"] = result.estimate("estimate")
-        return self.cache["log_partition"]
+            energy = inner.energy if label is None else _energy_at(inner, label)
+            result = ais.log_partition(inner.init, energy, generator=self.generator)
+            self.cache[key] = result.estimate("estimate")
+        return self.cache[key]
+
+    def mean_log_partition(self, ais: AIS) -> Estimate:
+        """log Ẑ_θ, or for class-conditional data Σ_k (N_k / N) log Ẑ_θ(k) over the rows' classes.
+
+        The normaliser a mean energy (1/N) Σ_n E_θ(x_n, c_n) needs to become an NLL;
+        the classes' AIS errors are independent, so their variances add with
+        weights (N_k / N)².
+        """
+        if self.conditions is None:
+            return self.log_partition(ais)
+        labels, counts = torch.unique(self.conditions.cpu(), return_counts=True)
+        weights = (counts.double() / counts.sum()).tolist()
+        parts = [self.log_partition(ais, int(k)) for k in labels.tolist()]
+        value = sum(w * e.value for w, e in zip(weights, parts, strict=True))
+        variance = sum((w * e.stderr) ** 2 for w, e in zip(weights, parts, strict=True))
+        return Estimate(value, math.sqrt(variance), "estimate")
+
+    def centred_log_partitions(self, ais: AIS) -> Tensor:
+        """log Ẑ_θ(c_n) − ``mean_log_partition`` per row of ``data``, (N,) float64 (0 without
+        conditions): what turns the energies into per-row NLLs around the mean log Ẑ."""
+        mean = self.mean_log_partition(ais).value
+        if self.conditions is None:
+            return torch.zeros(len(self.data), dtype=torch.float64)
+        labels = self.conditions.cpu().long()
+        table = {int(k): self.log_partition(ais, int(k)).value for k in labels.unique().tolist()}
+        return torch.tensor([table[int(k)] for k in labels.tolist()], dtype=torch.float64) - mean
 
     def log_likelihoods(self, estimator: LogLikelihoodEstimator | None) -> Tensor:
         """log p_θ(x_n) of every row of ``data`` by ``estimator`` (``log_prob`` when None).
@@ -177,6 +213,16 @@ def _partition_model(model: GenerativeModel) -> GenerativeModel:
     ``Standardized`` data map) the inner model, whose log Z it shares.
     """
     return getattr(model, "partition_model", model)
+
+
+def _energy_at(model: GenerativeModel, label: int) -> Callable[[Tensor], Tensor]:
+    """x ↦ E_θ(x, k) = −log_prob(x, condition=k) of a class-conditional unnormalised model."""
+
+    def energy(x: Tensor) -> Tensor:
+        labels = torch.full((len(x),), label, dtype=torch.long, device=x.device)
+        return -model.log_prob(x, condition=labels)
+
+    return energy
 
 
 def _name(model: GenerativeModel) -> str:

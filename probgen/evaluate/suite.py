@@ -123,8 +123,12 @@ class NLL(Metric):
             return None
         if model.likelihood is Likelihood.UNNORMALIZED and not _has_log_partition(model):
             return f"{_name(model)} is unnormalized and has no init/energy to estimate log Z by AIS"
-        if model.likelihood is Likelihood.UNNORMALIZED and model.condition_spec is not None:
-            return f"{_name(model)} is unnormalized and conditional: log Z(c) is not estimated yet"
+        spec = model.condition_spec
+        if model.likelihood is Likelihood.UNNORMALIZED and spec is not None and not spec.is_classes:
+            return (
+                f"{_name(model)} is unnormalized with a continuous condition: log Z(c) would "
+                "need one AIS run per row (class conditions get one per class)"
+            )
         if model.likelihood is Likelihood.NONE:
             return f"{_name(model)} has no density (likelihood none)"
         return None
@@ -133,8 +137,9 @@ class NLL(Metric):
         model, levels = ctx.model, ctx.dataset.spec.levels
         values = ctx.log_likelihoods(self.estimator)
         if self.estimator is None and model.likelihood is Likelihood.UNNORMALIZED:
-            log_z = ctx.log_partition(self.ais or _default_ais())
-            energy = Estimate.from_samples(-values)
+            ais = self.ais or _default_ais()
+            log_z = ctx.mean_log_partition(ais)  # per class for class conditions
+            energy = Estimate.from_samples(-values + ctx.centred_log_partitions(ais))
             return {"nll": with_log_partition(energy, log_z), "log_partition": log_z}
         kind = (self.estimator or ModelLogProb()).kind(model)
         out: Result = {"nll": Estimate.from_samples(-values, kind=kind)}
@@ -175,16 +180,19 @@ class KLDataModel(Metric):
 
     def __call__(self, ctx: Context) -> Result:
         estimator = self.nll.estimator
-        log_z = None
+        log_z, log_q = None, ctx.log_likelihoods(estimator)
         if estimator is None and ctx.model.likelihood is Likelihood.UNNORMALIZED:
-            log_z = ctx.log_partition(self.nll.ais or _default_ais())
+            ais = self.nll.ais or _default_ais()
+            log_z = ctx.mean_log_partition(ais)
+            log_q = log_q - ctx.centred_log_partitions(ais)  # log Ẑ(c_n) per row
         value = kl_data_model(
             ctx.model,
             ctx.dataset.truth,
             ctx.data,
             estimator=estimator,
             log_partition=log_z,
-            log_q=ctx.log_likelihoods(estimator),
+            log_q=log_q,
+            conditions=ctx.conditions,
         )
         return {"kl_data_model": value}
 
@@ -192,8 +200,8 @@ class KLDataModel(Metric):
 def _unknown_law(dataset: Dataset) -> str | None:
     if dataset.truth is None:
         return "the data's law is unknown (no truth)"
-    if dataset.spec.condition is not None:
-        return "conditional data: KLs to the true p(x | c) are not estimated yet"
+    if dataset.spec.condition is not None and dataset.truth.condition_spec is None:
+        return "conditional data whose truth has no p(x | c)"
     return None
 
 
@@ -222,7 +230,13 @@ class KLModelData(Metric):
         return _continuous_law(dataset)
 
     def __call__(self, ctx: Context) -> Result:
-        value = kl_model_data(ctx.model, ctx.dataset.truth, ctx.samples, generator=ctx.generator)
+        value = kl_model_data(
+            ctx.model,
+            ctx.dataset.truth,
+            ctx.samples,
+            generator=ctx.generator,
+            conditions=ctx.sample_conditions,
+        )
         return {"kl_model_data": value}
 
 
@@ -238,6 +252,8 @@ class SmoothedKL(Metric):
     names = ("kl_model_data_smoothed",)
 
     def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
+        if dataset.spec.condition is not None:
+            return "conditional data: kernel densities of p(x | c) per condition are not estimated"
         return _continuous_law(dataset)
 
     def __call__(self, ctx: Context) -> Result:
@@ -451,7 +467,7 @@ def evaluate_model(
     if drawn is not None:
         n_samples = len(drawn)
     samples, seconds, calls = _draw(model, n_samples, generator, drawn)
-    ctx = Context(model, dataset, data, samples, data[rows].cpu(), generator, conditions)
+    ctx = Context(model, dataset, data, samples, data[rows].cpu(), generator, conditions, drawn)
     results = Results(
         {
             "sampling_seconds": seconds,
