@@ -284,6 +284,25 @@ class GenerativeModel(nn.Module, abc.ABC):
             )
         return spec.expand(condition, rows) if expand else spec.check(condition, rows)
 
+    def save_pretrained(self, directory: Any, **options: Any) -> Any:
+        """Write this model as a shareable folder (``probgen.pretrained.save_pretrained``)."""
+        from probgen.pretrained import save_pretrained  # saving's imports load on use
+
+        return save_pretrained(self, directory, **options)
+
+    @classmethod
+    def from_pretrained(cls, directory: Any, **options: Any) -> GenerativeModel:
+        """The model a folder of ``save_pretrained`` holds (``probgen.pretrained.from_pretrained``)."""
+        from probgen.pretrained import from_pretrained
+
+        return from_pretrained(directory, **options)
+
+    def as_distribution(self, condition: Any = None, **options: Any) -> Any:
+        """This model as a ``torch.distributions.Distribution`` (``probgen.distribution``)."""
+        from probgen.distribution import as_distribution
+
+        return as_distribution(self, condition, **options)
+
     @property
     def device(self) -> torch.device:
         """Device of the first parameter or buffer (CPU for a model with neither)."""
@@ -292,7 +311,7 @@ class GenerativeModel(nn.Module, abc.ABC):
         return torch.device("cpu")
 
 
-_CONDITIONED_CALLS = ("log_prob", "sample", "loss")
+_CONDITIONED_CALLS = ("log_prob", "sample", "rsample", "loss")
 
 
 def _unconditional_message(model: nn.Module) -> str:
