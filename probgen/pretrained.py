@@ -307,7 +307,7 @@ def _rebuild(config: Mapping[str, Any]) -> GenerativeModel:
                 standardize=config["data_map"] or "none",
                 **config["options"],
             )
-    except (TypeError, KeyError, AttributeError) as e:
+    except (TypeError, KeyError, AttributeError, ValueError) as e:  # InvalidInput is a ValueError
         raise CheckpointError(
             f"config.json cannot rebuild {config.get('family')!r} with options "
             f"{config.get('options')}: {e}"
@@ -320,7 +320,8 @@ def _check_rebuilds(model: GenerativeModel, config: Mapping[str, Any]) -> None:
         rebuilt = _rebuild(config)
     except (CheckpointError, InvalidInput) as e:
         raise InvalidInput(f"save_pretrained: the build record does not rebuild the model: {e}")
-    _check_state(rebuilt, model.state_dict(), "the model", error=InvalidInput)
+    source = "save_pretrained: the model (its build record builds another)"
+    _check_state(rebuilt, model.state_dict(), source, error=InvalidInput)
 
 
 def _check_state(
@@ -338,8 +339,8 @@ def _check_state(
     if missing or unexpected:
         raise error(
             f"{source} does not fit the {type(model).__name__} its config builds: missing "
-            f"{missing[:5]}, unexpected {unexpected[:5]} (was it changed after build_model, "
-            "e.g. made Bayesian?)"
+            f"{missing[:5]}, unexpected {unexpected[:5]}"
+            + (" (was it changed after build_model, e.g. made Bayesian?)" if error is InvalidInput else "")
         )
     for key, tensor in state.items():
         want = expected[key]
@@ -398,7 +399,7 @@ def model_card(config: Mapping[str, Any]) -> str:
         ("probgen", f"{config['library_version']} (folder format {config['format_version']})"),
     ]
     lines = ["---", front.rstrip(), "---", "", f"# {title}", ""]
-    lines += ["A generative model trained with [probgen](https://github.com/probgen/probgen).", ""]
+    lines += ["A generative model of probgen (every family of generative model behind one protocol).", ""]
     lines += ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
     lines += _metrics_section(config.get("metrics"))
     lines += [
@@ -485,16 +486,30 @@ def _new_files(directory: Path) -> Iterator[Path]:
     if not directory.exists():
         with atomic_directory(directory) as tmp:
             yield tmp
+            _shareable(tmp)
         return
     if not directory.is_dir():
         raise InvalidInput(f"save_pretrained: {directory} exists and is not a folder")
     with tempfile.TemporaryDirectory(dir=directory, prefix=".probgen-save-") as name:
         tmp = Path(name)
         yield tmp
+        _shareable(tmp)
         for file in (WEIGHTS_NAME, CARD_NAME, CONFIG_NAME):
             fsync_file(tmp / file)
             os.replace(tmp / file, directory / file)
         fsync_dir(directory)
+
+
+def _shareable(folder: Path) -> None:
+    """Give ``folder`` and its files the modes of ordinary ones (rw-r--r-- under umask 022).
+
+    ``mkdtemp`` makes a private folder (0700), which a folder meant for sharing must not be.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for file in folder.iterdir():
+        file.chmod(0o666 & ~umask)
 
 
 def _sha256(file: Path) -> str:
