@@ -129,8 +129,8 @@ def save_pretrained(
     existing = [n for n in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME) if (directory / n).exists()]
     if existing and not overwrite:
         raise InvalidInput(
-            f"save_pretrained: {directory / existing[0]} exists; pass overwrite=True to "
-            "replace it, or choose another folder"
+            f"save_pretrained: {directory / existing[0]} exists; pass overwrite=True "
+            "(probgen export --overwrite) to replace it, or choose another folder"
         )
     with _new_files(directory) as tmp:
         save_model(model, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
