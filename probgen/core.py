@@ -292,7 +292,7 @@ class GenerativeModel(nn.Module, abc.ABC):
 
     @classmethod
     def from_pretrained(cls, directory: Any, **options: Any) -> GenerativeModel:
-        """The model a folder of ``save_pretrained`` holds (``probgen.pretrained.from_pretrained``)."""
+        """The model a ``save_pretrained`` folder holds (``probgen.pretrained.from_pretrained``)."""
         from probgen.pretrained import from_pretrained
 
         return from_pretrained(directory, **options)

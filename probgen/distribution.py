@@ -50,11 +50,14 @@ from probgen.core import (
     Likelihood,
     call_log_prob,
 )
+from probgen.models.wrapper import DataWrapper
 
 __all__ = ["DENSITY_LIKELIHOODS", "ModelDistribution", "as_distribution"]
 
 DENSITY_LIKELIHOODS = (Likelihood.EXACT, Likelihood.ESTIMATE)
 """The likelihood kinds whose ``log_prob`` is (an unbiased estimate of) a normalised log p."""
+
+_SCALAR = torch.Size()  # the default sample shape: one draw
 
 
 def as_distribution(
@@ -104,7 +107,7 @@ class ModelDistribution(Distribution):
     ) -> None:
         if not implicit and model.likelihood not in DENSITY_LIKELIHOODS:
             raise IntractableLikelihood(
-                f"{type(model).__name__}'s likelihood is {model.likelihood.value}"
+                f"{_family(model)}'s likelihood is {model.likelihood.value}"
                 f"{_WHY[model.likelihood]}, so it cannot back a Distribution's log_prob "
                 "(exact or estimate needed); as_distribution(implicit=True) gives its sampler"
             )
@@ -130,7 +133,7 @@ class ModelDistribution(Distribution):
             base = constraints.real
         else:
             raise NotImplementedError(
-                f"{type(self.model).__name__} models levels but does not say how many"
+                f"{_family(self.model)} models levels but does not say how many"
             )
         return constraints.independent(base, len(self.event_shape))
 
@@ -138,7 +141,7 @@ class ModelDistribution(Distribution):
         """log p_θ(x | c): (*S, *batch_shape, *event_shape) -> (*S, *batch_shape), nats."""
         if self.implicit:
             raise IntractableLikelihood(
-                f"the implicit view of {type(self.model).__name__} has no log_prob (it is a "
+                f"the implicit view of {_family(self.model)} has no log_prob (it is a "
                 "sampler); as_distribution() without implicit needs an exact or estimated density"
             )
         if self._validate_args:
@@ -149,19 +152,19 @@ class ModelDistribution(Distribution):
         lp = call_log_prob(self.model, x, None, self._rows(len(x)))
         return lp.reshape(outer)
 
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = _SCALAR) -> Tensor:
         """(*sample_shape, *batch_shape, *event_shape) draws of ``model.sample``, no gradients."""
         with torch.no_grad():
             return self._draw(self.model.sample, torch.Size(sample_shape))
 
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = _SCALAR) -> Tensor:
         """Draws x = g_θ(ε) of ``model.rsample``, differentiable in θ; same shape as ``sample``.
 
         Raises ``NotImplementedError`` for a model without a reparameterised sampler.
         """
         if not self.has_rsample:
             raise NotImplementedError(
-                f"{type(self.model).__name__} has no reparameterised sampler (rsample): its "
+                f"{_family(self.model)} has no reparameterised sampler (rsample): its "
                 "draws are discrete, iterative or rejected; use sample()"
             )
         return self._draw(self.model.rsample, torch.Size(sample_shape))
@@ -176,12 +179,12 @@ class ModelDistribution(Distribution):
             entropy = getattr(self.model, "entropy", None)
             value = entropy() if callable(entropy) else None
         if not isinstance(value, Tensor) or self._condition is not None:
-            raise NotImplementedError(f"{type(self.model).__name__} has no closed-form entropy")
+            raise NotImplementedError(f"{_family(self.model)} has no closed-form entropy")
         return value
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}({type(self.model).__name__}, batch_shape="
+            f"{type(self).__name__}({_family(self.model)}, batch_shape="
             f"{tuple(self.batch_shape)}, event_shape={tuple(self.event_shape)}"
             + (", implicit" if self.implicit else "")
             + ")"
@@ -214,7 +217,7 @@ _WHY = {
 def _conditions(model: GenerativeModel, condition: Any) -> tuple[Tensor | None, torch.Size]:
     """The checked condition, (1, ...) for one or (B, ...) for B, and the batch shape."""
     spec = model.condition_spec
-    name = type(model).__name__
+    name = _family(model)
     if condition is None:
         if spec is not None and not model.unconditional_mode:
             raise InvalidInput(
@@ -234,6 +237,13 @@ def _conditions(model: GenerativeModel, condition: Any) -> tuple[Tensor | None, 
         return spec.expand(condition, 1).to(model.device), torch.Size()
     c = spec.check(condition if isinstance(condition, Tensor) else torch.as_tensor(condition))
     return c.to(model.device), torch.Size([len(c)])
+
+
+def _family(model: GenerativeModel) -> str:
+    """The family's class name, seen through the data wrappers ("RealNVP", not "Standardized")."""
+    while isinstance(model, DataWrapper):
+        model = model.model
+    return type(model).__name__
 
 
 def _levels(model: GenerativeModel) -> int | None:

@@ -163,7 +163,9 @@ def from_pretrained(directory: str | os.PathLike[str], *, device: str = "cpu") -
     except (OSError, SafetensorError) as e:
         raise CheckpointError(f"cannot read {weights}: {e}") from e
     model = _rebuild(config)
-    _check_state(model, state, str(weights))
+    _check_state(
+        model, state, f"{weights} does not fit the {type(model).__name__} config.json builds"
+    )
     model.load_state_dict(_tied(model, state))
     model.provenance = Provenance(**{k: config.get(k) for k in ("data", "run", "metrics")})
     return model.to(device).eval()
@@ -183,7 +185,7 @@ def read_pretrained_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{file} is not valid JSON: {e}") from e
     if not isinstance(config, dict) or config.get("library") != "probgen":
-        raise CheckpointError(f"{file} was not written by probgen (no \"library\": \"probgen\")")
+        raise CheckpointError(f'{file} was not written by probgen (no "library": "probgen")')
     version, saved_by = config.get("format_version"), config.get("library_version")
     if version != FORMAT_VERSION:
         newer = isinstance(version, int) and version > FORMAT_VERSION
@@ -319,34 +321,40 @@ def _check_rebuilds(model: GenerativeModel, config: Mapping[str, Any]) -> None:
     try:
         rebuilt = _rebuild(config)
     except (CheckpointError, InvalidInput) as e:
-        raise InvalidInput(f"save_pretrained: the build record does not rebuild the model: {e}")
-    source = "save_pretrained: the model (its build record builds another)"
-    _check_state(rebuilt, model.state_dict(), source, error=InvalidInput)
+        raise InvalidInput(
+            f"save_pretrained: the build record does not rebuild the model: {e}"
+        ) from e
+    lead = (
+        f"save_pretrained: this {type(model).__name__} is not what its build record "
+        f"({config['family']!r}, options {config['options']}) builds (was it changed after "
+        "build_model, e.g. made Bayesian?)"
+    )
+    _check_state(rebuilt, model.state_dict(), lead, error=InvalidInput)
 
 
 def _check_state(
     model: GenerativeModel,
     state: Mapping[str, torch.Tensor],
-    source: str,
+    lead: str,
     error: Callable[[str], Exception] = CheckpointError,
 ) -> None:
-    """``error`` unless ``state`` has every tensor of ``model`` (one name per tied group)."""
+    """``error(lead: the first difference)`` unless ``state`` has ``model``'s tensors.
+
+    Every name, shape and dtype must match; of tied tensors (shared storage)
+    one name per group suffices, as safetensors keeps one.
+    """
     expected = model.state_dict()
     missing = sorted(
         group[0] for group in _tied_groups(model) if not any(n in state for n in group)
     )
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise error(
-            f"{source} does not fit the {type(model).__name__} its config builds: missing "
-            f"{missing[:5]}, unexpected {unexpected[:5]}"
-            + (" (was it changed after build_model, e.g. made Bayesian?)" if error is InvalidInput else "")
-        )
+        raise error(f"{lead}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     for key, tensor in state.items():
         want = expected[key]
         if tensor.shape != want.shape or tensor.dtype != want.dtype:
             raise error(
-                f"{source}: {key} is {tensor.dtype} {tuple(tensor.shape)}, the rebuilt model "
+                f"{lead}: {key} is {tensor.dtype} {tuple(tensor.shape)}, the rebuilt model "
                 f"expects {want.dtype} {tuple(want.shape)}"
             )
 
@@ -399,7 +407,10 @@ def model_card(config: Mapping[str, Any]) -> str:
         ("probgen", f"{config['library_version']} (folder format {config['format_version']})"),
     ]
     lines = ["---", front.rstrip(), "---", "", f"# {title}", ""]
-    lines += ["A generative model of probgen (every family of generative model behind one protocol).", ""]
+    lines += [
+        "A generative model of probgen (every family of generative model behind one protocol).",
+        "",
+    ]
     lines += ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
     lines += _metrics_section(config.get("metrics"))
     lines += [
@@ -448,7 +459,9 @@ def _describe_data(spec: Mapping[str, Any], data: Mapping[str, Any]) -> str:
 
 def _describe_map(data_map: Mapping[str, Any] | None, spec: Mapping[str, Any]) -> str:
     if spec["levels"] is not None:
-        return f"uniform dequantization of the {spec['levels']} levels, unless the family models them"
+        return (
+            f"uniform dequantization of the {spec['levels']} levels, unless the family models them"
+        )
     if data_map is None:
         return "none (the family sees the data as they are)"
     return f"x = shift + scale · z, fitted by `{data_map['method']}` (stored in the weights)"
@@ -468,7 +481,9 @@ def _metrics_section(metrics: Mapping[str, Any] | None) -> list[str]:
             stderr = "" if m.get("stderr") is None else f"{m['stderr']:.4g}"
             value = m.get("value")
             shown = f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else value
-            lines.append(f"| {name} | {shown} | {stderr} | {m.get('kind', '')} | {m.get('unit', '')} |")
+            lines.append(
+                f"| {name} | {shown} | {stderr} | {m.get('kind', '')} | {m.get('unit', '')} |"
+            )
         lines.append("")
     return lines
 

@@ -31,8 +31,17 @@ from probgen.models import Dequantized, Standardized, build_model
 from probgen.models.build import BuildRecord
 from probgen.pretrained import FORMAT_VERSION, PretrainedVersionWarning, read_pretrained_config
 from probgen.registry import MODELS
-from probgen.train import CheckpointError, ComponentConfig, RunConfig, TrainConfig, fit, load_run
+from probgen.train import (
+    CheckpointError,
+    ComponentConfig,
+    RunConfig,
+    TrainConfig,
+    build,
+    fit,
+    load_run,
+)
 from probgen.train.checkpoint import read_checkpoint
+from probgen.train.config import BayesConfig
 
 SMALL: dict[str, dict[str, Any]] = {
     "ddpm": {"chain_steps": 50, "sample_steps": 5, "hidden": [16, 16]},
@@ -59,7 +68,9 @@ def _data(spec: DataSpec, n: int, seed: int = 1) -> torch.Tensor:
     return torch.randint(spec.levels, (n, *spec.event_shape), generator=g).double()
 
 
-def _build(name: str, spec: DataSpec | None = None, **extra: Any) -> tuple[GenerativeModel, DataSpec]:
+def _build(
+    name: str, spec: DataSpec | None = None, **extra: Any
+) -> tuple[GenerativeModel, DataSpec]:
     """The family built for the first spec it accepts, its weights moved off their init."""
     for candidate in (spec,) if spec is not None else SPECS:
         try:
@@ -79,7 +90,9 @@ def _build(name: str, spec: DataSpec | None = None, **extra: Any) -> tuple[Gener
     pytest.fail(f"{name} accepts none of {SPECS}")
 
 
-def _assert_same_model(a: GenerativeModel, b: GenerativeModel, spec: DataSpec, **condition: Any) -> None:
+def _assert_same_model(
+    a: GenerativeModel, b: GenerativeModel, spec: DataSpec, **condition: Any
+) -> None:
     assert type(a) is type(b) and a.likelihood is b.likelihood
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
@@ -106,7 +119,11 @@ def test_every_family_round_trips_bit_for_bit(name: str, tmp_path: Path) -> None
     loaded = probgen.from_pretrained(path)
     assert not loaded.training
     _assert_same_model(model, loaded, spec)
-    assert sorted(p.name for p in path.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -212,11 +229,23 @@ def test_load_gives_the_best_weights_of_a_run_and_its_card(tmp_path: Path) -> No
         "value": 1.25, "stderr": 0.01, "kind": "exact", "unit": "nats"}}}))  # fmt: skip
     model = probgen.load(run)
     reference, config, _ = load_run(run)
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), reference.state_dict().values(), strict=True)
+    )
     last = read_checkpoint(run / "checkpoint")  # the last weights, which the best replaced
-    last_model = build_model("maf", model.build_record.spec, standardize=config.train.standardize, transforms=2, hidden=[16])
+    last_model = build_model(
+        "maf",
+        model.build_record.spec,
+        standardize=config.train.standardize,
+        transforms=2,
+        hidden=[16],
+    )
     last.load_module("model", last_model)
-    assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), last_model.state_dict().values(), strict=True))
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), last_model.state_dict().values(), strict=True)
+    )
 
     folder = model.save_pretrained(tmp_path / "shared")
     card = (folder / "README.md").read_text()
@@ -264,6 +293,9 @@ def test_another_library_version_loads_with_a_warning(folder: Path) -> None:
         probgen.from_pretrained(folder)
 
 
+OTHER_SPEC = {"event_shape": [3], "levels": None, "condition": None}
+
+
 @pytest.mark.parametrize(
     ("damage", "match"),
     [
@@ -272,9 +304,9 @@ def test_another_library_version_loads_with_a_warning(folder: Path) -> None:
         (lambda f: (f / "config.json").write_text("{"), "not valid JSON"),
         (lambda f: (f / "config.json").write_text('{"a": 1}'), "not written by probgen"),
         (lambda f: (f / "model.safetensors").write_bytes(b"\0" * 64), "SHA-256 differs"),
-        (lambda f: _edit_config(f, weights_sha256=None, family=None) or _drop(f, "family"), "missing key 'family'"),
-        (lambda f: _edit_config(f, spec={"event_shape": [3], "levels": None, "condition": None}), "cannot rebuild 'gaussian'"),
-        (lambda f: _edit_config(f, data_map=None), "does not fit the GaussianModel its config builds"),
+        (lambda f: _drop(f, "family"), "missing key 'family'"),
+        (lambda f: _edit_config(f, spec=OTHER_SPEC), "cannot rebuild 'gaussian'"),
+        (lambda f: _edit_config(f, data_map=None), "GaussianModel config.json builds: missing"),
     ],
 )  # fmt: skip
 def test_a_damaged_folder_gets_a_one_line_error(folder: Path, damage, match) -> None:
@@ -305,7 +337,9 @@ def test_a_model_that_cannot_be_rebuilt_is_refused_when_saving(tmp_path: Path) -
     bare = MODELS.get("gaussian")(event_shape=(2,))
     with pytest.raises(InvalidInput, match="no build_record"):
         bare.save_pretrained(tmp_path / "a")
-    with pytest.raises(InvalidInput, match=r"builds another.*loc .* expects torch.float64 \(3,\)"):
+    with pytest.raises(
+        InvalidInput, match=r"not what its build record .*: loc is .* expects torch.float64 \(3,\)"
+    ):
         bare.save_pretrained(tmp_path / "a", record=BuildRecord("gaussian", DataSpec((3,))))
     bare.save_pretrained(tmp_path / "a", record=BuildRecord("gaussian", DataSpec((2,))))
     assert not (tmp_path / "b").exists()
@@ -313,3 +347,16 @@ def test_a_model_that_cannot_be_rebuilt_is_refused_when_saving(tmp_path: Path) -
     with pytest.raises(InvalidInput, match="option 'hidden' of 'realnvp' is a object, not JSON"):
         _build("realnvp")[0].save_pretrained(tmp_path / "b", record=odd)
     assert not (tmp_path / "b").exists()  # nothing half-written
+
+
+def test_a_bayesian_run_is_refused_with_the_reason(tmp_path: Path) -> None:
+    config = RunConfig(
+        model=ComponentConfig("gaussian"),
+        data=ComponentConfig("two_moons", {"n_train": 50, "n_validation": 64, "n_test": 64}),
+        train=TrainConfig(device="cpu"),
+        bayes=BayesConfig(layers=["loc"], samples=2),
+    )
+    model, _ = build(config)
+    with pytest.raises(InvalidInput, match=r"not what its build record .* made Bayesian\?"):
+        model.save_pretrained(tmp_path / "b")
+    assert not (tmp_path / "b").exists()

@@ -186,7 +186,9 @@ def train(
 def sample(
     run_dir: Annotated[
         Path,
-        typer.Argument(help="A run folder (probgen train) or a pretrained folder (probgen export)."),
+        typer.Argument(
+            help="A run folder (probgen train) or a pretrained folder (probgen export)."
+        ),
     ],
     n: Annotated[int, typer.Option("-n", "--n", help="Number of samples.")] = 64,
     out: Annotated[

@@ -74,7 +74,7 @@ class GaussianModel(GenerativeModel):
         return (self.loc + eps @ self.scale_tril.T).reshape(n, *self.event_shape)
 
     def rsample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """x = μ + L ε, ε ~ N(0, I), differentiable in (μ, L) (reparameterised); (n, *event_shape)."""
+        """x = μ + L ε, ε ~ N(0, I), differentiable in (μ, L): (n, *event_shape)."""
         return self.sample(n, generator=generator)
 
     def entropy(self) -> Tensor:
