@@ -252,3 +252,10 @@ def test_a_bad_condition_gets_a_clear_error() -> None:
     assert view.batch_shape == (2,) and view.sample((3,)).shape == (3, 2, 2)
     assert view.log_prob(torch.zeros(2)).shape == (2,)  # a value broadcasts over the batch
     assert constraints.real.check(view.sample()).all()
+
+
+def test_an_estimated_likelihood_backs_a_view() -> None:
+    """ESTIMATE (a Hutchinson trace; its unbiasedness is tested with the estimators) is accepted."""
+    model = build_model("score_sde", DataSpec((2,)), likelihood="hutchinson", hidden=[8])
+    view = model.as_distribution()
+    assert view.likelihood.value == "estimate" and not view.has_rsample

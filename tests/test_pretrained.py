@@ -10,6 +10,7 @@ Dequantized or bare on data with levels) and for conditional models.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import warnings
 from pathlib import Path
@@ -177,7 +178,7 @@ def test_float32_models_load_in_float32(tmp_path: Path) -> None:
     torch.set_default_dtype(torch.float32)
     model, spec = _build("maf")
     torch.set_default_dtype(torch.float64)  # the reader's default does not matter
-    loaded = probgen.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    loaded = GenerativeModel.from_pretrained(model.save_pretrained(tmp_path / "m"))
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     _assert_same_model(model, loaded, spec)
 
@@ -331,6 +332,35 @@ def test_saving_never_replaces_a_folder_silently(folder: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == [
         ".gitattributes", "README.md", "config.json", "model.safetensors"]  # fmt: skip
     _assert_same_model(model, probgen.from_pretrained(folder), spec)
+
+
+def test_an_interrupted_save_loses_nothing_and_is_detected(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import probgen.pretrained as pretrained
+
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    model, _ = _build("gaussian")
+    renames = []
+
+    def crash_after_the_weights(src: Any, dst: Any) -> None:
+        if renames:
+            raise KeyboardInterrupt
+        renames.append(dst)
+        os.rename(src, dst)
+
+    monkeypatch.setattr(pretrained.os, "replace", crash_after_the_weights)
+    with pytest.raises(KeyboardInterrupt):
+        model.save_pretrained(folder, overwrite=True)
+    assert [Path(r).name for r in renames] == ["model.safetensors"]
+    assert (folder / "config.json").read_bytes() == before["config.json"]  # the old config
+    with pytest.raises(CheckpointError, match=r"SHA-256 differs.*interrupted"):
+        probgen.from_pretrained(folder)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(before)  # no temporary left
+    monkeypatch.setattr(pretrained, "model_card", lambda config: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # a new folder appears whole or not at all
+        model.save_pretrained(tmp_path / "new")
+    assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".new*"))
 
 
 def test_a_model_that_cannot_be_rebuilt_is_refused_when_saving(tmp_path: Path) -> None:
