@@ -46,7 +46,7 @@ from probgen.train.config import BayesConfig
 
 SMALL: dict[str, dict[str, Any]] = {
     "ddpm": {"chain_steps": 50, "sample_steps": 5, "hidden": [16, 16]},
-    "score_sde": {"sample_steps": 5, "vlb_steps": 5, "hidden": [16, 16]},
+    "score_sde": {"sample_steps": 5, "vlb_steps": 5, "hidden": [16, 16], "likelihood": "vlb"},
     "ebm": {"hidden": [16, 16], "train_steps": 2, "buffer_size": 32},
     "glow": {"steps": 1, "hidden": 8},
     "made": {"hidden": [16]},
@@ -57,7 +57,8 @@ SMALL: dict[str, dict[str, Any]] = {
     "transformer": {"n_layer": 1, "n_head": 2, "n_embd": 16},
     "vae": {"hidden": [16], "channels": [4, 8], "latent_dim": 2},
 }
-"""Small networks (JSON options, as a config file gives them); other families use defaults."""
+"""Small networks (JSON options, as a config file gives them); other families use defaults.
+The score SDE is scored by its VLB here, not its seconds-long ODE: the weights are the point."""
 
 SPECS = (DataSpec((2,)), DataSpec((1, 8, 8), levels=4), DataSpec((6,), levels=5))
 
