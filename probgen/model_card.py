@@ -94,7 +94,8 @@ def _describe_data(spec: Mapping[str, Any], data: Mapping[str, Any]) -> str:
         if "classes" in condition
         else f", conditioned on a vector of shape {tuple(condition['shape'])}"
     )
-    named = f"`{data['name']}` {json.dumps(data.get('options') or {})}; " if data else ""
+    options = f" {json.dumps(data['options'])}" if data.get("options") else ""
+    named = f"`{data['name']}`{options}; " if data else ""
     return f"{named}events of shape {shape}, {values}{given}"
 
 
@@ -119,9 +120,9 @@ def _metrics_section(metrics: Mapping[str, Any] | None) -> list[str]:
         lines += [f"## Metrics ({split} split)", "", "| metric | value | ± | kind | unit |"]
         lines.append("|---|---:|---:|---|---|")
         for name, m in table.items():
-            stderr = "" if m.get("stderr") is None else f"{m['stderr']:.4g}"
+            stderr = "" if m.get("stderr") is None else f"{m['stderr']:.2g}"
             value = m.get("value")
-            shown = f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else value
+            shown = f"{value:.6g}" if isinstance(value, float) and math.isfinite(value) else value
             lines.append(
                 f"| {name} | {shown} | {stderr} | {m.get('kind', '')} | {m.get('unit', '')} |"
             )
