@@ -39,7 +39,7 @@ def model_card(config: Mapping[str, Any]) -> str:
     front = yaml.safe_dump({"library_name": "probgen", "tags": list(dict.fromkeys(tags))})
     title = f"{family} on {data['name']}" if data else family
     rows = [
-        ("family", f"`{family}` (`{config['family_class']}`)"),
+        ("family", f"`{family}` (`{config['family_class']}`), as `{config['structure']}`"),
         ("data", _describe_data(spec, data)),
         ("data map", _describe_map(config.get("data_map"), spec)),
         ("likelihood", _LIKELIHOOD_TEXT[config["likelihood"]]),

@@ -45,6 +45,7 @@ from safetensors.torch import load_file, save_model
 from probgen.core import ConditionSpec, DataSpec, GenerativeModel, InvalidInput
 from probgen.model_card import model_card
 from probgen.models.build import BuildRecord, build_model
+from probgen.models.wrapper import DataWrapper
 from probgen.registry import MODELS
 from probgen.train.checkpoint import CheckpointError, atomic_directory, fsync_dir, fsync_file
 
@@ -248,6 +249,7 @@ def _config(model: GenerativeModel, record: BuildRecord, provenance: Provenance)
         "library_version": _library_version(),
         "family": record.family,
         "family_class": MODELS.target(record.family),
+        "structure": _structure(model),
         "options": _json_options(record.options, record.family),
         "spec": _spec_to_json(record.spec),
         "data_map": standardization_record(model),
@@ -256,6 +258,13 @@ def _config(model: GenerativeModel, record: BuildRecord, provenance: Provenance)
         "parameters": sum(p.numel() for p in model.parameters()),
         **{k: v for k, v in dataclasses.asdict(provenance).items()},
     }
+
+
+def _structure(model: GenerativeModel) -> str:
+    """The data wrappers around the family: ``"Standardized(RealNVP)"``, ``"Dequantized(NSF)"``."""
+    if isinstance(model, DataWrapper):
+        return f"{type(model).__name__}({_structure(model.model)})"
+    return type(model).__name__
 
 
 def _json_options(options: Mapping[str, Any], family: str) -> dict[str, Any]:

@@ -145,8 +145,10 @@ def test_wrapped_models_keep_their_data_map(name, spec, wrapper, tmp_path: Path)
     if wrapper is Standardized:
         assert config["data_map"]["shift"] == model.shift.tolist()
         assert torch.equal(loaded.low, model.low) and torch.equal(loaded.high, model.high)
+        assert config["structure"] == "Standardized(RealNVP)"
     else:
         assert config["data_map"] is None and config["spec"]["levels"] == spec.levels
+        assert config["structure"] == ("Dequantized(NSF)" if wrapper else "VAE")
 
 
 @pytest.mark.parametrize(
