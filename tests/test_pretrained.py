@@ -200,7 +200,9 @@ def test_loading_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_card_follows_the_hub_conventions(tmp_path: Path) -> None:
     model, _ = _build("realnvp")
+    rng = torch.get_rng_state()
     card = (model.save_pretrained(tmp_path / "m") / "README.md").read_text()
+    assert torch.equal(torch.get_rng_state(), rng)  # rebuilding to check draws from its own seed
     front = card.split("---")[1]
     import yaml
 
