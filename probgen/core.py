@@ -12,6 +12,12 @@ fixed ``event_shape``. Batches carry one leading batch dimension:
         def sample(self, n, condition=None, **options) -> Tensor       # (n, *event_shape)
         def log_prob(self, x, condition=None, *, generator=None) -> Tensor  # (B,), nats
 
+A family whose draws are x = g_θ(ε) with ε free of θ also defines
+``rsample(n, condition=None, generator=None)``, the same draw kept
+differentiable in θ (``probgen.distribution``); ``save_pretrained``,
+``from_pretrained`` and ``as_distribution`` delegate to ``probgen.pretrained``
+and ``probgen.distribution``.
+
 The condition is one optional keyword with the same meaning in every family
 (``probgen.conditions``). A family that does not declare ``condition`` in a
 call is unconditional: the base class gives that call the keyword and raises
@@ -35,13 +41,19 @@ import functools
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from probgen.conditions import ConditionSpec
+
+if TYPE_CHECKING:  # for annotations only: these modules load when the methods are called
+    import os
+    from pathlib import Path
+
+    from probgen.distribution import ModelDistribution
 
 __all__ = [
     "ConditionSpec",
@@ -284,6 +296,25 @@ class GenerativeModel(nn.Module, abc.ABC):
             )
         return spec.expand(condition, rows) if expand else spec.check(condition, rows)
 
+    def save_pretrained(self, directory: str | os.PathLike[str], **options: Any) -> Path:
+        """Write this model as a shareable folder (``probgen.pretrained.save_pretrained``)."""
+        from probgen.pretrained import save_pretrained  # saving's imports load on use
+
+        return save_pretrained(self, directory, **options)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str], **options: Any) -> GenerativeModel:
+        """The model a ``save_pretrained`` folder holds (``probgen.pretrained.from_pretrained``)."""
+        from probgen.pretrained import from_pretrained
+
+        return from_pretrained(directory, **options)
+
+    def as_distribution(self, condition: Any = None, **options: Any) -> ModelDistribution:
+        """This model as a ``torch.distributions.Distribution`` (``probgen.distribution``)."""
+        from probgen.distribution import as_distribution
+
+        return as_distribution(self, condition, **options)
+
     @property
     def device(self) -> torch.device:
         """Device of the first parameter or buffer (CPU for a model with neither)."""
@@ -292,7 +323,7 @@ class GenerativeModel(nn.Module, abc.ABC):
         return torch.device("cpu")
 
 
-_CONDITIONED_CALLS = ("log_prob", "sample", "loss")
+_CONDITIONED_CALLS = ("log_prob", "sample", "rsample", "loss")
 
 
 def _unconditional_message(model: nn.Module) -> str:

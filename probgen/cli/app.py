@@ -1,4 +1,4 @@
-"""The ``probgen`` command: list, train, sample, evaluate, compare.
+"""The ``probgen`` command: list, train, sample, export, evaluate, compare.
 
 Every user error (unknown names, malformed or ill-typed configs, missing or
 unreadable files and checkpoints, bad flags) ends the command with exactly
@@ -184,10 +184,19 @@ def train(
 
 @app.command()
 def sample(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by probgen train.")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A run folder (probgen train) or a pretrained folder (probgen export)."
+        ),
+    ],
     n: Annotated[int, typer.Option("-n", "--n", help="Number of samples.")] = 64,
     out: Annotated[
-        Path | None, typer.Option(help="Output file: .png, .npy or .safetensors.")
+        Path | None,
+        typer.Option(
+            help="Output file: .png, .npy or .safetensors (default: RUN_DIR/samples.npy, "
+            "samples.npy here for a pretrained folder)."
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the samples.")] = 0,
     refine: Annotated[
@@ -217,9 +226,8 @@ def sample(
         ),
     ] = None,
 ) -> None:
-    """Draw samples from a trained run: a picture (.png) or an array (.npy, .safetensors)."""
-    out = out or run_dir / "samples.npy"
-    if out.suffix not in SAMPLE_FORMATS:
+    """Draw samples from a trained run or a pretrained folder: a picture (.png) or an array."""
+    if out is not None and out.suffix not in SAMPLE_FORMATS:
         raise typer.BadParameter(
             f"cannot write {out.suffix or 'a file without suffix'} ({out}); "
             f"choose one of: {', '.join(SAMPLE_FORMATS)}"
@@ -228,7 +236,8 @@ def sample(
         raise typer.BadParameter(f"-n must be positive, got {n}")
     if calibration_steps < 1:
         raise typer.BadParameter(f"--calibration-steps must be positive, got {calibration_steps}")
-    model, _, dataset = load_run(run_dir)
+    model, dataset = _load_model(run_dir)
+    out = out or (run_dir if dataset is not None else Path()) / "samples.npy"
     model.eval()
     c = None if condition is None else _parse_condition(model, condition)
     note = "" if condition is None else f" given c = {condition}"
@@ -241,6 +250,11 @@ def sample(
     if refine is None:
         options = {} if guidance is None else {"guidance": guidance}
         x = _draw(model, n, seed, c, **options).cpu()
+    elif dataset is None:
+        raise InvalidInput(
+            "--refine calibrates on the run's training data: pass a run folder, not a "
+            "pretrained one"
+        )
     else:
         with Console().status(f"calibrating the density ratio ({calibration_steps} steps)"):
             refined = refine_samples(model, dataset, refine, n, calibration_steps, seed)
@@ -249,6 +263,28 @@ def sample(
     out.parent.mkdir(parents=True, exist_ok=True)
     _SAMPLE_WRITERS[out.suffix](x, out, dataset, f"{n} samples from {run_dir.name}{note}")
     Console().print(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {out}{note}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder (probgen train).")],
+    directory: Annotated[Path, typer.Argument(help="The pretrained folder to write.")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the model files of an existing folder.")
+    ] = False,
+) -> None:
+    """Write a run's model as a shareable folder: config.json, model.safetensors, README.md.
+
+    The folder follows the Hugging Face Hub's layout (huggingface_hub.upload_folder
+    uploads it); probgen.from_pretrained and probgen sample read it back.
+    """
+    from probgen.pretrained import load  # the saving code loads only when it runs
+
+    folder = load(run_dir).save_pretrained(directory, overwrite=overwrite)
+    Console().print(
+        f"wrote {folder}/: config.json, model.safetensors, README.md (the model card); "
+        "load it with probgen.from_pretrained"
+    )
 
 
 @app.command("evaluate")
@@ -364,6 +400,16 @@ def _build(config: RunConfig) -> tuple[GenerativeModel, Dataset]:
         ) from e
 
 
+def _load_model(path: Path) -> tuple[GenerativeModel, Dataset | None]:
+    """A run folder's model and data set, or a pretrained folder's model and None."""
+    from probgen.pretrained import CONFIG_NAME, from_pretrained
+
+    if (path / CONFIG_NAME).is_file() and not (path / "config.yaml").is_file():
+        return from_pretrained(path), None
+    model, _, dataset = load_run(path)
+    return model, dataset
+
+
 def _check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise typer.BadParameter("--resume and --overwrite exclude each other; choose one")
@@ -418,23 +464,23 @@ def _parse_condition(model: GenerativeModel, text: str) -> torch.Tensor:
     return spec.expand(vector, 1)[0].to(model.device)
 
 
-def _picture(x: torch.Tensor, path: Path, dataset: Dataset, title: str) -> None:
-    reference = dataset.split("test")[: len(x)]
+def _picture(x: torch.Tensor, path: Path, dataset: Dataset | None, title: str) -> None:
+    """The samples' picture, beside the test data of ``dataset`` (None: the samples alone)."""
     plot_samples(
         x,
         path,
-        data=reference,
+        data=None if dataset is None else dataset.split("test")[: len(x)],
         title=title,
-        levels=dataset.spec.levels,
+        levels=None if dataset is None else dataset.spec.levels,
         decoder=getattr(dataset, "decode", None),
     )
 
 
-def _write_npy(x: torch.Tensor, path: Path, dataset: Dataset, title: str) -> None:
+def _write_npy(x: torch.Tensor, path: Path, dataset: Dataset | None, title: str) -> None:
     np.save(path, x.numpy())
 
 
-def _write_safetensors(x: torch.Tensor, path: Path, dataset: Dataset, title: str) -> None:
+def _write_safetensors(x: torch.Tensor, path: Path, dataset: Dataset | None, title: str) -> None:
     save_file({"samples": x.contiguous()}, str(path))
 
 

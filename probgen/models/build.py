@@ -9,6 +9,7 @@ downstream (the engine, the evaluators, compare, the CLI) is unchanged.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,7 +20,21 @@ from probgen.models.dequantized import Dequantized
 from probgen.models.standardize import Standardized, fit_standardization
 from probgen.registry import MODELS
 
-__all__ = ["build_model"]
+__all__ = ["BuildRecord", "build_model"]
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """How ``build_model`` built a model: the family, the data spec and the family's options.
+
+    With the weights (parameters and buffers, which hold the data map) this is
+    all ``probgen.from_pretrained`` needs to build the same model again.
+    ``build_model`` sets it as the ``build_record`` attribute of what it returns.
+    """
+
+    family: str
+    spec: DataSpec
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def build_model(
@@ -59,8 +74,22 @@ def build_model(
             levels, which ``Dequantized`` already maps to [0, 1).
         options: the family's own options (``for_data``).
 
+    The returned model carries ``build_record`` (``BuildRecord(name, spec, options)``).
     Raises ``InvalidInput`` when a fitted map is asked for without ``train_data``.
     """
+    model = _wrapped(name, spec, train_data, train_conditions, standardize, options)
+    model.build_record = BuildRecord(name, spec, dict(options))
+    return model
+
+
+def _wrapped(
+    name: str,
+    spec: DataSpec,
+    train_data: Tensor | None,
+    train_conditions: Tensor | None,
+    standardize: str | Mapping[str, Any] | None,
+    options: Mapping[str, Any],
+) -> GenerativeModel:
     model = MODELS.get(name).for_data(spec, **options)
     if spec.levels is not None:
         return model if model.handles_levels else Dequantized(model, spec.levels)

@@ -73,6 +73,10 @@ class GaussianModel(GenerativeModel):
         )
         return (self.loc + eps @ self.scale_tril.T).reshape(n, *self.event_shape)
 
+    def rsample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """x = μ + L ε, ε ~ N(0, I), differentiable in (μ, L): (n, *event_shape)."""
+        return self.sample(n, generator=generator)
+
     def entropy(self) -> Tensor:
         """H = D/2 (1 + log 2π) + Σ_i log L_ii, a scalar in nats."""
         return 0.5 * self.dim * (1 + math.log(2 * math.pi)) + self.log_diag.sum()

@@ -239,9 +239,29 @@ class Standardized(DataWrapper):
 
     def sample(self, n: int, condition: Tensor | None = None, **options: Any) -> Tensor:
         """μ + s ⊙ z, z = inner ``sample(n, condition=c, **options)``: (n, *event_shape)."""
+        return self._mapped(self.model.sample, n, condition, options)
+
+    @property
+    def rsample(self) -> Callable[..., Tensor]:
+        """μ + s ⊙ z with z from the inner ``rsample``, differentiable in θ; AttributeError
+        when the inner model has no reparameterised sampler."""
+        inner = self.model.rsample
+
+        def rsample(n: int, condition: Tensor | None = None, **options: Any) -> Tensor:
+            return self._mapped(inner, n, condition, options)
+
+        return rsample
+
+    def _mapped(
+        self,
+        sampler: Callable[..., Tensor],
+        n: int,
+        condition: Tensor | None,
+        options: dict[str, Any],
+    ) -> Tensor:
         if condition is not None and self.condition_shift is not None:
             condition = self.condition_to_inner(self.model.condition_spec.expand(condition, n))
-        return self.from_inner(self.model.sample(n, condition=condition, **options))
+        return self.from_inner(sampler(n, condition=condition, **options))
 
     @property
     def elbo(self) -> Callable[..., Tensor]:

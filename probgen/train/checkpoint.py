@@ -16,10 +16,12 @@ unpickled: safetensors and JSON cannot run code on load.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,15 @@ from torch.optim import Optimizer
 
 from probgen.core import ProbgenError
 
-__all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointError", "read_checkpoint", "write_checkpoint"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "CheckpointError",
+    "atomic_directory",
+    "fsync_file",
+    "read_checkpoint",
+    "write_checkpoint",
+]
 
 FORMAT_VERSION = 1
 
@@ -98,10 +108,7 @@ def write_checkpoint(
     ``modules`` become ``<name>.safetensors``; ``optimizers`` and ``tensors`` go
     to state.safetensors and state.json; ``meta`` must be JSON-serialisable.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
+    with atomic_directory(Path(path)) as tmp:
         for name, module in modules.items():
             save_model(module, str(tmp / f"{name}.safetensors"))
         flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
@@ -112,9 +119,23 @@ def write_checkpoint(
         save_file(flat, str(tmp / "state.safetensors"))
         record = {"format_version": FORMAT_VERSION, **meta, "optimizers": opt_meta}
         (tmp / "state.json").write_text(json.dumps(record, indent=1))
+
+
+@contextlib.contextmanager
+def atomic_directory(path: Path) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to fill; then it is fsynced and takes ``path``'s name.
+
+    Readers see the previous directory or the complete new one, never a torn
+    one (see ``_swap_into_place``); on an error the temporary one is removed
+    and ``path`` is left as it was.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
         for file in tmp.iterdir():
-            _fsync(file)
-        _fsync_dir(tmp)
+            fsync_file(file)
+        fsync_dir(tmp)
         _swap_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -182,16 +203,18 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _fsync(file: Path) -> None:
+def fsync_file(file: Path) -> None:
+    """Flush ``file``'s contents to disk (before a rename makes it visible)."""
     with open(file, "rb") as f:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Flush ``directory``'s entries (a rename into it) to disk; a no-op on Windows."""
     if not hasattr(os, "O_DIRECTORY"):  # Windows cannot open a directory to sync it
         return
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

@@ -104,6 +104,13 @@ class Flow(GenerativeModel):
         """n draws x = f⁻¹(z; c), (n, *event_shape); one condition for all n, or n of them."""
         return self._draw(n, condition, generator)[1]
 
+    def rsample(
+        self, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The draws of ``sample``, x = f⁻¹(z; c), kept differentiable in θ (reparameterised):
+        the noise z ~ p_Z does not depend on the transform's parameters."""
+        return self._draw(n, condition, generator)[1]
+
     def sample_and_log_prob(
         self, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:

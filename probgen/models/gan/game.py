@@ -211,6 +211,15 @@ class AdversarialGame(GenerativeModel):
         with torch.no_grad():
             return self.generator.sample(n, generator=generator, h=h)
 
+    def rsample(
+        self, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """x = G_θ(z[, c]), z ~ p(z): ``sample``'s draw, differentiable in the generator's θ
+        (the generator is an implicit, reparameterised sampler); (n, *event_shape)."""
+        return self.generator.sample(
+            n, generator=generator, h=self._features(condition, n, expand=True)
+        )
+
     # ------------------------------------------------------------------ the two objectives
 
     def critic_loss(self, x: Tensor, h: Tensor | None = None) -> Tensor:

@@ -54,6 +54,8 @@ class Decoder(nn.Module, abc.ABC):
     n_params: int = 1
     levels: int | None = None
     """K for a probability mass over {0, …, K-1}; ``None`` for a density."""
+    reparameterized: bool = False
+    """Whether ``sample`` is x = g(params, ε) with ε free of the parameters (pathwise gradients)."""
 
     def __init__(self, net: nn.Module, event_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -150,6 +152,8 @@ class GaussianDecoder(Decoder):
             ``learn_std``.
         learn_std: learn the shared σ (stored as log σ) from its initial ``std``.
     """
+
+    reparameterized = True  # x = μ + σ ε
 
     def __init__(
         self,

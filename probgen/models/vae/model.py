@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -311,6 +311,21 @@ class VAE(GenerativeModel):
         if mean:
             return self.decoder.mean(z, h)
         return self.decoder.sample(z, generator, h=h)
+
+    @property
+    def rsample(self) -> Callable[..., Tensor]:
+        """``sample`` as a draw differentiable in θ, when both of its steps are reparameterised.
+
+        z = μ_p + σ_p ε₁ from a Gaussian prior, then x = μ_θ(z) + σ_θ(z) ε₂ from a
+        Gaussian decoder. A discrete decoder or a mixture prior (a discrete component
+        draw) has no pathwise gradient: then this raises ``AttributeError``.
+        """
+        if not (self.decoder.reparameterized and getattr(self.prior, "reparameterized", True)):
+            raise AttributeError(
+                f"VAE.rsample: a {type(self.decoder).__name__} with a {type(self.prior).__name__} "
+                "prior is not reparameterised"
+            )
+        return self.sample
 
     def _checked(self, x: Tensor) -> Tensor:
         """x after the shape check and the decoder's value check (each done once per batch)."""

@@ -62,6 +62,8 @@ def diagonal_mixture_log_prob(
 class _DiagonalMixture(Distribution):
     """A mixture of diagonal Gaussians whose components ``components()`` computes."""
 
+    reparameterized = False  # the component k ~ Cat(π) is a discrete draw
+
     @abc.abstractmethod
     def components(self) -> tuple[Tensor, Tensor, Tensor]:
         """(log π (K,), μ (K, Z), σ (K, Z)) of the current parameters."""
