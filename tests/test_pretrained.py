@@ -221,7 +221,7 @@ def _run(tmp_path: Path) -> Path:
         data=ComponentConfig("two_moons", {"n_train": 32, "n_validation": 64, "n_test": 64}),
         train=TrainConfig(
             steps=300, batch_size=32, lr=3e-2, log_every=5, device="cpu", patience=2,
-            eval_every=5,
+            eval_every=5, refit=False,  # the early-stopped run itself, whose best weights load
         ),
     )  # fmt: skip
     result = fit(config, tmp_path / "run", progress=False)
