@@ -27,10 +27,12 @@ from typer.core import TyperGroup
 from probgen.cli.listing import KINDS, registry_table
 from probgen.cli.metrics import evaluate, metrics_table, write_metrics
 from probgen.cli.refine import refine_samples
-from probgen.core import GenerativeModel, InvalidInput, ProbgenError
+from probgen.core import DataSpec, GenerativeModel, InvalidInput, ProbgenError
 from probgen.data.base import SPLITS, Dataset
+from probgen.data.userfiles import data_config
 from probgen.evaluate.plots import plot_samples
 from probgen.models.wrapper import DataWrapper
+from probgen.registry import DATASETS
 from probgen.train import (
     ConfigError,
     RunConfig,
@@ -46,6 +48,11 @@ __all__ = ["EXIT_USER_ERROR", "SAMPLE_FORMATS", "app", "main"]
 
 EXIT_USER_ERROR = 2
 """Exit code of every user error (as for command-line usage errors)."""
+
+DATA_HELP = (
+    "A registered data set (see probgen list data) or your own file: .csv, .tsv, .parquet, "
+    ".npy, .npz, .safetensors, .txt, or a folder of images (docs/data.md)."
+)
 
 
 _USER_ERRORS = (ProbgenError, yaml.YAMLError, OSError, SafetensorError, typer.TyperException)
@@ -124,7 +131,7 @@ def train(
         Path | None, typer.Argument(metavar="CONFIG.yaml", help="Run config (YAML).")
     ] = None,
     model: Annotated[str | None, typer.Option(help="Model name (see probgen list).")] = None,
-    data: Annotated[str | None, typer.Option(help="Data set name (see probgen list).")] = None,
+    data: Annotated[str | None, typer.Option(help=DATA_HELP)] = None,
     steps: Annotated[int | None, typer.Option(help="Training rounds.")] = None,
     time_budget: Annotated[float | None, typer.Option(help="Stop after this many s.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per batch.")] = None,
@@ -148,7 +155,7 @@ def train(
     overrides = parse_overrides(set_ or [])
     flags = {
         "model.name": model,
-        "data.name": data,
+        **({} if data is None else _data_flags(data)),
         "train.steps": steps,
         "train.time_budget": time_budget,
         "train.batch_size": batch_size,
@@ -173,7 +180,7 @@ def train(
     last = result.history[-1] if result.history else {}
     losses = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if _is_loss(k, v))
     console.print(
-        f"trained {config.model.name} on {config.data.name}: {result.steps} steps in "
+        f"trained {config.model.name} on {_data_name(config)}: {result.steps} steps in "
         f"{result.wall_time:.1f} s ({result.stop_reason}); final {losses or 'loss n/a'}"
     )
     _report(console, result.model, result.dataset, run_dir, "test", None, n_samples, config.seed)
@@ -264,12 +271,26 @@ def evaluate_(
         int | None,
         typer.Option(help="Score only the first N examples of the split (default: all).", min=1),
     ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Score on other data: a data file or folder (read with the run's file "
+            "options) or a registered name; default: the run's data."
+        ),
+    ] = None,
 ) -> None:
-    """Evaluate a trained run on a split; print a table and update RUN_DIR/metrics.json."""
+    """Evaluate a trained run on a split; print a table and update RUN_DIR/metrics.json.
+
+    With --data, the results are kept under SPLIT:FILE in metrics.json, beside the run's own.
+    """
     if split not in SPLITS:
         raise typer.BadParameter(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     names = None if metrics is None else [m.strip() for m in metrics.split(",") if m.strip()]
-    model, _, dataset = load_run(run_dir)
+    model, config, dataset = load_run(run_dir)
+    record = None
+    if data is not None:  # kept beside the run's own results in metrics.json
+        dataset = _other_data(config, dataset.spec, data)
+        record = f"{split}:{Path(data).name}"
     _report(
         Console(),
         model,
@@ -281,6 +302,7 @@ def evaluate_(
         seed,
         picture=False,
         max_examples=max_examples,
+        record=record,
     )
 
 
@@ -291,7 +313,7 @@ def compare(
         typer.Argument(metavar="CONFIG.yaml", help="Comparison config (default: the built-in)."),
     ] = None,
     models: Annotated[str | None, typer.Option(help="Comma-separated model names.")] = None,
-    data: Annotated[str | None, typer.Option(help="Data set name (see probgen list).")] = None,
+    data: Annotated[str | None, typer.Option(help=DATA_HELP)] = None,
     time_budget: Annotated[
         float | None,
         typer.Option(help="Training seconds per model instead of fixed steps (CPU s by default)."),
@@ -323,8 +345,12 @@ def _report(
     *,
     picture: bool = True,
     max_examples: int | None = None,
+    record: str | None = None,
 ) -> None:
-    """Compute metrics, write metrics.json (and samples.png), print the table."""
+    """Compute metrics, write metrics.json (and samples.png), print the table.
+
+    The results go under ``record`` in metrics.json (default: the split's name).
+    """
     n = len(dataset.split(split)[:max_examples])
     with console.status(f"evaluating {type(model).__name__} on {n} {split} examples"):
         results = evaluate(
@@ -336,8 +362,9 @@ def _report(
             seed=seed,
             max_examples=max_examples,
         )
-    write_metrics(run_dir / "metrics.json", split, results, standardization_record(model))
-    console.print(metrics_table(results, f"{split} split ({n} examples)"))
+    record = record or split
+    write_metrics(run_dir / "metrics.json", record, results, standardization_record(model))
+    console.print(metrics_table(results, f"{record} split ({n} examples)"))
     if picture:
         # a conditional model is drawn at the test rows' conditions, as the picture's data
         conditions = dataset.conditions("test")
@@ -362,6 +389,46 @@ def _build(config: RunConfig) -> tuple[GenerativeModel, Dataset]:
             f"cannot build model {config.model.name!r} on data {config.data.name!r} with "
             f"options {config.model.options} / {config.data.options}: {e}"
         ) from e
+
+
+def _data_flags(text: str) -> dict[str, Any]:
+    """``--data``'s overrides: ``data.name``, and ``data.options.path`` for a file."""
+    section = data_config(text)
+    flags = {"data.name": section["name"]}
+    flags.update({f"data.options.{k}": v for k, v in section.get("options", {}).items()})
+    return flags
+
+
+def _data_name(config: RunConfig) -> str:
+    path = config.data.options.get("path") if config.data.name == "file" else None
+    return config.data.name if path is None else Path(str(path)).name
+
+
+def _other_data(config: RunConfig, spec: DataSpec, text: str) -> Dataset:
+    """The data ``--data TEXT`` names, for a model trained by ``config`` on data of ``spec``.
+
+    A file is read with the run's own file options (columns, label, levels,
+    split) when the run trained on a file, so a model trained on train.csv is
+    scored on test.csv column for column. The data must match the model's:
+    the same event shape, levels and condition, else ``InvalidInput``.
+    """
+    section = data_config(text)
+    options = section.get("options", {})
+    if section["name"] == "file" and config.data.name == "file":
+        options = {**config.data.options, **options}
+    dataset = DATASETS.get(section["name"])(**options)
+    if dataset.spec != spec:
+        raise InvalidInput(
+            f"--data {text}: the run was trained on {_spec_text(spec)}, this data has "
+            f"{_spec_text(dataset.spec)}"
+        )
+    return dataset
+
+
+def _spec_text(spec: DataSpec) -> str:
+    levels = "continuous" if spec.levels is None else f"{spec.levels} levels"
+    condition = "no condition" if spec.condition is None else spec.condition.describe()
+    return f"events of shape {spec.event_shape}, {levels}, {condition}"
 
 
 def _check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
