@@ -98,7 +98,7 @@ def _read_csv(path: Path, header: bool, sep: str = ",") -> Table:
             ) from e
         raise CorruptDataFile(f"{path}: not a readable CSV file ({_first_line(e)})") from e
     except UnicodeDecodeError as e:
-        raise CorruptDataFile(f"{path}: not UTF-8 text (byte offset {e.start})") from e
+        raise CorruptDataFile(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x})") from e
     lines = _CsvLines(path, sep, header)
     if frame.isna().to_numpy().any():
         lines.check_ragged(len(frame.columns))  # pandas pads short rows with NaN
@@ -186,6 +186,10 @@ def _read_npz(path: Path, header: bool) -> Table:
 
 
 def _numpy_load(path: Path) -> np.ndarray | np.lib.npyio.NpzFile:
+    with path.open("rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):  # .npy header, .npz = zip
+        raise CorruptDataFile(f"{path}: not a NumPy .npy/.npz file (no NumPy or zip header)")
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as e:

@@ -136,10 +136,13 @@ def load_file(
     if suffix not in TABLE_READERS:
         if not path.exists():
             raise MissingDataFile(f"{path}: no such file or folder")
-        what = "a single image; give the folder of images" if suffix in IMAGE_SUFFIXES else ""
+        what = (
+            "a single image: give the folder of images"
+            if suffix in IMAGE_SUFFIXES
+            else f"unknown file type {suffix or '(no suffix)'!r}"
+        )
         raise InvalidInput(
-            f"{path}: unknown file type {suffix or '(no suffix)'!r}{'; ' + what if what else ''}; "
-            f"probgen reads {', '.join(FILE_SUFFIXES)} files and folders of images"
+            f"{path}: {what}; probgen reads {', '.join(FILE_SUFFIXES)} files and folders of images"
         )
     table_options = ["columns", "label", "classes", "condition", "levels", "validation", "test"]
     table_options += ["seed", "header"] if suffix in (".csv", ".tsv") else ["seed"]
