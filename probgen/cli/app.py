@@ -24,15 +24,14 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from typer.core import TyperGroup
 
+from probgen.cli.data import data_flags, data_name, other_data
 from probgen.cli.listing import KINDS, registry_table
 from probgen.cli.metrics import evaluate, metrics_table, write_metrics
 from probgen.cli.refine import refine_samples
-from probgen.core import DataSpec, GenerativeModel, InvalidInput, ProbgenError
+from probgen.core import GenerativeModel, InvalidInput, ProbgenError
 from probgen.data.base import SPLITS, Dataset
-from probgen.data.userfiles import data_config
 from probgen.evaluate.plots import plot_samples
 from probgen.models.wrapper import DataWrapper
-from probgen.registry import DATASETS
 from probgen.train import (
     ConfigError,
     RunConfig,
@@ -155,7 +154,7 @@ def train(
     overrides = parse_overrides(set_ or [])
     flags = {
         "model.name": model,
-        **({} if data is None else _data_flags(data)),
+        **({} if data is None else data_flags(data)),
         "train.steps": steps,
         "train.time_budget": time_budget,
         "train.batch_size": batch_size,
@@ -180,7 +179,7 @@ def train(
     last = result.history[-1] if result.history else {}
     losses = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if _is_loss(k, v))
     console.print(
-        f"trained {config.model.name} on {_data_name(config)}: {result.steps} steps in "
+        f"trained {config.model.name} on {data_name(config)}: {result.steps} steps in "
         f"{result.wall_time:.1f} s ({result.stop_reason}); final {losses or 'loss n/a'}"
     )
     _report(console, result.model, result.dataset, run_dir, "test", None, n_samples, config.seed)
@@ -289,7 +288,7 @@ def evaluate_(
     model, config, dataset = load_run(run_dir)
     record = None
     if data is not None:  # kept beside the run's own results in metrics.json
-        dataset = _other_data(config, dataset.spec, data)
+        dataset = other_data(config, dataset.spec, data)
         record = f"{split}:{Path(data).name}"
     _report(
         Console(),
@@ -389,46 +388,6 @@ def _build(config: RunConfig) -> tuple[GenerativeModel, Dataset]:
             f"cannot build model {config.model.name!r} on data {config.data.name!r} with "
             f"options {config.model.options} / {config.data.options}: {e}"
         ) from e
-
-
-def _data_flags(text: str) -> dict[str, Any]:
-    """``--data``'s overrides: ``data.name``, and ``data.options.path`` for a file."""
-    section = data_config(text)
-    flags = {"data.name": section["name"]}
-    flags.update({f"data.options.{k}": v for k, v in section.get("options", {}).items()})
-    return flags
-
-
-def _data_name(config: RunConfig) -> str:
-    path = config.data.options.get("path") if config.data.name == "file" else None
-    return config.data.name if path is None else Path(str(path)).name
-
-
-def _other_data(config: RunConfig, spec: DataSpec, text: str) -> Dataset:
-    """The data ``--data TEXT`` names, for a model trained by ``config`` on data of ``spec``.
-
-    A file is read with the run's own file options (columns, label, levels,
-    split) when the run trained on a file, so a model trained on train.csv is
-    scored on test.csv column for column. The data must match the model's:
-    the same event shape, levels and condition, else ``InvalidInput``.
-    """
-    section = data_config(text)
-    options = section.get("options", {})
-    if section["name"] == "file" and config.data.name == "file":
-        options = {**config.data.options, **options}
-    dataset = DATASETS.get(section["name"])(**options)
-    if dataset.spec != spec:
-        raise InvalidInput(
-            f"--data {text}: the run was trained on {_spec_text(spec)}, this data has "
-            f"{_spec_text(dataset.spec)}"
-        )
-    return dataset
-
-
-def _spec_text(spec: DataSpec) -> str:
-    levels = "continuous" if spec.levels is None else f"{spec.levels} levels"
-    condition = "no condition" if spec.condition is None else spec.condition.describe()
-    return f"events of shape {spec.event_shape}, {levels}, {condition}"
 
 
 def _check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
