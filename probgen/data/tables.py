@@ -93,8 +93,9 @@ def _read_csv(path: Path, header: bool, sep: str = ",") -> Table:
         fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
         if fields:
             expected, line, saw = fields.groups()
+            first = "the header" if header else "the first row"
             raise InvalidInput(
-                f"{path}: ragged rows: line {line} has {saw} fields, the first row {expected}"
+                f"{path}: ragged rows: line {line} has {saw} fields, {first} {expected}"
             ) from e
         raise CorruptDataFile(f"{path}: not a readable CSV file ({_first_line(e)})") from e
     except UnicodeDecodeError as e:
@@ -129,10 +130,11 @@ class _CsvLines:
         return f"row {i} (line {rows[i][0]})" if i < len(rows) else f"row {i}"
 
     def check_ragged(self, width: int) -> None:
+        first = "the header" if self.header else "the first row"
         for line, n in self.rows():
             if n != width:
                 raise InvalidInput(
-                    f"{self.path}: ragged rows: line {line} has {n} fields, the header {width}"
+                    f"{self.path}: ragged rows: line {line} has {n} fields, {first} {width}"
                 )
 
 

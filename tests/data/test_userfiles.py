@@ -215,7 +215,7 @@ BAD_CSV = {
         r"column 'b' is not numeric: row 1 \(line 3\) holds 'oops'",
     ),
     "short row": ("a,b,c\n1,2,3\n4,5\n", r"ragged rows: line 3 has 2 fields, the header 3"),
-    "long row": ("a,b\n1,2\n3,4,5\n", r"ragged rows: line 3 has 3 fields, the first row 2"),
+    "long row": ("a,b\n1,2\n3,4,5\n", r"ragged rows: line 3 has 3 fields, the header 2"),
     "nan and inf": (
         "a,b\n1,2\n3,nan\ninf,4\n5,\n",
         r"3 NaN or infinite value\(s\) in columns a, b; the first at row 1 \(line 3\), column 'b'",
