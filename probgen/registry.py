@@ -110,6 +110,7 @@ DATASETS = Registry(
         ),
         "sbi_two_moons": ("probgen.data.simulation:SimulationDataset", {"simulator": "two_moons"}),
         "arrays": "probgen.data.arrays:load_arrays",
+        "file": "probgen.data.userfiles:load_file",
     },
 )
 

@@ -65,6 +65,7 @@ DATA: dict[str, Callable[[Path], Dataset]] = {
         for name in ("sbi_gaussian_linear", "sbi_two_moons")
     },
     "arrays": lambda root: _user_arrays(),
+    "file": lambda root: _user_csv(),
 }
 """Every registered data set (MNIST also at 2 levels), with a small context for text."""
 
@@ -75,6 +76,17 @@ def _user_arrays() -> Dataset:
     path = Path(tempfile.mkdtemp()) / "pairs.npz"
     np.savez(path, x=rng.normal(size=(320, 3)), c=rng.integers(0, 4, size=320))
     return DATASETS.get("arrays")(path=str(path), conditions=str(path))
+
+
+def _user_csv() -> Dataset:
+    """A user's CSV: two columns of points and a class label column (3 classes)."""
+    rng = np.random.default_rng(0)
+    path = Path(tempfile.mkdtemp()) / "points.csv"
+    rows = np.column_stack([rng.normal(size=(320, 2)), rng.integers(0, 3, size=320)])
+    np.savetxt(
+        path, rows, delimiter=",", header="u,v,label", comments="", fmt=["%.6f", "%.6f", "%d"]
+    )
+    return DATASETS.get("file")(path=path, label="label")
 
 
 REAL = {"mnist", "mnist-binarized", "fashion_mnist", "text", "tinyshakespeare"}

@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from typer.core import TyperGroup
 
+from probgen.cli.data import data_flags, data_name, other_data
 from probgen.cli.listing import KINDS, registry_table
 from probgen.cli.metrics import evaluate, metrics_table, write_metrics
 from probgen.cli.refine import refine_samples
@@ -46,6 +47,11 @@ __all__ = ["EXIT_USER_ERROR", "SAMPLE_FORMATS", "app", "main"]
 
 EXIT_USER_ERROR = 2
 """Exit code of every user error (as for command-line usage errors)."""
+
+DATA_HELP = (
+    "A registered data set (see probgen list data) or your own file: .csv, .tsv, .parquet, "
+    ".npy, .npz, .safetensors, .txt, or a folder of images (docs/data.md)."
+)
 
 
 _USER_ERRORS = (ProbgenError, yaml.YAMLError, OSError, SafetensorError, typer.TyperException)
@@ -124,7 +130,7 @@ def train(
         Path | None, typer.Argument(metavar="CONFIG.yaml", help="Run config (YAML).")
     ] = None,
     model: Annotated[str | None, typer.Option(help="Model name (see probgen list).")] = None,
-    data: Annotated[str | None, typer.Option(help="Data set name (see probgen list).")] = None,
+    data: Annotated[str | None, typer.Option(help=DATA_HELP)] = None,
     steps: Annotated[int | None, typer.Option(help="Training rounds.")] = None,
     time_budget: Annotated[float | None, typer.Option(help="Stop after this many s.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per batch.")] = None,
@@ -148,7 +154,7 @@ def train(
     overrides = parse_overrides(set_ or [])
     flags = {
         "model.name": model,
-        "data.name": data,
+        **({} if data is None else data_flags(data)),
         "train.steps": steps,
         "train.time_budget": time_budget,
         "train.batch_size": batch_size,
@@ -173,7 +179,7 @@ def train(
     last = result.history[-1] if result.history else {}
     losses = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if _is_loss(k, v))
     console.print(
-        f"trained {config.model.name} on {config.data.name}: {result.steps} steps in "
+        f"trained {config.model.name} on {data_name(config)}: {result.steps} steps in "
         f"{result.wall_time:.1f} s ({result.stop_reason}); final {losses or 'loss n/a'}"
     )
     _report(console, result.model, result.dataset, run_dir, "test", None, n_samples, config.seed)
@@ -300,12 +306,26 @@ def evaluate_(
         int | None,
         typer.Option(help="Score only the first N examples of the split (default: all).", min=1),
     ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Score on other data: a data file or folder (read with the run's file "
+            "options) or a registered name; default: the run's data."
+        ),
+    ] = None,
 ) -> None:
-    """Evaluate a trained run on a split; print a table and update RUN_DIR/metrics.json."""
+    """Evaluate a trained run on a split; print a table and update RUN_DIR/metrics.json.
+
+    With --data, the results are kept under SPLIT:FILE in metrics.json, beside the run's own.
+    """
     if split not in SPLITS:
         raise typer.BadParameter(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     names = None if metrics is None else [m.strip() for m in metrics.split(",") if m.strip()]
-    model, _, dataset = load_run(run_dir)
+    model, config, dataset = load_run(run_dir)
+    record = None
+    if data is not None:  # kept beside the run's own results in metrics.json
+        dataset = other_data(config, dataset.spec, data)
+        record = f"{split}:{Path(data).name}"
     _report(
         Console(),
         model,
@@ -317,6 +337,7 @@ def evaluate_(
         seed,
         picture=False,
         max_examples=max_examples,
+        record=record,
     )
 
 
@@ -327,7 +348,7 @@ def compare(
         typer.Argument(metavar="CONFIG.yaml", help="Comparison config (default: the built-in)."),
     ] = None,
     models: Annotated[str | None, typer.Option(help="Comma-separated model names.")] = None,
-    data: Annotated[str | None, typer.Option(help="Data set name (see probgen list).")] = None,
+    data: Annotated[str | None, typer.Option(help=DATA_HELP)] = None,
     time_budget: Annotated[
         float | None,
         typer.Option(help="Training seconds per model instead of fixed steps (CPU s by default)."),
@@ -359,8 +380,12 @@ def _report(
     *,
     picture: bool = True,
     max_examples: int | None = None,
+    record: str | None = None,
 ) -> None:
-    """Compute metrics, write metrics.json (and samples.png), print the table."""
+    """Compute metrics, write metrics.json (and samples.png), print the table.
+
+    The results go under ``record`` in metrics.json (default: the split's name).
+    """
     n = len(dataset.split(split)[:max_examples])
     with console.status(f"evaluating {type(model).__name__} on {n} {split} examples"):
         results = evaluate(
@@ -372,8 +397,9 @@ def _report(
             seed=seed,
             max_examples=max_examples,
         )
-    write_metrics(run_dir / "metrics.json", split, results, standardization_record(model))
-    console.print(metrics_table(results, f"{split} split ({n} examples)"))
+    record = record or split
+    write_metrics(run_dir / "metrics.json", record, results, standardization_record(model))
+    console.print(metrics_table(results, f"{record} split ({n} examples)"))
     if picture:
         # a conditional model is drawn at the test rows' conditions, as the picture's data
         conditions = dataset.conditions("test")

@@ -12,6 +12,7 @@ from probgen.compare.evaluation import default_evaluator
 from probgen.compare.report import write_reports
 from probgen.compare.run import Comparison, run_comparison
 from probgen.compare.table import rich_table
+from probgen.data.userfiles import data_config
 
 __all__ = ["compare", "overrides_from_flags"]
 
@@ -23,14 +24,15 @@ def overrides_from_flags(
 ) -> dict[str, Any]:
     """Top-level config overrides from the command's flags (None = keep the config's value).
 
-    ``models`` is a comma-separated list of registered names; ``time_budget``
+    ``models`` is a comma-separated list of registered names; ``data`` a
+    registered data set or a data file or folder (``data_config``); ``time_budget``
     sets the seconds per model and drops the config's ``total_time_budget``.
     """
     overrides: dict[str, Any] = {}
     if models is not None:
         overrides["models"] = [m.strip() for m in models.split(",") if m.strip()]
     if data is not None:
-        overrides["data"] = {"name": data}
+        overrides["data"] = data_config(data)
     if time_budget is not None:
         overrides.update(time_budget=time_budget, total_time_budget=None)
     return overrides

@@ -445,14 +445,21 @@ def _loaded(item: dict[str, Any], data: ComponentConfig, where: str) -> LoadedEn
     if not config_file.is_file():
         raise ConfigError(f"{where}.run: {run_dir} is not a run folder ({config_file} is missing)")
     config = load_config(config_file)
-    # The data set must be the same; its options (split sizes, say) may differ, as
-    # every model is evaluated on the comparison's own data.
-    if config.data.name != data.name:
+    # The data set must be the same (for a file, the same file); its options (split
+    # sizes, say) may differ, as every model is evaluated on the comparison's own data.
+    trained, compared = _data_label(config.data), _data_label(data)
+    if trained != compared:
         raise ConfigError(
-            f"{where}.run: {run_dir} was trained on {config.data.name}, not on the "
-            f"comparison's {data.name}"
+            f"{where}.run: {run_dir} was trained on {trained}, not on the comparison's {compared}"
         )
     return LoadedEntry(_label(item, run_dir.name, where), run_dir, config)
+
+
+def _data_label(data: ComponentConfig) -> str:
+    """The data set's name, or the file's absolute path for the ``file`` data set."""
+    if data.name == "file" and "path" in data.options:
+        return str(Path(str(data.options["path"])).resolve())
+    return data.name
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:

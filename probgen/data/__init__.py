@@ -1,4 +1,4 @@
-"""Data sets: toy 2-D shapes, digits, MNIST, text, simulators, arrays; dequantization, bits/dim.
+"""Data sets: toy 2-D shapes, digits, MNIST, text, simulators, your files; dequantization, bits/dim.
 
 Conventions (docs/data.md): every data set has train / validation / test
 splits and a ``DataSpec``; ordinal discrete data (pixels) are floating-point
@@ -15,6 +15,7 @@ from probgen.data.sampled import SampledDataset
 from probgen.data.simulation import SimulationDataset
 from probgen.data.text import TextCorpus, TinyShakespeare
 from probgen.data.toy import ToyDataset
+from probgen.data.userfiles import FileData, load_file
 
 __all__ = [
     "MNIST",
@@ -24,6 +25,7 @@ __all__ = [
     "Dataset",
     "Digits",
     "FashionMNIST",
+    "FileData",
     "MissingDataFile",
     "SampledDataset",
     "SimulationDataset",
@@ -33,5 +35,6 @@ __all__ = [
     "bits_per_dim",
     "download",
     "load_arrays",
+    "load_file",
     "uniform_dequantize",
 ]

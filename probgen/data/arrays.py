@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from probgen.core import ConditionSpec, DataSpec, InvalidInput
 from probgen.data.base import ArrayDataset
 from probgen.data.files import CorruptDataFile, MissingDataFile
 
-__all__ = ["load_arrays", "read_array"]
+__all__ = ["load_arrays", "read_array", "split_rows"]
 
 
 def read_array(path: str | os.PathLike[str], key: str) -> np.ndarray:
@@ -90,20 +91,44 @@ def load_arrays(
     elif classes is not None:
         raise InvalidInput("classes applies to integer conditions: give conditions= too")
     x_tensor = torch.from_numpy(np.ascontiguousarray(x)).to(torch.get_default_dtype())
-    n = len(x_tensor)
+    spec = DataSpec(tuple(x_tensor.shape[1:]), levels=spec_levels, condition=c_spec)
+    return split_rows(x_tensor, c, spec, validation, test, seed, name=str(path))
+
+
+def split_rows(
+    x: Tensor,
+    c: Tensor | None,
+    spec: DataSpec,
+    validation: float,
+    test: float,
+    seed: int,
+    *,
+    name: str,
+    make: Callable[..., ArrayDataset] = ArrayDataset,
+) -> ArrayDataset:
+    """The rows of x (and c) split at random into train / validation / test.
+
+    A permutation π of the N rows drawn by ``numpy.random.default_rng(seed)``;
+    rows π[:n_v] are the validation split, π[n_v : n_v + n_t] the test split
+    and the rest the training split, with n_v = ⌊validation · N⌋ and
+    n_t = ⌊test · N⌋. ``make(train, validation, test, spec=, conditions=)``
+    builds the data set (an ``ArrayDataset`` subclass, say). Raises
+    ``InvalidInput`` (naming ``name``) for fractions outside [0, 1) or
+    fractions that leave no training row.
+    """
+    n = len(x)
     if not (0.0 <= validation < 1.0 and 0.0 <= test < 1.0):
         raise InvalidInput(f"validation and test must be in [0, 1), got {validation}, {test}")
     n_val, n_test = int(validation * n), int(test * n)
     if n - n_val - n_test < 1:
         raise InvalidInput(
-            f"{path}: {n} rows leave no training rows with validation={validation}, test={test}"
+            f"{name}: {n} rows leave no training rows with validation={validation}, test={test}"
         )
     order = torch.from_numpy(np.random.default_rng(seed).permutation(n))
     parts = (order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test])
-    spec = DataSpec(tuple(x_tensor.shape[1:]), levels=spec_levels, condition=c_spec)
-    xs = tuple(x_tensor[i] for i in parts)
+    xs = tuple(x[i] for i in parts)
     cs = None if c is None else tuple(c[i] for i in parts)
-    return ArrayDataset(*xs, spec=spec, conditions=cs)  # type: ignore[arg-type]
+    return make(*xs, spec=spec, conditions=cs)
 
 
 def _as_rows(a: np.ndarray, name: str) -> np.ndarray:

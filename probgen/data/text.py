@@ -27,7 +27,10 @@ class TextCorpus(Dataset):
     The vocabulary is the sorted set of distinct characters of the file
     (``vocab[i]`` is token ``i``). The first ``train_fraction`` of the
     characters is the training split, the rest the validation split; the
-    test split is the validation split (nanoGPT's convention). Events are
+    test split is the validation split (nanoGPT's convention), unless
+    ``test_fraction`` > 0 cuts a test split of its own from the end of the
+    file (train | validation | test, in file order, so no window straddles
+    two splits). Events are
     windows ``(context,)`` of ``torch.long`` ids in {0, …, V-1}
     (``spec.levels = V``): ``batch`` draws windows at uniformly random
     offsets, ``split`` cuts the split into consecutive non-overlapping
@@ -43,12 +46,21 @@ class TextCorpus(Dataset):
     categorical = True
 
     def __init__(
-        self, path: str | os.PathLike[str], context: int = 64, train_fraction: float = 0.9
+        self,
+        path: str | os.PathLike[str],
+        context: int = 64,
+        train_fraction: float = 0.9,
+        test_fraction: float = 0.0,
     ) -> None:
         if context < 1:
             raise InvalidInput(f"context must be >= 1, got {context}")
         if not 0.0 < train_fraction < 1.0:
             raise InvalidInput(f"train_fraction must be in (0, 1), got {train_fraction}")
+        if not 0.0 <= test_fraction < 1.0 - train_fraction:
+            raise InvalidInput(
+                f"test_fraction must be in [0, 1 - train_fraction) = [0, {1 - train_fraction:g}), "
+                f"got {test_fraction}"
+            )
         self.path = Path(path)
         text = _read_text(self.path)
         self._codes = np.unique(_code_points(text))  # sorted code points of the vocabulary
@@ -57,7 +69,11 @@ class TextCorpus(Dataset):
         self.spec = DataSpec((context,), levels=len(self.vocab))
         tokens = self.encode(text)
         n_train = int(train_fraction * len(tokens))
-        self._tokens = {"train": tokens[:n_train], "validation": tokens[n_train:]}
+        n_test = int(test_fraction * len(tokens))
+        end = len(tokens) - n_test
+        self._tokens = {"train": tokens[:n_train], "validation": tokens[n_train:end]}
+        if n_test:
+            self._tokens["test"] = tokens[end:]
         for name, part in self._tokens.items():
             if len(part) < context:
                 raise InvalidInput(
@@ -90,7 +106,7 @@ class TextCorpus(Dataset):
     def tokens(self, split: str) -> Tensor:
         """The whole split as one token sequence ``(N,)``, torch.long."""
         self._check_split(split)
-        return self._tokens["train" if split == "train" else "validation"]
+        return self._tokens.get(split, self._tokens["validation"])
 
     def batch(self, split: str, batch_size: int, generator: torch.Generator) -> Tensor:
         """``batch_size`` windows at uniformly random offsets, ``(B, context)`` torch.long."""

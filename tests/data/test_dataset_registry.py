@@ -24,6 +24,7 @@ def _arrays(tmp_path: Path) -> dict[str, str]:
 OPTIONS = {
     "text": lambda data_dir, tmp: {"path": data_dir / "tinyshakespeare" / "input.txt"},
     "arrays": lambda data_dir, tmp: _arrays(tmp),
+    "file": lambda data_dir, tmp: {"path": data_dir / "old_faithful" / "faithful.csv"},
 }
 # Splits to draw from: Fashion-MNIST has only its test files in ../shared/data; MNIST's
 # validation split is empty unless n_validation > 0.
