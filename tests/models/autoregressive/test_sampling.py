@@ -87,7 +87,7 @@ def test_same_generator_seed_gives_same_draws():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"temperature": 0.0}, {"top_k": 0}, {"top_p": 0.0}, {"top_p": 1.5}]
+    "kwargs", [{"temperature": -0.1}, {"top_k": 0}, {"top_p": 0.0}, {"top_p": 1.5}]
 )
 def test_bad_filter_settings_raise(kwargs):
     with pytest.raises(InvalidInput):
