@@ -11,6 +11,7 @@ was left out and notes on how the rest was computed.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -177,6 +178,19 @@ def _partition_model(model: GenerativeModel) -> GenerativeModel:
     ``Standardized`` data map) the inner model, whose log Z it shares.
     """
     return getattr(model, "partition_model", model)
+
+
+def _unknown_error(value: Tensor | float) -> Estimate:
+    """A sample statistic with no standard error known: NaN stderr, kind "estimate"."""
+    return Estimate(float(value), math.nan, "estimate")
+
+
+def _cpu(generator: torch.Generator | None) -> torch.Generator | None:
+    """``generator`` if it lives on the CPU, else a CPU generator seeded from it."""
+    if generator is None or generator.device.type == "cpu":
+        return generator
+    seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
+    return torch.Generator().manual_seed(seed)
 
 
 def _name(model: GenerativeModel) -> str:
