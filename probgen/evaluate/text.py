@@ -16,7 +16,7 @@ and Q of the held-out split:
 distinct-n (Li, Galley, Brockett, Gao & Dolan, 2016, "A Diversity-Promoting
 Objective Function for Neural Conversation Models") is low for repetitive
 text (a loop of one line) and depends on the amount of text, so its note
-gives the value of as many held-out windows. The n-gram Jensen-Shannon
+gives the value of as many windows of training text. The n-gram Jensen-Shannon
 divergence (Lin, 1991, "Divergence Measures Based on the Shannon Entropy") is
 finite whatever the supports, unlike KL(Q ‖ P), which is +∞ as soon as the
 samples miss one held-out n-gram; it is biased upwards by the finite number
@@ -145,27 +145,26 @@ class NgramStatistics(Metric):
         samples, held_out = ctx.samples.long(), ctx.data.long().cpu()
         train = ctx.dataset.split("train")
         rows = torch.randperm(len(train), generator=_cpu(ctx.generator))[: len(samples)]
-        floor = train[rows].long()
-        reference = ctx.reference.long()
+        real = train[rows].long()  # as many windows of real text, independent of the split
         out: Result = {}
         for n in self.orders:
             out[f"distinct_{n}"] = _unknown_error(distinct_n(samples, n, vocab))
         for n in self.orders:
             out[f"ngram_js_{n}"] = _unknown_error(ngram_js(samples, held_out, n, vocab))
-        real = ", ".join(f"{distinct_n(reference, n, vocab):.4g}" for n in self.orders)
-        floors = ", ".join(f"{ngram_js(floor, held_out, n, vocab):.4g}" for n in self.orders)
+        distinct = ", ".join(f"{distinct_n(real, n, vocab):.4g}" for n in self.orders)
+        floors = ", ".join(f"{ngram_js(real, held_out, n, vocab):.4g}" for n in self.orders)
         orders = ", ".join(map(str, self.orders))
-        windows = f"{len(samples)} windows"
+        windows = f"{len(real)} windows of training text"
         ctx.notes.update(
             dict.fromkeys(
                 (f"distinct_{n}" for n in self.orders),
-                f"n = {orders}; {windows} of held-out text score {real}",
+                f"n = {orders} on {len(samples)} samples; {windows} score {distinct}",
             )
         )
         ctx.notes.update(
             dict.fromkeys(
                 (f"ngram_js_{n}" for n in self.orders),
-                f"nats, vs the split's n-grams; floor ({windows} of training text): {floors}",
+                f"vs the split's n-grams; floor ({windows}): {floors}",
             )
         )
         return out

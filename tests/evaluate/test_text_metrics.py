@@ -120,7 +120,7 @@ def test_ngram_statistics_of_a_one_character_sampler_in_closed_form(corpus: Text
         q_s * math.log(2 * q_s / (1 + q_s)) + (1 - q_s) * math.log(2)
     )
     assert results["ngram_js_1"].value == pytest.approx(js, rel=1e-12)
-    assert "floor" in results.notes["ngram_js_1"] and "held-out" in results.notes["distinct_2"]
+    assert "floor" in results.notes["ngram_js_1"] and "training text" in results.notes["distinct_2"]
 
 
 def test_text_metrics_are_not_asked_of_other_data():
