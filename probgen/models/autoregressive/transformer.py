@@ -277,8 +277,10 @@ class Transformer(GenerativeModel):
         """
         n, P = prefix.shape
         room = self.config.block_size - 1  # tokens beside the start slot
+        if room == 0 and P + steps > 1:
+            raise InvalidInput("block_size 1: the model reads no text, so it cannot continue any")
         keep = max(1, room // 2) if keep is None else keep
-        if not 1 <= keep <= room:
+        if room and not 1 <= keep <= room:
             raise InvalidInput(f"keep: expected 1…{room} (block_size - 1), got {keep}")
         tokens = torch.empty(n, P + steps, dtype=torch.long, device=self.device)
         tokens[:, :P] = prefix

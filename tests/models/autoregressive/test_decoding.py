@@ -162,6 +162,10 @@ def test_a_full_length_prompt_is_returned_and_prompts_are_checked():
         model.generate(2, 2, prompt=torch.zeros(3, 1, dtype=torch.long))
     with pytest.raises(InvalidInput, match="keep"):
         model.generate(1, 2, keep=3)
+    one = Transformer(TransformerConfig(vocab_size=3, block_size=1, n_layer=1, n_embd=8))
+    assert one.sample(5).shape == (5, 1)
+    with pytest.raises(InvalidInput, match="block_size 1"):
+        one.generate(1, 2)
     with pytest.raises(InvalidInput, match="exceed its size"):
         KVCache(1, 1, 2, 4, torch.float64, torch.device("cpu")).append(
             *[torch.zeros(1, 1, 3, 4)] * 2
