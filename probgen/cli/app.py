@@ -261,9 +261,15 @@ def sample(
     if text and (out is None or out.suffix == ".txt"):
         if guidance is not None or refine is not None:
             raise InvalidInput("--guidance and --refine do not apply to text runs")
-        _sample_text(
-            model, dataset, run_dir, n or 1, out, seed, condition, prompt, max_new_tokens, filters
-        )
+        c = None if condition is None else _parse_condition(model, condition)
+        generator = torch.Generator(device=model.device).manual_seed(seed)
+        new = 500 if max_new_tokens is None else max_new_tokens
+        texts = generate_text(model, dataset, prompt or "", new, n or 1, generator, c, **filters)
+        if out is None:
+            typer.echo("\n\n".join(texts))
+        else:
+            write_text(texts, out)
+            Console().print(f"wrote {len(texts)} text sample(s) of {new} new characters to {out}")
         return
     n = 64 if n is None else n
     out = out or run_dir / "samples.npy"
@@ -295,34 +301,6 @@ def sample(
     out.parent.mkdir(parents=True, exist_ok=True)
     _SAMPLE_WRITERS[out.suffix](x, out, dataset, f"{n} samples from {run_dir.name}{note}")
     Console().print(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {out}{note}")
-
-
-def _sample_text(
-    model: GenerativeModel,
-    dataset: Dataset,
-    run_dir: Path,
-    n: int,
-    out: Path | None,
-    seed: int,
-    condition: str | None,
-    prompt: str | None,
-    max_new_tokens: int | None,
-    filters: dict[str, Any],
-) -> None:
-    """Print (or write to ``out``, a .txt file) ``n`` continuations of ``prompt``."""
-    if n < 1:
-        raise typer.BadParameter(f"-n must be positive, got {n}")
-    c = None if condition is None else _parse_condition(model, condition)
-    generator = torch.Generator(device=model.device).manual_seed(seed)
-    new = 500 if max_new_tokens is None else max_new_tokens
-    texts = generate_text(model, dataset, prompt or "", new, n, generator, c, **filters)
-    if out is None:
-        typer.echo("\n\n".join(texts))
-        return
-    write_text(texts, out)
-    Console().print(
-        f"wrote {n} text sample(s) of {new} new characters from {run_dir.name} to {out}"
-    )
 
 
 @app.command("evaluate")

@@ -56,6 +56,8 @@ def generate_text(
     ``filters``: ``temperature``, ``top_k``, ``top_p`` of the family's ``generate``.
     Raises ``InvalidInput`` naming a prompt character outside the vocabulary.
     """
+    if n < 1:
+        raise InvalidInput(f"-n must be positive, got {n}")
     if max_new_tokens < 0:
         raise InvalidInput(f"--max-new-tokens: expected >= 0, got {max_new_tokens}")
     try:
