@@ -28,6 +28,7 @@ from probgen.cli.data import data_flags, data_name, other_data
 from probgen.cli.listing import KINDS, registry_table
 from probgen.cli.metrics import evaluate, metrics_table, write_metrics
 from probgen.cli.refine import refine_samples
+from probgen.cli.text import generate_text, is_text_run, write_text
 from probgen.core import GenerativeModel, InvalidInput, ProbgenError
 from probgen.data.base import SPLITS, Dataset
 from probgen.evaluate.plots import plot_samples
@@ -196,12 +197,14 @@ def sample(
             help="A run folder (probgen train) or a pretrained folder (probgen export)."
         ),
     ],
-    n: Annotated[int, typer.Option("-n", "--n", help="Number of samples.")] = 64,
+    n: Annotated[
+        int | None, typer.Option("-n", "--n", help="Number of samples (default 64; text: 1).")
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Output file: .png, .npy or .safetensors (default: RUN_DIR/samples.npy, "
-            "samples.npy here for a pretrained folder)."
+            help="Output file: .png, .npy or .safetensors; .txt for text runs (default: "
+            "RUN_DIR/samples.npy, samples.npy here for a pretrained folder)."
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the samples.")] = 0,
@@ -231,9 +234,61 @@ def sample(
             "((1 + w) eps(x, c) - w eps(x); Ho & Salimans 2022)."
         ),
     ] = None,
+    prompt: Annotated[
+        str | None, typer.Option(help="Text runs: the text to continue, e.g. 'ROMEO:'.")
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Text runs: characters drawn after the prompt (500).")
+    ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(help="Autoregressive runs: divide the logits by T (0: greedy)."),
+    ] = None,
+    top_k: Annotated[
+        int | None, typer.Option(help="Autoregressive runs: draw among the k likeliest values.")
+    ] = None,
+    top_p: Annotated[
+        float | None,
+        typer.Option(help="Autoregressive runs: draw among the likeliest values of mass p."),
+    ] = None,
 ) -> None:
-    """Draw samples from a trained run or a pretrained folder: a picture (.png) or an array."""
-    if out is not None and out.suffix not in SAMPLE_FORMATS:
+    """Draw samples from a trained run or a pretrained folder: a picture (.png) or an array
+    (.npy, .safetensors); text runs print text (or write it to a .txt file)."""
+    model, dataset = _load_model(run_dir)
+    model.eval()
+    filters = {
+        k: v
+        for k, v in {"temperature": temperature, "top_k": top_k, "top_p": top_p}.items()
+        if v is not None
+    }
+    if filters and not _takes(model, next(iter(filters))):
+        raise InvalidInput(
+            f"--{next(iter(filters)).replace('_', '-')} applies to autoregressive runs "
+            f"(the transformer, MADE, PixelCNN), not to {type(model).__name__}"
+        )
+    text = dataset is not None and is_text_run(model, dataset)
+    if not text and (prompt is not None or max_new_tokens is not None):
+        raise InvalidInput(
+            "--prompt and --max-new-tokens apply to text runs (a transformer trained on a "
+            f"text corpus), not to {type(model).__name__} on "
+            + (type(dataset).__name__ if dataset is not None else "a pretrained folder")
+        )
+    if text and (out is None or out.suffix == ".txt"):
+        if guidance is not None or refine is not None:
+            raise InvalidInput("--guidance and --refine do not apply to text runs")
+        c = None if condition is None else _parse_condition(model, condition)
+        generator = torch.Generator(device=model.device).manual_seed(seed)
+        new = 500 if max_new_tokens is None else max_new_tokens
+        texts = generate_text(model, dataset, prompt or "", new, n or 1, generator, c, **filters)
+        if out is None:
+            typer.echo("\n\n".join(texts))
+        else:
+            write_text(texts, out)
+            Console().print(f"wrote {len(texts)} text sample(s) of {new} new characters to {out}")
+        return
+    n = 64 if n is None else n
+    out = out or (run_dir if dataset is not None else Path()) / "samples.npy"
+    if out.suffix not in SAMPLE_FORMATS:
         raise typer.BadParameter(
             f"cannot write {out.suffix or 'a file without suffix'} ({out}); "
             f"choose one of: {', '.join(SAMPLE_FORMATS)}"
@@ -242,9 +297,6 @@ def sample(
         raise typer.BadParameter(f"-n must be positive, got {n}")
     if calibration_steps < 1:
         raise typer.BadParameter(f"--calibration-steps must be positive, got {calibration_steps}")
-    model, dataset = _load_model(run_dir)
-    out = out or (run_dir if dataset is not None else Path()) / "samples.npy"
-    model.eval()
     c = None if condition is None else _parse_condition(model, condition)
     note = "" if condition is None else f" given c = {condition}"
     if guidance is not None:
@@ -254,7 +306,7 @@ def sample(
             )
         note += f", guidance w = {guidance:g}"
     if refine is None:
-        options = {} if guidance is None else {"guidance": guidance}
+        options = filters if guidance is None else {"guidance": guidance, **filters}
         x = _draw(model, n, seed, c, **options).cpu()
     elif dataset is None:
         raise InvalidInput(

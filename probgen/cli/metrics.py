@@ -69,6 +69,9 @@ UNITS = {
     "reverse_kl": "nats",
     "log_partition": "nats",
     "sampling_seconds": "s",
+    "nats_per_char": "nats/char",
+    "bits_per_char": "bits/char",
+    **{f"ngram_js_{n}": "nats" for n in range(1, 9)},
 }
 """Units shown next to metric values (others are in the metric's own units)."""
 

@@ -92,7 +92,11 @@ class TextCorpus(Dataset):
         ids = np.searchsorted(self._codes, codes).clip(max=len(self._codes) - 1)
         unknown = np.flatnonzero(self._codes[ids] != codes)
         if len(unknown):
-            raise InvalidInput(f"character {text[unknown[0]]!r} is not in the vocabulary")
+            i = int(unknown[0])
+            raise InvalidInput(
+                f"character {text[i]!r} (position {i}) is not in the vocabulary of "
+                f"{len(self.vocab)} characters of {self.path.name}"
+            )
         return torch.from_numpy(ids.astype(np.int64))
 
     def decode(self, ids: Tensor | Iterable[int]) -> str:

@@ -225,6 +225,19 @@ def _energy_at(model: GenerativeModel, label: int) -> Callable[[Tensor], Tensor]
     return energy
 
 
+def _unknown_error(value: Tensor | float) -> Estimate:
+    """A sample statistic with no standard error known: NaN stderr, kind "estimate"."""
+    return Estimate(float(value), math.nan, "estimate")
+
+
+def _cpu(generator: torch.Generator | None) -> torch.Generator | None:
+    """``generator`` if it lives on the CPU, else a CPU generator seeded from it."""
+    if generator is None or generator.device.type == "cpu":
+        return generator
+    seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
+    return torch.Generator().manual_seed(seed)
+
+
 def _name(model: GenerativeModel) -> str:
     """The family's class name, seen through the data wrappers build_model applies."""
     while isinstance(model, DataWrapper):

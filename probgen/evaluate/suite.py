@@ -19,6 +19,8 @@ and records the reason for every result it leaves out (``Results.skipped``):
     GenerativeClassifier  classifier_accuracy, _ece, _nll: p(c | x) by Bayes' rule (class labels)
     ClassConditionalQuality  sample_class_accuracy, per_class_fid: samples of each class
                       scored by the classifier shipped for the data (digits, MNIST)
+    CharacterNLL      nats_per_char, bits_per_char (text; ``evaluate.text``)
+    NgramStatistics   distinct_n, ngram_js_n of samples vs held-out text (text)
 
 Results are ``Estimate`` s (a NaN ``stderr`` when none is known) except the
 plain counts ``modes``, ``sampling_seconds`` and ``network_evaluations`` (float).
@@ -32,7 +34,6 @@ so one seed gives the same numbers, bit for bit, on the same machine.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 
@@ -67,11 +68,14 @@ from probgen.evaluate.metric import (
     Metric,
     Result,
     Results,
+    _cpu,
     _name,
     _partition_model,
+    _unknown_error,
 )
 from probgen.evaluate.modes import mode_metrics_for
 from probgen.evaluate.samples import frechet_distance, kernel_inception_distance, prdc
+from probgen.evaluate.text import CharacterNLL, NgramStatistics
 from probgen.sampling import MALA
 
 __all__ = [
@@ -272,10 +276,6 @@ def _categorical(dataset: Dataset) -> str | None:
     return _TOKENS if dataset.categorical else None
 
 
-def _unknown_error(value: Tensor | float) -> Estimate:
-    return Estimate(float(value), math.nan, "estimate")
-
-
 class SampleDistances(Metric):
     """``mmd``, ``energy_distance``, ``sliced_wasserstein`` of raw samples and data.
 
@@ -372,6 +372,8 @@ DEFAULT_METRICS: tuple[Metric, ...] = (
     ModeCoverage(),
     GenerativeClassifier(),
     ClassConditionalQuality(),
+    CharacterNLL(),
+    NgramStatistics(),
 )
 """What ``evaluate_model`` computes unless told otherwise (each where it applies)."""
 
@@ -490,11 +492,3 @@ def evaluate_model(
         results.skipped.pop(name, None)  # computed by another metric
     results.notes.update({k: v for k, v in ctx.notes.items() if k in results})
     return results
-
-
-def _cpu(generator: torch.Generator | None) -> torch.Generator | None:
-    """``generator`` if it lives on the CPU, else a CPU generator seeded from it."""
-    if generator is None or generator.device.type == "cpu":
-        return generator
-    seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
-    return torch.Generator().manual_seed(seed)

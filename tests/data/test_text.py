@@ -108,7 +108,10 @@ def test_errors(tmp_path):
     with pytest.raises(InvalidInput, match="validation split has 1 characters"):
         TextCorpus(tmp_path / "short.txt", context=2)
     corpus = TextCorpus(tmp_path / "short.txt", context=1)
-    with pytest.raises(InvalidInput, match="'Q' is not in the vocabulary"):
+    with pytest.raises(
+        InvalidInput,
+        match=r"'Q' \(position 1\) is not in the vocabulary of 10 characters of short\.txt",
+    ):
         corpus.encode("aQ")
     with pytest.raises(InvalidInput, match="outside 0…9"):
         corpus.decode([3, 10])

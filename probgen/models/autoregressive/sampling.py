@@ -2,7 +2,8 @@
 
 Sampling from p(x_i | x_{<i}) = softmax(l) may reshape the logits l first:
 
-    temperature T   l ↦ l / T           (T < 1 sharpens, T > 1 flattens)
+    temperature T   l ↦ l / T           (T < 1 sharpens, T > 1 flattens; T = 0 is
+                    the limit T → 0: only the largest logits are kept, greedy)
     top-k           keep the k largest logits, set the rest to -∞
     top-p (nucleus) keep the smallest set of most probable values whose
                     probability mass reaches p, set the rest to -∞
@@ -32,7 +33,8 @@ class LogitFilter:
     """Temperature, top-k and top-p applied to logits (…, K) before a categorical draw.
 
     Args:
-        temperature: T > 0; logits are divided by T.
+        temperature: T ≥ 0; logits are divided by T. T = 0 is the limit T → 0
+            (greedy decoding): every logit below the maximum is removed.
         top_k: keep the k largest logits (ties with the k-th are kept); ``None`` keeps all.
         top_p: 0 < p ≤ 1; keep the most probable values until their mass reaches p
             (the most probable one is always kept); ``None`` keeps all.
@@ -43,8 +45,8 @@ class LogitFilter:
     top_p: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.temperature > 0:
-            raise InvalidInput(f"temperature: expected > 0, got {self.temperature}")
+        if not self.temperature >= 0:
+            raise InvalidInput(f"temperature: expected >= 0, got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
             raise InvalidInput(f"top_k: expected ≥ 1 or None, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
@@ -57,7 +59,11 @@ class LogitFilter:
 
     def __call__(self, logits: Tensor) -> Tensor:
         """Filtered logits (…, K); removed values are -∞."""
-        logits = logits / self.temperature
+        if self.temperature == 0:  # softmax(l / T) -> uniform on the argmax set as T -> 0
+            best = logits.max(dim=-1, keepdim=True).values
+            logits = torch.where(logits < best, -torch.inf, torch.zeros_like(logits))
+        else:
+            logits = logits / self.temperature
         if self.top_k is not None and self.top_k < logits.shape[-1]:
             kth = logits.topk(self.top_k, dim=-1).values[..., -1:]
             logits = logits.masked_fill(logits < kth, -torch.inf)

@@ -36,6 +36,7 @@ def test_top_k_keeps_the_k_largest_and_renormalises(logits, k):
     keep = kept(filt, logits)
     kth = logits.sort(descending=True).values[min(k, len(logits)) - 1]
     assert torch.equal(keep, logits >= kth)
+    assert keep.sum() == min(k, len(logits))  # exactly k (the logits have no ties)
     p = logits.softmax(-1)
     torch.testing.assert_close(filt(logits).softmax(-1), torch.where(keep, p, 0) / p[keep].sum())
 
@@ -55,6 +56,11 @@ def test_top_p_keeps_the_smallest_most_probable_set_reaching_p(logits, p_mass):
         if mass >= p_mass:
             break
     assert torch.equal(keep, expected)
+    # the kept mass reaches p, and the set is minimal: without its least likely member it does not
+    kept_p = p[keep].sort(descending=True).values
+    tol = 8 * len(p) * torch.finfo(p.dtype).eps  # the filter's cumsum, summed in another order
+    assert kept_p.sum() >= p_mass - tol
+    assert kept_p[:-1].sum() < p_mass + tol
 
 
 def test_filters_compose_in_order_temperature_top_k_top_p():
@@ -87,7 +93,7 @@ def test_same_generator_seed_gives_same_draws():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"temperature": 0.0}, {"top_k": 0}, {"top_p": 0.0}, {"top_p": 1.5}]
+    "kwargs", [{"temperature": -0.1}, {"top_k": 0}, {"top_p": 0.0}, {"top_p": 1.5}]
 )
 def test_bad_filter_settings_raise(kwargs):
     with pytest.raises(InvalidInput):

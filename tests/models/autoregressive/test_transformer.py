@@ -80,7 +80,11 @@ def test_samples_follow_the_exact_or_filtered_chain(filt):
     if filt.exact:
         np.testing.assert_allclose(law, model.log_prob(ALL).exp().detach().numpy())
     draws = model.sample(
-        20000, filt.temperature, filt.top_k, filt.top_p, torch.Generator().manual_seed(0)
+        20000,
+        temperature=filt.temperature,
+        top_k=filt.top_k,
+        top_p=filt.top_p,
+        generator=torch.Generator().manual_seed(0),
     )
     assert draws.shape == (20000, 3) and draws.dtype == torch.long
     counts = np.bincount((draws * torch.tensor([9, 3, 1])).sum(1).numpy(), minlength=27)
