@@ -278,7 +278,7 @@ def _embedded_default(overrides: dict[str, Any]) -> str:
     """``<data name>.yaml`` when the package embeds one for the overridden data set, else the
     default's file name."""
     data = overrides.get("data")
-    name = data.get("name") if isinstance(data, dict) else None
+    name = data.get("name") if isinstance(data, dict) else data  # {name: …} or the name
     own = f"{name}.yaml"
     if isinstance(name, str) and resources.files("probgen.compare").joinpath(own).is_file():
         return own
