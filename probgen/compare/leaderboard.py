@@ -7,15 +7,16 @@ then MMD², sliced Wasserstein, the smoothed KL), else the one most rows have.
 Rows are sorted by it (best first, config order among equal values); rows
 without it follow, failed rows come last.
 
-A cell is marked **best** when its value is the column's best, or within two
-standard errors of it: with the best value b ± s_b and the cell's v ± s_v,
+A cell is marked **best** when its value is the column's best, and **tied**
+when it is within two standard errors of it: with the best value b ± s_b and
+the cell's v ± s_v,
 
     |v − b| ≤ 2 √(s_b² + s_v²)
 
 (a difference within two standard errors is not a ranking). Values without a
-standard error are marked only when equal to the best. An NLL that is a bound
-counts at its value: a bound that wins is a true win (the NLL is at most
-that), a bound that loses may not be a true loss.
+standard error are never tied. An NLL that is a bound counts at its value: a
+bound that wins is a true win (the NLL is at most that), a bound that loses
+may not be a true loss.
 
 Columns come in three groups: likelihood, sample quality, cost. The
 leaderboard holds one number per cell and nothing else, so it fits a laptop
@@ -237,23 +238,23 @@ def headline(rows: Sequence[ModelResult]) -> Headline | None:
     return Headline(by_key[key], f"{by_key[key].header}: the metric most models have")
 
 
-def best_rows(metric: Metric, rows: Sequence[ModelResult]) -> set[str]:
-    """Labels of the rows marked best in ``metric``'s column (see the module docstring)."""
+def best_rows(metric: Metric, rows: Sequence[ModelResult]) -> tuple[set[str], set[str]]:
+    """Labels of the rows marked best, and of those tied with the best, in ``metric``'s column
+    (see the module docstring); the two sets are disjoint."""
     values = {r.label: v for r in rows if (v := metric.value(r)) is not None}
     if not values:
-        return set()
+        return set(), set()
     sign = 1.0 if metric.lower_is_better else -1.0
     best, best_se = min(values.values(), key=lambda v: sign * v[0])
 
     def tied(v: tuple[float, float]) -> bool:
         value, se = v
-        if value == best:
-            return True
         if not (math.isfinite(se) and math.isfinite(best_se)) or (se <= 0 and best_se <= 0):
             return False
         return abs(value - best) <= 2 * math.sqrt(se**2 + best_se**2)
 
-    return {label for label, v in values.items() if tied(v)}
+    top = {label for label, v in values.items() if v[0] == best}
+    return top, {label for label, v in values.items() if label not in top and tied(v)}
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,8 @@ class Board:
         rows: the rows, ranked (see ``leaderboard``).
         rank: label -> 1, 2, … for rows with the headline value (absent otherwise).
         metrics: the columns some row has, in group order.
-        best: metric key -> labels of the rows marked best.
+        best: metric key -> labels of the rows with the column's best value.
+        tied: metric key -> labels of the other rows within two standard errors of it.
         headline: the ranking metric, or None when no row has one (config order).
     """
 
@@ -272,6 +274,7 @@ class Board:
     rank: dict[str, int]
     metrics: list[Metric]
     best: dict[str, set[str]]
+    tied: dict[str, set[str]]
     headline: Headline | None
 
 
@@ -293,4 +296,7 @@ def leaderboard(rows: Sequence[ModelResult]) -> Board:
         scored = [r for r in ranked if not r.error and top.metric.value(r) is not None]
         rank = {r.label: i + 1 for i, r in enumerate(scored)}
     shown = [m for m in METRICS if any(m.value(r) is not None for r in rows)]
-    return Board(ranked, rank, shown, {m.key: best_rows(m, rows) for m in shown}, top)
+    marks = {m.key: best_rows(m, rows) for m in shown}
+    best = {key: top for key, (top, _) in marks.items()}
+    tied = {key: close for key, (_, close) in marks.items()}
+    return Board(ranked, rank, shown, best, tied, top)

@@ -7,7 +7,8 @@ one file can be mailed or archived. Both say the same, in this order:
 1. the summary line (data, models, budgets, wall time);
 2. the leaderboard (``probgen.compare.leaderboard``): rows ranked by the data
    set's headline metric, columns grouped as likelihood / sample quality /
-   cost, the best value of each column in bold;
+   cost, the best value of each column in bold (values within two standard
+   errors of it in italics);
 3. the summary figure (``probgen.compare.summary``): quality against
    training and sampling cost, NLL against training time;
 4. the sample grid: one small multiple per model, same size and scale, data first;
@@ -81,6 +82,7 @@ def results_dict(comparison: Comparison) -> dict[str, Any]:
                 "reason": board.headline and board.headline.reason,
                 "order": [r.label for r in board.rows],
                 "best": {key: sorted(labels) for key, labels in board.best.items()},
+                "tied": {key: sorted(labels) for key, labels in board.tied.items() if labels},
             },
             "models": [_row_dict(r, comparison.out_dir) for r in comparison.results],
             "config": c.source,
@@ -192,7 +194,8 @@ def write_markdown(comparison: Comparison, path: Path, summary: Path | None = No
 
 
 def _markdown_board(board: Board) -> list[str]:
-    """The column groups in one line, then the leaderboard with best values in bold."""
+    """The column groups in one line, then the leaderboard: best values in bold, tied ones in
+    italics."""
     groups = [(g, [m.header for m in board.metrics if m.group == g]) for g in GROUPS]
     line = " · ".join(f"{g}: {', '.join(headers)}" for g, headers in groups if headers)
     header = ["#", "model", "kind", *(m.header for m in board.metrics)]
@@ -202,7 +205,11 @@ def _markdown_board(board: Board) -> list[str]:
         cells = [str(board.rank.get(r.label, "")), _model_cell(r), r.likelihood or "—"]
         for m in board.metrics:
             text = m.text(r)
-            cells.append(f"**{text}**" if r.label in board.best[m.key] else text)
+            if r.label in board.best[m.key]:
+                text = f"**{text}**"
+            elif r.label in board.tied[m.key]:
+                text = f"*{text}*"
+            cells.append(text)
         lines.append(_md_row(cells))
     return lines
 

@@ -50,7 +50,8 @@ th[title] { cursor: help; }
 td.text, th.text { text-align: left; }
 tr.groups th { text-align: center; border-bottom: 2px solid #bbb; background: #e9eef5; }
 tr.groups th.blank { background: none; border-bottom: none; }
-td.best { font-weight: 700; background: #e6f4e6; }
+td.best { font-weight: 700; background: #cfeccf; }
+td.tied { background: #eef8ee; }
 td.model { font-weight: 600; position: sticky; left: 0; background: #fff; }
 .legend { font-size: 13px; color: #444; }
 img { max-width: 100%; height: auto; }
@@ -119,7 +120,8 @@ def write_html(comparison: Comparison, path: Path, summary: Path | None = None) 
 
 
 def _board_table(board: Board) -> str:
-    """The leaderboard with its row of column groups; best cells get ``class="best"``."""
+    """The leaderboard with its row of column groups; best cells get ``class="best"``, cells
+    tied with the best ``class="tied"``."""
     e = html.escape
     groups = [(g, [m for m in board.metrics if m.group == g]) for g in GROUPS]
     group_row = '<tr class="groups"><th class="blank" colspan="3"></th>' + "".join(
@@ -139,8 +141,14 @@ def _board_table(board: Board) -> str:
         ]
         for _, ms in groups:
             for m in ms:
-                best = ' class="best"' if r.label in board.best[m.key] else ""
-                cells.append(f"<td{best}>{e(m.text(r))}</td>")
+                mark = (
+                    ' class="best"'
+                    if r.label in board.best[m.key]
+                    else ' class="tied"'
+                    if r.label in board.tied[m.key]
+                    else ""
+                )
+                cells.append(f"<td{mark}>{e(m.text(r))}</td>")
         body.append(f'<tr data-model="{e(r.label)}">{"".join(cells)}</tr>')
     return (
         f'<div class="scroll"><table id="leaderboard"><thead>{group_row}</tr>{head}</tr></thead>'

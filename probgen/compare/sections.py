@@ -26,7 +26,9 @@ FIGURE_NAMES = {
 }
 """Alt text of each kind of picture."""
 
-BEST_RULE = "bold: the column's best value, or within two standard errors of it"
+BEST_RULE = (
+    "bold: the column's best value; shaded (italics in report.md): within two standard errors of it"
+)
 
 
 def _budget(comparison: Comparison) -> str:

@@ -7,6 +7,7 @@ error where the metric has one:
     sample quality  against sampling time       (s per 1,000 samples, log scale)
     NLL             against training time       (open markers: upper bounds, from an ELBO)
 
+A y axis whose positive values span more than a factor 10 is logarithmic.
 The sample-quality metric is the first of ``QUALITY_HEADLINES`` that most
 rows have (Fréchet distance on features for images, MMD² for 2-D points).
 A panel is drawn when at least one model has both of its numbers.
@@ -60,6 +61,9 @@ def plot_summary(board: Board, path: Path) -> Path | None:
         ax.set_xlabel(x_label)
         if x_label.startswith("sampling"):
             ax.set_xscale("log")
+        ys = [p[1] for r in rows if (p := _point(r, x_value, metric)) is not None]
+        if min(ys) > 0 and max(ys) > 10 * min(ys):  # values over decades: a log axis
+            ax.set_yscale("log")
         better = "lower" if metric.lower_is_better else "higher"
         ax.set_ylabel(f"{metric.header} ({better} is better)")
         ax.grid(alpha=0.3)

@@ -62,7 +62,7 @@ def test_rows_without_the_headline_follow_the_ranked_ones_and_are_warned_about()
 
 
 @pytest.mark.parametrize("offset, tied", [(-1e-9, True), (1e-9, False)])
-def test_a_value_within_two_standard_errors_of_the_best_is_marked_too(
+def test_a_value_within_two_standard_errors_of_the_best_is_marked_tied(
     offset: float, tied: bool
 ) -> None:
     # best 1.0 ± 0.1, other v ± 0.2: tied when v − 1 ≤ 2·√(0.1² + 0.2²)
@@ -71,7 +71,7 @@ def test_a_value_within_two_standard_errors_of_the_best_is_marked_too(
         _row("best", nll=Estimate(1.0, 0.1, "exact")),
         _row("other", nll=Estimate(edge + offset, 0.2, "exact")),
     ]
-    assert best_rows(NLL, rows) == ({"best", "other"} if tied else {"best"})
+    assert best_rows(NLL, rows) == ({"best"}, {"other"} if tied else set())
 
 
 def test_higher_is_better_columns_and_numbers_without_a_standard_error() -> None:
@@ -80,7 +80,8 @@ def test_higher_is_better_columns_and_numbers_without_a_standard_error() -> None
         _row("b", precision=Estimate(0.9, math.nan, "estimate")),
         _row("c", precision=Estimate(0.8999, math.nan, "estimate")),
     ]
-    assert best_rows(PRECISION, rows) == {"a", "b"}  # equal values only, no error to tie within
+    # equal values are both best; without a standard error nothing is tied
+    assert best_rows(PRECISION, rows) == ({"a", "b"}, set())
 
 
 def test_summary_figure_is_drawn_from_the_numbers_and_skipped_without_any(tmp_path: Path) -> None:
@@ -111,6 +112,7 @@ def test_reports_rank_mark_best_and_warn_for_the_default_comparisons_shape(
     for group in ("likelihood", "sample quality", "cost"):
         assert f">{group}</th>" in table
     assert table.count('class="best"') == sum(len(labels) for labels in board.best.values())
+    assert table.count('class="tied"') == sum(len(labels) for labels in board.tied.values()) > 0
     notes = warnings(board)
     assert [label for label, _ in notes.short] == ["ebm", "score_sde"]
     assert [label for label, _ in notes.failed] == ["broken"]
