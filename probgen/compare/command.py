@@ -9,6 +9,7 @@ from rich.console import Console
 
 from probgen.compare.config import load_compare_config
 from probgen.compare.evaluation import default_evaluator
+from probgen.compare.leaderboard import leaderboard
 from probgen.compare.report import write_reports
 from probgen.compare.run import Comparison, run_comparison
 from probgen.compare.table import rich_table
@@ -49,7 +50,8 @@ def compare(
 ) -> Comparison:
     """Run the comparison of ``config_path`` (the embedded default if None) into ``out/NAME``.
 
-    Prints the table and where the reports went; returns the ``Comparison``.
+    Prints the table (rows in the leaderboard's order) and where the reports went;
+    returns the ``Comparison``.
     """
     console = console or Console()
     if not console.is_terminal:  # a log file: no wrapping at rich's 80-column fallback
@@ -64,7 +66,8 @@ def compare(
         console=console,
     )
     files = write_reports(comparison)
-    console.print(rich_table(comparison.results, _title(comparison)))
+    ranked = leaderboard(comparison.results).rows  # in the report's order
+    console.print(rich_table(ranked, _title(comparison)))
     console.print(
         f"reports: {files['html']} (self-contained), {files['markdown']}, {files['results']}"
     )

@@ -223,11 +223,14 @@ def load_compare_config(
 ) -> CompareConfig:
     """Read a comparison YAML (the embedded default when ``path`` is None) and validate it.
 
-    ``overrides`` maps top-level keys to values that replace the file's
-    (``{"models": ["gaussian", "vae"], "total_time_budget": 30}``). Raises
+    Without a ``path``, a data set named in ``overrides`` that has its own
+    embedded default (``probgen/compare/<name>.yaml``, e.g. ``digits.yaml``)
+    starts from that file instead of ``default.yaml``. ``overrides`` maps
+    top-level keys to values that replace the file's (``{"models":
+    ["gaussian", "vae"], "total_time_budget": 30}``). Raises
     ``ConfigError`` with a one-line message naming the problem.
     """
-    raw = _read(path)
+    raw = _read(path, _embedded_default(overrides or {}))
     raw.update(copy.deepcopy(overrides or {}))
     unknown = sorted(set(raw) - set(_TOP_KEYS))
     if unknown:
@@ -271,10 +274,22 @@ def load_compare_config(
 # ----------------------------------------------------------------------------- helpers
 
 
-def _read(path: str | Path | None) -> dict[str, Any]:
+def _embedded_default(overrides: dict[str, Any]) -> str:
+    """``<data name>.yaml`` when the package embeds one for the overridden data set, else the
+    default's file name."""
+    data = overrides.get("data")
+    name = data.get("name") if isinstance(data, dict) else data  # {name: …} or the name
+    own = f"{name}.yaml"
+    if isinstance(name, str) and resources.files("probgen.compare").joinpath(own).is_file():
+        return own
+    return DEFAULT_CONFIG
+
+
+def _read(path: str | Path | None, embedded: str = DEFAULT_CONFIG) -> dict[str, Any]:
+    """The mapping of the YAML at ``path``, or of the package's file ``embedded`` if None."""
     if path is None:
-        text = resources.files("probgen.compare").joinpath(DEFAULT_CONFIG).read_text()
-        where = f"the default comparison ({DEFAULT_CONFIG})"
+        text = resources.files("probgen.compare").joinpath(embedded).read_text()
+        where = f"the default comparison ({embedded})"
     else:
         try:
             text = Path(path).read_text()

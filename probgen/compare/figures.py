@@ -35,6 +35,7 @@ __all__ = [
     "plot_class_samples",
     "plot_density",
     "plot_samples_beside_data",
+    "plot_tile",
     "plot_training",
 ]
 
@@ -114,6 +115,48 @@ def plot_samples_beside_data(samples: Tensor, dataset: Dataset, path: Path, titl
         levels=dataset.spec.levels,
         decoder=getattr(dataset, "decode", None),
     )
+
+
+TILE_IMAGES = 16
+"""Images in a small multiple (a 4 × 4 grid)."""
+
+TILE_POINTS = 1000
+"""Points in a small multiple of 2-D data."""
+
+
+def plot_tile(
+    samples: Tensor, dataset: Dataset, box: Box | None, path: Path, title: str
+) -> Path | None:
+    """One small multiple of the report's sample grid; None for data that is neither.
+
+    Every tile of a comparison has the same size and scale, so tiles side by
+    side compare: the first ``TILE_IMAGES`` images in a 4 × 4 grid with
+    intensities over the data's levels [0, L − 1] (or [0, 1] for continuous
+    images), or the first ``TILE_POINTS`` 2-D points in the data's ``box``
+    (required for 2-D data).
+    """
+    x = samples.detach().double().cpu().numpy()
+    fig = Figure(figsize=(2.2, 2.4))
+    ax = fig.add_axes((0.02, 0.02, 0.96, 0.86))
+    if x.ndim in (3, 4) and (x.ndim == 3 or x.shape[1] in (1, 3)):
+        images = (x[:, None] if x.ndim == 3 else x)[:TILE_IMAGES]
+        levels = dataset.spec.levels
+        scale = float(levels - 1) if levels else 1.0
+        grid = image_grid(np.clip(images / scale, 0, 1), 4)
+        ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
+    elif x.ndim == 2 and x.shape[1] == 2 and box is not None:
+        points = x[:TILE_POINTS]
+        ax.scatter(points[:, 0], points[:, 1], s=1.5, c="tab:blue", alpha=0.5, linewidths=0)
+        x0, x1, y0, y1 = box.extent
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_aspect("equal")
+    else:
+        return None
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.suptitle(title, fontsize=9, y=0.97)
+    return _save(fig, path)
 
 
 def plot_class_samples(

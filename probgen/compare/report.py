@@ -1,45 +1,62 @@
 """The comparison's outputs: results.json, report.md and a self-contained report.html.
 
-``report.md`` links the PNGs in ``figures/``; ``report.html`` embeds them as
-base64 ``data:`` URIs, so the one file can be mailed or archived. Both show
-the same table (``probgen.compare.table``), the definition of every column,
-the data beside its true density, and per model its samples, density heatmap
-and training curves, and under the table a footnote per model naming the results
-the evaluator left out and why. In the HTML, the table is ``<table id="results">`` with
-one ``<tr data-model="LABEL">`` per model in its ``<tbody>``.
+``report.md`` links the PNGs in ``figures/``; ``report.html``
+(``probgen.compare.report_html``) embeds them as base64 ``data:`` URIs, so the
+one file can be mailed or archived. Both say the same, in this order:
+
+1. the summary line (data, models, budgets, wall time);
+2. the leaderboard (``probgen.compare.leaderboard``): rows ranked by the data
+   set's headline metric, columns grouped as likelihood / sample quality /
+   cost, the best value of each column in bold (values within two standard
+   errors of it in italics);
+3. the summary figure (``probgen.compare.summary``): quality against
+   training and sampling cost, NLL against training time;
+4. the sample grid: one small multiple per model, same size and scale, data first;
+5. warnings: failed rows, training that fell short of plan, rows not
+   ranked, and the metrics left out with the evaluator's reason;
+6. details: the full table (``probgen.compare.table``) with standard errors,
+   the definition of every column and every other result;
+7. the data beside its true density, and per model its samples, density
+   heatmap and training curves.
+
+In the HTML the leaderboard is ``<table id="leaderboard">`` and the full
+table ``<table id="results">``, each with one ``<tr data-model="LABEL">``
+per model in its ``<tbody>``, in leaderboard order.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 from pathlib import Path
 from typing import Any
 
+from probgen.compare.leaderboard import GROUPS, Board, leaderboard
+from probgen.compare.report_html import write_html
 from probgen.compare.run import Comparison, ModelResult
-from probgen.compare.table import TEXT_COLUMNS, Column, columns, extra_columns
+from probgen.compare.sections import (
+    FIGURE_NAMES,
+    ranking_sentence,
+    summary_sentence,
+    tile_caption,
+    warnings,
+)
+from probgen.compare.summary import plot_summary
+from probgen.compare.table import Column, columns, extra_columns
 from probgen.core import Estimate
 from probgen.train.config import atomic_write_text
 
 __all__ = ["results_dict", "write_html", "write_markdown", "write_reports", "write_results"]
 
-_FIGURE_NAMES = {
-    "samples": "samples",
-    "classes": "samples by class",
-    "density": "density",
-    "training": "training curves",
-}
-
 
 def write_reports(comparison: Comparison) -> dict[str, Path]:
-    """Write results.json, report.md and report.html into ``comparison.out_dir``."""
+    """Write results.json, the summary figure, report.md and report.html into ``out_dir``."""
     out = comparison.out_dir
+    summary = plot_summary(leaderboard(comparison.results), out / "figures" / "summary.png")
     return {
         "results": write_results(comparison, out / "results.json"),
-        "markdown": write_markdown(comparison, out / "report.md"),
-        "html": write_html(comparison, out / "report.html"),
+        "markdown": write_markdown(comparison, out / "report.md", summary),
+        "html": write_html(comparison, out / "report.html", summary),
     }
 
 
@@ -49,6 +66,7 @@ def write_reports(comparison: Comparison) -> dict[str, Path]:
 def results_dict(comparison: Comparison) -> dict[str, Any]:
     """Everything the reports show, as plain JSON data (non-finite numbers become null)."""
     c = comparison.config
+    board = leaderboard(comparison.results)
     return _finite(
         {
             "name": c.name,
@@ -59,6 +77,13 @@ def results_dict(comparison: Comparison) -> dict[str, Any]:
                 {"key": col.key, "header": col.header, "definition": col.definition}
                 for col in columns(comparison.results)
             ],
+            "ranking": {
+                "headline": board.headline and board.headline.metric.key,
+                "reason": board.headline and board.headline.reason,
+                "order": [r.label for r in board.rows],
+                "best": {key: sorted(labels) for key, labels in board.best.items()},
+                "tied": {key: sorted(labels) for key, labels in board.tied.items() if labels},
+            },
             "models": [_row_dict(r, comparison.out_dir) for r in comparison.results],
             "config": c.source,
         }
@@ -115,180 +140,96 @@ def _finite(value: Any) -> Any:
     return value
 
 
-# ----------------------------------------------------------------------------- shared text
-
-
-def _budget(comparison: Comparison) -> str:
-    trained = [e.config.train for e in comparison.config.models if e.source == "trained"]
-    budgets = {(t.time_budget, t.budget_clock) for t in trained}
-    if not trained:
-        return "all loaded from runs"
-    if all(t.time_budget is None for t in trained):
-        return "each trained for its family's fixed number of steps"
-    if len(budgets) == 1:
-        ((seconds, clock),) = budgets
-        kind = "CPU" if clock == "cpu" else "wall-clock"
-        return f"each trained for {seconds:.1f} s of {kind} time"
-    return "trained with their own budgets"
-
-
-def _summary(comparison: Comparison) -> str:
-    c = comparison.config
-    budget = _budget(comparison)
-    workers = f", {c.workers} worker processes" if c.workers > 1 else ""
-    e = c.evaluation
-    return (
-        f"Data: {c.data.name}; {len(c.models)} models, {budget}{workers}; metrics on the {e.split} "
-        f"split with {e.n_samples} samples per model (seed {e.seed}); total wall time "
-        f"{comparison.wall_time:.0f} s."
-    )
-
-
-def _not_computed(results: list[ModelResult]) -> list[tuple[str, str]]:
-    """(label, "name, name: reason") per model and reason for the results left out."""
-    out = []
-    for r in results:
-        by_reason: dict[str, list[str]] = {}
-        for name, reason in r.skipped.items():
-            by_reason.setdefault(reason, []).append(name)
-        out += [(r.label, f"{', '.join(names)}: {why}") for why, names in by_reason.items()]
-    return out
-
-
 # ----------------------------------------------------------------------------- Markdown
 
 
-def write_markdown(comparison: Comparison, path: Path) -> Path:
-    """Write the Markdown report (figures linked relative to ``path``)."""
-    cols = columns(comparison.results)
+def write_markdown(comparison: Comparison, path: Path, summary: Path | None = None) -> Path:
+    """Write the Markdown report (figures linked relative to ``path``); ``summary``: the
+    summary figure's PNG, when drawn."""
+    board = leaderboard(comparison.results)
     out = path.parent
-    lines = [f"# probgen compare: {comparison.config.name}", "", _summary(comparison), ""]
-    lines += _markdown_table(cols, comparison.results)
+    lines = [f"# probgen compare: {comparison.config.name}", "", summary_sentence(comparison)]
+    lines += ["", "## Leaderboard", "", ranking_sentence(board), ""]
+    lines += _markdown_board(board)
+    if summary is not None:
+        lines += ["", _md_image(summary, "summary: quality against cost", out)]
+    tiles = [(tile_caption(r, board), r.figures["tile"]) for r in board.rows if "tile" in r.figures]
+    if tiles:
+        lines += ["", "## Samples", ""]
+        data = comparison.data_figures.get("tile")
+        tiles = [("data", data), *tiles] if data else tiles
+        lines += [" ".join(_md_image(p, caption, out) for caption, p in tiles)]
+    notes = warnings(board)
+    if notes:
+        lines += ["", "## Warnings"]
+        for heading, items in notes.sections():
+            lines += ["", f"{heading}:", "", *(f"- {label}: {text}" for label, text in items)]
+    cols = columns(board.rows)
+    lines += ["", "## Details", "", "Every number with its standard error:", ""]
+    lines += _markdown_table(cols, board.rows)
     lines += ["", "Columns:", ""]
     lines += [f"- **{col.header}**: {col.definition}" for col in cols]
-    notes = _not_computed(comparison.results)
-    if notes:
-        lines += ["", "Not computed, and why:", ""]
-        lines += [f"- {label}: {text}" for label, text in notes]
-    extra = extra_columns(comparison.results)
+    extra = extra_columns(board.rows)
     if len(extra) > 1:
         lines += ["", "All other results of the evaluator:", ""]
-        lines += _markdown_table(extra, comparison.results)
+        lines += _markdown_table(extra, board.rows)
     lines += ["", "## Data", ""]
-    lines += [_md_image(p, f"data: {k}", out) for k, p in comparison.data_figures.items()]
+    lines += [
+        _md_image(p, f"data: {k}", out) for k, p in comparison.data_figures.items() if k != "tile"
+    ]
     lines += ["", "## Models"]
-    for r in comparison.results:
+    for r in board.rows:
         lines += ["", f"### {r.label}", ""]
         if r.error:
             lines += [f"Failed: {r.error}", ""]
         for flag in r.flags:
             lines += [f"**Training fell short of plan**: {flag}", ""]
-        lines += [_md_image(p, f"{r.label}: {_FIGURE_NAMES[k]}", out) for k, p in r.figures.items()]
+        lines += [
+            _md_image(p, f"{r.label}: {FIGURE_NAMES[k]}", out)
+            for k, p in r.figures.items()
+            if k != "tile"
+        ]
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 
-def _markdown_table(cols: list[Column], rows: list[ModelResult]) -> list[str]:
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+def _markdown_board(board: Board) -> list[str]:
+    """The column groups in one line, then the leaderboard: best values in bold, tied ones in
+    italics."""
+    groups = [(g, [m.header for m in board.metrics if m.group == g]) for g in GROUPS]
+    line = " · ".join(f"{g}: {', '.join(headers)}" for g, headers in groups if headers)
+    header = ["#", "model", "kind", *(m.header for m in board.metrics)]
+    rule = "|---:|---|---|" + "---:|" * len(board.metrics)
+    lines = [f"Column groups: {line}.", "", _md_row(header), rule]
+    for r in board.rows:
+        cells = [str(board.rank.get(r.label, "")), _model_cell(r), r.likelihood or "—"]
+        for m in board.metrics:
+            text = m.text(r)
+            if r.label in board.best[m.key]:
+                text = f"**{text}**"
+            elif r.label in board.tied[m.key]:
+                text = f"*{text}*"
+            cells.append(text)
+        lines.append(_md_row(cells))
+    return lines
 
+
+def _model_cell(row: ModelResult) -> str:
+    name = row.label if row.label == row.family else f"{row.label} ({row.family})"
+    return name + (" ⚠" if row.flags or row.error else "")
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _markdown_table(cols: list[Column], rows: list[ModelResult]) -> list[str]:
     return [
-        line([c.header for c in cols]),
+        _md_row([c.header for c in cols]),
         "|" + "|".join("---" for _ in cols) + "|",
-        *(line([c.cell(r) for c in cols]) for r in rows),
+        *(_md_row([c.cell(r) for c in cols]) for r in rows),
     ]
 
 
 def _md_image(path: Path, alt: str, out: Path) -> str:
     return f"![{alt}]({path.relative_to(out).as_posix()})"
-
-
-# ----------------------------------------------------------------------------- HTML
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
-table { border-collapse: collapse; font-size: 14px; }
-th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; white-space: nowrap; }
-th { background: #f4f4f4; cursor: help; }
-td:first-child, th:first-child, .text { text-align: left; }
-dl { font-size: 13px; } dt { font-weight: bold; } dd { margin: 0 0 6px 1.5em; }
-.figures { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
-.figures img { max-height: 360px; border: 1px solid #eee; }
-.error { color: #b00; }
-.flag { color: #a60; }
-"""
-
-
-def write_html(comparison: Comparison, path: Path) -> Path:
-    """Write the self-contained HTML report (every image embedded as base64 PNG)."""
-    cols = columns(comparison.results)
-    e = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>probgen compare: {e(comparison.config.name)}</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        f"<h1>probgen compare: {e(comparison.config.name)}</h1>",
-        f"<p>{e(_summary(comparison))}</p>",
-        _html_table(cols, comparison.results),
-        "<h3>Columns</h3><dl>",
-        *(f"<dt>{e(c.header)}</dt><dd>{e(c.definition)}</dd>" for c in cols),
-        "</dl>",
-        *_html_not_computed(comparison.results),
-        *_html_extra(comparison.results),
-        "<h2>Data</h2>",
-        _html_figures(comparison.data_figures, "data"),
-        "<h2>Models</h2>",
-    ]
-    for r in comparison.results:
-        parts.append(f'<section id="model-{e(r.label)}"><h3>{e(r.label)}</h3>')
-        if r.error:
-            parts.append(f'<p class="error">Failed: {e(r.error)}</p>')
-        parts += [f'<p class="flag">Training fell short of plan: {e(f)}</p>' for f in r.flags]
-        parts += [_html_figures(r.figures, r.label), "</section>"]
-    parts.append("</body></html>")
-    atomic_write_text(path, "\n".join(parts) + "\n")
-    return path
-
-
-def _html_not_computed(rows: list[ModelResult]) -> list[str]:
-    notes = _not_computed(rows)
-    if not notes:
-        return []
-    items = "".join(f"<li>{html.escape(label)}: {html.escape(text)}</li>" for label, text in notes)
-    return [f'<h3>Not computed</h3><ul id="not-computed">{items}</ul>']
-
-
-def _html_extra(rows: list[ModelResult]) -> list[str]:
-    extra = extra_columns(rows)
-    if len(extra) < 2:
-        return []
-    return ["<h3>All other results of the evaluator</h3>", _html_table(extra, rows, "more")]
-
-
-def _html_table(cols: list[Column], rows: list[ModelResult], table_id: str = "results") -> str:
-    e = html.escape
-    head = "".join(f'<th title="{e(c.definition)}"{_align(c)}>{e(c.header)}</th>' for c in cols)
-    body = "".join(
-        f'<tr data-model="{e(r.label)}">'
-        + "".join(f"<td{_align(c)}>{e(c.cell(r))}</td>" for c in cols)
-        + "</tr>"
-        for r in rows
-    )
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _align(column: Column) -> str:
-    return ' class="text"' if column.key in TEXT_COLUMNS else ""
-
-
-def _html_figures(figures: dict[str, Path], label: str) -> str:
-    images = "".join(
-        f'<img alt="{html.escape(f"{label}: {_FIGURE_NAMES[k]}")}" src="{_data_uri(p)}">'
-        for k, p in figures.items()
-    )
-    return f'<div class="figures">{images}</div>'
-
-
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")

@@ -41,6 +41,7 @@ from probgen.compare.figures import (
     plot_class_samples,
     plot_density,
     plot_samples_beside_data,
+    plot_tile,
     plot_training,
 )
 from probgen.compare.shortfall import training_flags
@@ -295,10 +296,17 @@ def _is_2d(dataset: Dataset) -> bool:
     return dataset.spec.event_shape == (2,) and dataset.spec.levels is None
 
 
-def _data_figures(config: CompareConfig, dataset: Dataset, folder: Path) -> dict[str, Path]:
-    """The data alone, and its true density when known (2-D)."""
+def _reference(config: CompareConfig, dataset: Dataset) -> tuple[torch.Tensor, Box | None]:
+    """The examples the pictures show beside the samples, and their box (2-D data only)."""
     e = config.evaluation
     reference = dataset.split(e.split)[: e.n_samples]
+    return reference, Box(reference) if _is_2d(dataset) else None
+
+
+def _data_figures(config: CompareConfig, dataset: Dataset, folder: Path) -> dict[str, Path]:
+    """The data alone, its small multiple, and its true density when known (2-D)."""
+    e = config.evaluation
+    reference, box = _reference(config, dataset)
     figures = {
         "samples": plot_samples(
             reference,
@@ -308,8 +316,10 @@ def _data_figures(config: CompareConfig, dataset: Dataset, folder: Path) -> dict
             decoder=getattr(dataset, "decode", None),
         )
     }
-    if _is_2d(dataset) and dataset.truth is not None:
-        box = Box(reference)
+    tile = plot_tile(reference, dataset, box, folder / "data_tile.png", f"data ({e.split})")
+    if tile is not None:
+        figures["tile"] = tile
+    if box is not None and dataset.truth is not None:
         values = density_grid(dataset.truth, box, e.heatmap_resolution)
         figures["density"] = plot_density(
             values, box, folder / "data_density.png", "true density", "p(x)"
@@ -326,16 +336,19 @@ def _model_figures(
     config: CompareConfig,
     folder: Path,
 ) -> dict[str, Path]:
-    """Samples beside the data; the density heatmap (2-D data, models with a density); curves."""
+    """Samples beside the data and as a small multiple; the density heatmap (2-D data,
+    models with a density); training curves."""
     figures = {
         "samples": plot_samples_beside_data(
             samples, dataset, folder / f"{label}_samples.png", f"{label}: samples"
         )
     }
+    _, box = _reference(config, dataset)
+    tile = plot_tile(samples, dataset, box, folder / f"{label}_tile.png", label)
+    if tile is not None:
+        figures["tile"] = tile
     marginal = model.condition_spec is None or model.unconditional_mode  # p(x) on the grid
-    if _is_2d(dataset) and model.likelihood is not Likelihood.NONE and marginal:
-        reference = dataset.split(config.evaluation.split)[: config.evaluation.n_samples]
-        box = Box(reference)
+    if box is not None and model.likelihood is not Likelihood.NONE and marginal:
         values = density_grid(model, box, config.evaluation.heatmap_resolution)
         title = f"{label} ({model.likelihood.value})"
         figures["density"] = plot_density(

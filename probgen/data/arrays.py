@@ -67,8 +67,10 @@ def load_arrays(
             unconditional data. Integer c are class labels in 0…K−1 (K =
             ``classes``, or max(c) + 1 when not given; ``ConditionSpec(classes=K)``);
             floating-point c are continuous vectors (a 1-D array is ``(N, 1)``).
-        validation, test: fractions of the rows in those splits (each rounded
-            down; the rest is training), chosen by a permutation seeded ``seed``.
+        validation: fraction of the rows in the validation split (rounded
+            down), chosen by a permutation seeded ``seed``.
+        test: fraction of the rows in the test split (rounded down; the rest
+            is training).
         classes: the number of classes K of integer c.
         levels: for integer x, the number of levels K (values 0…K−1; default
             max(x) + 1), served as floats holding integers (docs/data.md);

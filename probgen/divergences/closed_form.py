@@ -42,9 +42,11 @@ def kl_gaussian(mean_p: Tensor, cov_p: Tensor, mean_q: Tensor, cov_q: Tensor) ->
     ln det Σ = 2 Σ_d ln L_dd.
 
     Args:
-        mean_p, mean_q: means, shape (..., D).
-        cov_p, cov_q: symmetric positive definite covariances, shape (..., D, D).
-            Leading dimensions of all four broadcast together.
+        mean_p: mean of p, shape (..., D).
+        cov_p: symmetric positive definite covariance of p, shape (..., D, D).
+        mean_q: mean of q, shape (..., D).
+        cov_q: covariance of q, shape (..., D, D). Leading dimensions of all
+            four broadcast together.
 
     Returns:
         KL per leading index, shape (...) (a 0-dim tensor for unbatched inputs).
@@ -90,8 +92,10 @@ def kl_diagonal_gaussian(
     broadcast): (B, Z) inputs give (B,).
 
     Args:
-        mean_p, std_p: parameters of p (σ > 0), e.g. (B, Z) or (B, C, H, W).
-        mean_q, std_q: parameters of q, tensors broadcastable to those of p, or floats.
+        mean_p: mean of p, e.g. (B, Z) or (B, C, H, W).
+        std_p: standard deviations of p (σ > 0), the same shape.
+        mean_q: mean of q, a tensor broadcastable to those of p, or a float.
+        std_q: standard deviations of q, likewise.
         event_dims: number of trailing dimensions summed over. ``None`` sums every
             dimension but the first (batched inputs (B, …) -> (B,)); ``len(event_shape)``
             reduces unbatched parameters to a 0-dim tensor.

@@ -92,7 +92,8 @@ def wasserstein1_cdf(
     increasing and cover both supports (the integrand vanishes outside them).
 
     Args:
-        cdf_p, cdf_q: CDFs F and G, mapping (K,) -> (K,).
+        cdf_p: the CDF F of p, mapping (K,) -> (K,).
+        cdf_q: the CDF G of q, mapping (K,) -> (K,).
         grid: evaluation points, shape (K,), K ≥ 2.
 
     Reference: Vallender 1974, "Calculation of the Wasserstein distance between

@@ -137,13 +137,15 @@ class Standardized(DataWrapper):
         model: the inner model of z, over the same event shape.
         shift: μ, shape ``event_shape``.
         scale: s > 0, shape ``event_shape``.
-        low, high: the per-entry range of z over the training data (optional;
-            with both, ``log_prob`` warns about points far outside it).
+        low: the per-entry minimum of z over the training data (optional;
+            with ``high``, ``log_prob`` warns about points far outside the range).
+        high: the per-entry maximum of z over the training data (optional).
         method: how μ and s were chosen (``"mean_std"``, ``"robust"``,
             ``"given"``), recorded with them.
-        condition_shift, condition_scale: the same map for a continuous
-            condition c of a conditional inner model, which then sees
-            (c − μ_c)/s_c (no Jacobian: c is conditioned on, not modelled).
+        condition_shift: μ_c of the same map for a continuous condition c of a
+            conditional inner model, which then sees (c − μ_c)/s_c (no Jacobian:
+            c is conditioned on, not modelled).
+        condition_scale: s_c of that map.
     """
 
     def __init__(

@@ -204,7 +204,8 @@ class MaskedConv2d(nn.Conv2d):
     Input (B, in_channels, H, W), output (B, out_channels, H, W) ("same" padding).
 
     Args:
-        in_channels, out_channels: feature maps in and out.
+        in_channels: feature maps in.
+        out_channels: feature maps out.
         kernel_size: odd kernel side.
         include_center: False for type A, True for type B.
         data_channels: C, the channels of the modelled image (ordering within a pixel).

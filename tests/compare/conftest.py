@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from matplotlib.figure import Figure
 
 from probgen.compare import CompareConfig, load_compare_config
-from probgen.compare.run import Evaluation, Evaluator
+from probgen.compare.run import Comparison, Evaluation, Evaluator, ModelResult
 from probgen.core import Estimate, GenerativeModel, Likelihood
 from probgen.data.base import Dataset
 from probgen.divergences import energy_distance
@@ -85,3 +88,95 @@ def tiny_yaml(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+def _png(path: Path, seed: int, inches: float = 2.0) -> Path:
+    """A small line plot saved as PNG at ``path`` (a stand-in for a report's figure)."""
+    fig = Figure(figsize=(inches, inches))
+    fig.add_subplot().plot(np.random.default_rng(seed).normal(size=10))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=50)
+    return path
+
+
+_FAMILIES = ("ddpm", "ebm", "fgan", "gan", "gaussian", "made", "maf", "nsf", "realnvp",
+             "score_sde", "vae", "wgan", "wgan_gp")  # fmt: skip
+
+
+def _wide_comparison(out: Path) -> Comparison:
+    """The default comparison's shape, by hand: 13 rows with every column of the main table,
+    a failed row, flagged rows, long reasons; figures are small stand-in PNGs."""
+    rng = np.random.default_rng(0)
+    figures = out / "figures"
+    drawn = {
+        size: _png(figures / f"stand-in-{size}.png", 0, size).read_bytes() for size in (2.2, 4.4, 5)
+    }
+
+    def copy(name: str, size: float) -> Path:
+        (figures / name).write_bytes(drawn[size])
+        return figures / name
+
+    rows = []
+    for family in _FAMILIES:
+        gan = "gan" in family
+        kind = "none" if gan else ("bound" if family in ("vae", "ddpm") else "exact")
+        metrics: dict[str, Estimate | float] = {
+            "kl_model_data_smoothed": Estimate(float(rng.uniform(0, 0.3)), 0.004, "estimate"),
+            "mmd": Estimate(float(rng.uniform(0, 0.01)), 0.0004, "estimate"),
+            "sliced_wasserstein": Estimate(float(rng.uniform(0, 0.2)), 0.003, "estimate"),
+            "precision": Estimate(float(rng.uniform(0.5, 1)), 0.01, "estimate"),
+            "recall": Estimate(float(rng.uniform(0.5, 1)), 0.01, "estimate"),
+            "modes": float(rng.integers(4, 9)),
+            "high_quality": Estimate(float(rng.uniform(0.5, 1)), math.nan, "estimate"),
+            "sampling_seconds": float(rng.uniform(0.001, 3)),
+            "network_evaluations": float(rng.choice([1, 2, 200, 1000])),
+            "kid": Estimate(float(rng.uniform(0, 0.01)), 0.001, "estimate"),
+        }
+        skipped = {}
+        if gan:
+            reason = f"{family} has no density (likelihood none): no NLL, no KL(data‖model)"
+            skipped = {"nll": reason, "kl_data_model": reason, "iwae_nll": reason}
+        else:
+            metrics["nll"] = Estimate(2.9 + float(rng.uniform(0, 0.5)), 0.02, kind)
+            metrics["kl_data_model"] = Estimate(float(rng.uniform(0, 0.5)), 0.01, kind)
+            metrics["kl_model_data"] = Estimate(float(rng.uniform(0, 0.5)), 0.01, kind)
+        label = f"{family}-with-a-long-label" if family == "realnvp" else family
+        row = ModelResult(
+            label,
+            family,
+            kind,
+            parameters=int(rng.integers(1000, 100_000)),
+            train_seconds=float(rng.uniform(15, 30)),
+            steps=int(rng.integers(1000, 11_000)),
+            stop_reason="steps",
+            metrics=metrics,
+            n_samples=2000,
+            n_modes=8,
+            skipped=skipped,
+            figures={
+                "samples": copy(f"{label}_samples.png", 5),
+                "tile": copy(f"{label}_tile.png", 2.2),
+                "training": copy(f"{label}_training.png", 4.4),
+            },
+        )
+        if family in ("ebm", "score_sde"):
+            row.flags = [
+                "unconverged: the loss fell 17% of its whole drop in the last tenth of "
+                "training (flagged above 5%); train longer"
+            ]
+        rows.append(row)
+    rows.append(
+        ModelResult("broken", "maf", "exact", error="CriticDiverged: critic output 1e5 " * 6)
+    )
+    data = {
+        "samples": copy("data_samples.png", 5),
+        "tile": copy("data_tile.png", 2.2),
+    }
+    config = tiny_config(list(_FAMILIES))
+    return Comparison(config, out, rows, data, 187.0)
+
+
+@pytest.fixture
+def wide_comparison(tmp_path: Path) -> Comparison:
+    """The default comparison's shape by hand (see ``_wide_comparison``), in ``tmp_path``."""
+    return _wide_comparison(tmp_path)

@@ -177,3 +177,16 @@ def test_run_folders_are_loaded_only_when_trained_on_the_same_data(tmp_path: Pat
         load_compare_config(None, {"data": "two_moons", "models": [{"run": str(tmp_path / "g")}]})
     with pytest.raises(ConfigError, match="not a run folder"):
         load_compare_config(None, {"models": [{"run": str(tmp_path / "missing")}]})
+
+
+def test_a_data_set_with_its_own_embedded_config_starts_from_it(tmp_path: Path) -> None:
+    digits = load_compare_config(None, {"data": {"name": "digits"}})
+    assert digits.name == "compare-digits" and digits.data.name == "digits"
+    assert [e.label for e in digits.models][:3] == ["gaussian", "made", "maf"]
+    assert {e.config.train.steps for e in digits.models if e.label == "pixelcnn"} == {250}
+    assert load_compare_config(None, {"data": "digits"}).name == "compare-digits"
+    toy = load_compare_config(None, {"data": {"name": "two_moons"}})  # no two_moons.yaml
+    assert toy.name == "compare" and toy.data.name == "two_moons"
+    path = tmp_path / "mine.yaml"  # a given file wins over the embedded one
+    path.write_text("name: mine\nmodels: [gaussian]\n")
+    assert load_compare_config(path, {"data": {"name": "digits"}}).name == "mine"

@@ -113,19 +113,31 @@ def test_markdown_has_one_table_row_per_model_and_links_existing_figures(
     comparison: Comparison,
 ) -> None:
     text = write_reports(comparison)["markdown"].read_text()
-    table = [line for line in text.splitlines() if line.startswith("| ")]
+    board, details = text.split("## Details")
+    leaderboard = [line for line in board.splitlines() if line.startswith("| ")]
+    assert leaderboard[0].startswith("| # | model | kind | NLL |")
+    # ranked by NLL: the flow's 2.9 before the VAE's bound 3.1; the failed GAN last, unranked
+    assert [line.split(" | ")[:2] for line in leaderboard[1:]] == [
+        ["| 1", "maf"],
+        ["| 2", "vae-small (vae)"],
+        ["| ", "gan ⚠"],
+    ]
+    assert "| **2.9** |" in leaderboard[1] and "| ≤ 3.1 |" in leaderboard[2]
+    table = [line for line in details.splitlines() if line.startswith("| ")]
     n_columns = len(columns(comparison.results))
     assert table[0].count(" | ") == n_columns - 1
     assert [line.split(" | ")[0] for line in table[1:4]] == ["| maf", "| vae-small (vae)", "| gan"]
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (comparison.out_dir / link).is_file()
     assert "**NLL (nats)**" in text and "brand_new_metric" in text
+    assert "![summary: quality against cost](figures/summary.png)" in text
 
 
 def test_html_embeds_every_figure_byte_for_byte(comparison: Comparison) -> None:
     text = write_reports(comparison)["html"].read_text()
     sources = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', text)
-    expected = [*comparison.data_figures.values()] + [
+    summary = comparison.out_dir / "figures" / "summary.png"  # drawn by write_reports
+    expected = [summary, *comparison.data_figures.values()] + [
         p for r in comparison.results for p in r.figures.values()
     ]
     assert [base64.b64decode(s) for s in sources] == [p.read_bytes() for p in expected]
@@ -133,6 +145,10 @@ def test_html_embeds_every_figure_byte_for_byte(comparison: Comparison) -> None:
     results_table = results_table[: results_table.index("</table>")]
     assert re.findall(r'<tr data-model="([^"]+)"', results_table) == ["maf", "vae-small", "gan"]
     assert "Failed: CriticDiverged" in text
+    board = text[text.index('<table id="leaderboard">') :]
+    board = board[: board.index("</table>")]
+    assert re.findall(r'<tr data-model="([^"]+)"', board) == ["maf", "vae-small", "gan"]
+    assert '<td class="best">2.9</td>' in board and "<td>≤ 3.1</td>" in board
 
 
 def test_terminal_table_has_a_row_per_model(comparison: Comparison) -> None:
@@ -174,7 +190,7 @@ def test_reports_footnote_what_was_left_out_and_never_print_a_negative_kl(
     files = write_reports(comparison)
     note = "gan-ok: nll, kl_data_model: GAN has no density (likelihood none)"
     markdown = files["markdown"].read_text()
-    assert "Not computed, and why:" in markdown and f"- {note}" in markdown
+    assert "Metrics left out, and why:" in markdown and f"- {note}" in markdown
     assert "-0.002" not in markdown
     html_text = files["html"].read_text()
     assert '<ul id="not-computed">' in html_text and note in html_text

@@ -62,12 +62,12 @@ def test_every_model_is_trained_for_the_same_budget_and_scored_alike(
         assert row.n_modes == 8 and 0 <= row.metrics["modes"] <= 8
         assert row.n_samples == 300 and row.metrics["sampling_seconds"] > 0
         assert "energy_distance" in row.metrics
-        assert set(row.figures) >= {"samples", "training"}
+        assert set(row.figures) >= {"samples", "tile", "training"}
         assert all(p.is_file() and p.read_bytes()[:4] == b"\x89PNG" for p in row.figures.values())
         history = json.loads((out / "runs" / row.label / "history.json").read_text())
         assert history == row.history
     assert "density" in gaussian.figures and "density" not in gan.figures
-    assert set(comparison.data_figures) == {"samples", "density"}
+    assert set(comparison.data_figures) == {"samples", "tile", "density"}
     # the row's NLL is the evaluator's on the saved weights
     model, _, dataset = load_run(out / "runs" / "gaussian")
     assert gaussian.metrics["nll"] == nll(model, dataset.split("test"))

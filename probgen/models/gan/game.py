@@ -69,11 +69,13 @@ class AdversarialGame(GenerativeModel):
             or ``KantorovichRubinstein()``.
         constraint: the critic's Lipschitz constraint (default: none).
         non_saturating: generator minimises −E[g(V(G(z)))] instead of −E[f*(g(V(G(z))))].
-        latent_dim, hidden: sizes of the default MLP networks (``build_networks``).
+        latent_dim: latent size of the default MLP networks (``build_networks``).
+        hidden: hidden widths of the default MLP networks.
         critic_scale: length scale ℓ at which the default critic reads its
             input, x/ℓ (``build_networks``); about 3σ for modes of width σ.
-        generator, critic: networks to use instead of the defaults; a given
-            critic must take events of shape ``packed_shape(event_shape, pack)``.
+        generator: a network to use instead of the default generator.
+        critic: a network to use instead of the default critic; it must take
+            events of shape ``packed_shape(event_shape, pack)``.
         pack: m, the number of samples the critic judges jointly (PacGAN, 1 =
             off). Batches passed to the critic must then have a multiple of m
             examples; consecutive groups of m form one critic input of shape
