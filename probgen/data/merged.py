@@ -23,7 +23,7 @@ class MergedTraining(Dataset):
     split s (multinomially, N = Σ n_s) and draws them with that split's own
     ``draw``, so a data set's batch transform (dynamic binarisation, fresh
     samples) is kept; rows are then shuffled. Every other split, the spec, the
-    truth and the feature net are the data set's own.
+    truth, the feature net and any other attribute are the data set's own.
 
     Raises ``InvalidInput`` for an unknown split, a list without "train", or
     an infinite training split (nothing to merge).
@@ -40,6 +40,12 @@ class MergedTraining(Dataset):
         self.spec, self.truth = dataset.spec, dataset.truth
         self.categorical, self.feature_net = dataset.categorical, dataset.feature_net
         self._sizes = torch.tensor([float(len(dataset.split(s))) for s in self.splits])
+
+    def __getattr__(self, name: str) -> object:
+        """Everything else (a text corpus's ``encode`` / ``decode``, …) is the data set's own."""
+        if name == "dataset":  # not yet set (unpickling, copying): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
     def split(self, split: str) -> Tensor:
         if split != "train":

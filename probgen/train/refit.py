@@ -107,7 +107,8 @@ def select_then_refit(
         model=initial if model_given else None,
         dataset=merged,
     )
-    return dataclasses.replace(result, best_step=best_step, stop_reason="refit")
+    # the result's data set is the caller's: evaluations read its own splits
+    return dataclasses.replace(result, dataset=dataset, best_step=best_step, stop_reason="refit")
 
 
 def _with(config: RunConfig, **train: Any) -> RunConfig:

@@ -35,7 +35,8 @@ def test_a_small_data_run_refits_for_the_selected_steps_on_train_and_validation(
     saved = load_config(tmp_path / "config.yaml").train
     assert saved.splits == ("train", "validation") and saved.early_stopping is False
     assert saved.steps == selection["best_step"] and saved.refit is False
-    merged = torch.cat([result.dataset.split("train")]).double()
+    assert not isinstance(result.dataset, MergedTraining)  # the run's own data set
+    merged = torch.cat([result.dataset.split(s) for s in ("train", "validation")]).double()
     assert len(merged) == SMALL["n_train"] + SMALL["n_validation"]
     torch.testing.assert_close(torch.tensor(saved.standardize["shift"]), merged.mean(0))
     # the saved config reruns the refit exactly, and load_run returns its weights
@@ -80,6 +81,7 @@ def test_merged_training_draws_each_split_in_proportion_with_its_conditions():
     share, n = float(x.mean()), 20_000
     assert c is None and abs(share - 0.25) < 4 * (0.25 * 0.75 / n) ** 0.5
     assert x[:100].std() > 0  # rows are shuffled, not train first
+    assert merged.truth is None and merged.dataset.spec is spec  # the rest is the data set's
     with pytest.raises(InvalidInput, match="'train' first"):
         MergedTraining(ArrayDataset(train, validation, train, spec), ("validation",))
 
