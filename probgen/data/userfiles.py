@@ -109,9 +109,10 @@ def load_file(
         levels: ``None`` (continuous, the default of tables) or K: every entry
             of x an integer 0…K−1 (ordinal levels, served as floats).
             ``auto``: 256 for an image folder, continuous otherwise.
-        validation, test: fractions of the rows in those splits, drawn by a
-            permutation seeded ``seed`` (``split_rows``); text is split in
+        validation: the fraction of the rows in the validation split, drawn by
+            a permutation seeded ``seed`` (``split_rows``); text is split in
             file order (train | validation | test) and ignores ``seed``.
+        test: the fraction of the rows in the test split, drawn likewise.
         header: CSV/TSV only: whether the first line names the columns
             (without one, columns are named 0, 1, …).
         context: text only: the window of tokens of one example.
