@@ -61,6 +61,7 @@ ROWS: list[tuple[str, DiffusionSampler, tuple[int, ...]]] = [
     ("ancestral", Ancestral(), (1000,)),
     ("ddim = euler, uniform t", DDIM(), (50, 20, 10, 5)),
     ("euler, karras", Euler(KarrasGrid()), (20, 10, 5)),
+    ("heun, uniform t", Heun(), (10, 5, 3)),
     ("heun, karras", Heun(KarrasGrid()), (10, 5, 3)),
     ("dpm++ 2m, uniform t", DPMSolver2M(), (20, 10, 5)),
     ("dpm++ 2m, log-snr", DPMSolver2M(LogSNRGrid()), (20, 10, 5)),
