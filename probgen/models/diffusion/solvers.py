@@ -56,7 +56,12 @@ import torch
 from torch import Tensor
 
 from probgen.core import InvalidInput
-from probgen.models.diffusion.grids import TimeGrid, UniformGrid, time_at_noise_ratio
+from probgen.models.diffusion.grids import (
+    TimeGrid,
+    UniformGrid,
+    noise_ratio,
+    time_at_noise_ratio,
+)
 from probgen.models.diffusion.parametrizations import Denoiser
 from probgen.models.diffusion.processes import ForwardProcess
 from probgen.models.diffusion.samplers import CountingDenoiser, DiffusionSampler, ddim_update
@@ -142,8 +147,7 @@ def _stage_times(
     process: ForwardProcess, t: Tensor, s: Tensor, nodes: tuple[float, ...]
 ) -> list[Tensor]:
     """The 0-dim times t_i with σ̃(t_i) = σ̃_t + c_i (σ̃_s − σ̃_t): s itself for c_i = 1."""
-    ratio_t = _ratio(process, float(t))
-    ratio_s = _ratio(process, float(s))
+    ratio_t, ratio_s = noise_ratio(process, float(t)), noise_ratio(process, float(s))
     out = []
     for c in nodes:
         if c == 1.0:
@@ -152,11 +156,6 @@ def _stage_times(
             u = time_at_noise_ratio(process, ratio_t + c * (ratio_s - ratio_t))
             out.append(torch.tensor(u, dtype=t.dtype, device=t.device))
     return out
-
-
-def _ratio(process: ForwardProcess, t: float) -> float:
-    alpha, sigma = process.alpha_sigma_at(t)
-    return sigma / alpha
 
 
 def _combination(
