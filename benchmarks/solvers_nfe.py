@@ -23,6 +23,17 @@ to ancestral-1000 is within the seed noise: 2 standard errors of that mean
     OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. .venv/bin/python \\
         benchmarks/solvers_nfe.py --seeds 0 1 2 --budget 60
 
+With ``--digits``, instead: the library's DDPM for the 8×8 digits
+(``build_model("ddpm", spec)``: small U-Net, 17 levels dequantized to [−1, 1],
+float32) trained for ``--budget`` CPU seconds (batch 128, Adam 1e-3 with a cosine
+of CPU time) per seed, and the FID (the shipped digits feature net) of as many
+samples as test images (447) against the test images, for the rows of
+``DIGIT_ROWS``; "exact" is 447 training images against the test images.
+
+    OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. .venv/bin/python \
+        benchmarks/solvers_nfe.py --digits --seeds 0 1 --budget 100 \
+        --out benchmarks/results/solvers_nfe_digits.json
+
 Target (issue 14): DPM-Solver++ or Heun at ≤ 20 NFE matches ancestral-1000.
 """
 
@@ -70,6 +81,9 @@ ROWS: list[tuple[str, DiffusionSampler, tuple[int, ...]]] = [
     ("dopri5 tol 1e-5", ProbabilityFlow(), (1,)),
 ]
 """(label, sampler, step counts K); the NFE is counted by the sampler."""
+
+DIGIT_ROWS = [row for row in ROWS if not row[0].startswith(("dopri5", "dpm++ 2m, log", "euler, k"))]
+"""The digits rows: ROWS without the slowest (dopri5) and two of the variants."""
 
 
 def train(model: Diffusion, data: object, budget: float, batch: int, lr: float, seed: int) -> dict:
@@ -160,6 +174,48 @@ def one_seed(seed: int, args: argparse.Namespace) -> dict:
     }
 
 
+def digits_seed(seed: int, args: argparse.Namespace) -> dict:
+    """Train the digits DDPM for one seed and score every sampler of ``DIGIT_ROWS`` by FID."""
+    from probgen.data import Digits
+    from probgen.evaluate.features import default_features
+    from probgen.evaluate.samples import frechet_distance
+    from probgen.models import build_model
+
+    torch.manual_seed(seed)
+    data = Digits()
+    model = build_model("ddpm", data.spec)
+    fit = train(model, data, args.budget, 128, 1e-3, seed)
+    model.eval()
+    net = default_features(data.spec.event_shape, levels=data.spec.levels, name="digits")
+    test = data.split("test")
+    train_rows = data.split("train")
+    pick = torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(seed))
+    real = frechet_distance(train_rows[pick[: len(test)]], test, net).item()
+    rows = [{"sampler": "exact", "steps": 0, "nfe": 0, "fid": real}]
+    for label, sampler, step_counts in DIGIT_ROWS:
+        for steps in step_counts:
+            g = torch.Generator().manual_seed(seed + 300)
+            start = time.process_time()
+            result = model.run_sampler(len(test), sampler=sampler, steps=steps, generator=g)
+            cpu = time.process_time() - start
+            fid = frechet_distance(result.samples, test, net).item()
+            rows.append(
+                {
+                    "sampler": label,
+                    "steps": steps,
+                    "nfe": result.n_evaluations,
+                    "cpu": cpu,
+                    "fid": fid,
+                }
+            )
+            print(
+                f"  digits seed {seed} {label:24s} K {steps:4d} "
+                f"NFE {result.n_evaluations:5d}  FID {fid:.3f}",
+                flush=True,
+            )
+    return {"seed": seed, "train": fit, "rows": rows}
+
+
 def summarise(runs: list[dict]) -> list[dict]:
     """Per (sampler, K): mean ± sd over seeds, and the paired MMD² difference to ancestral-1000."""
     keys = [(r["sampler"], r["steps"]) for r in runs[0]["rows"]]
@@ -173,22 +229,27 @@ def summarise(runs: list[dict]) -> list[dict]:
             dtype=torch.float64,
         )
 
-    base = column(("ancestral", 1000), "mmd2")
+    metric = "fid" if "fid" in runs[0]["rows"][0] else "mmd2"
+    base = column(("ancestral", 1000), metric)
     floor_sd = 0.0
     table = []
     for key in keys:
         entry: dict = {"sampler": key[0], "steps": key[1], "nfe": column(key, "nfe").mean().item()}
-        for field in ("mmd2", "kl", "cross_entropy"):
-            v = column(key, field)
-            entry[field] = {"mean": v.mean().item(), "sd": v.std().item() if len(v) > 1 else 0.0}
-        diff = column(key, "mmd2") - base
+        for field in ("mmd2", "kl", "cross_entropy", "fid"):
+            if field in runs[0]["rows"][0]:
+                v = column(key, field)
+                entry[field] = {
+                    "mean": v.mean().item(),
+                    "sd": v.std().item() if len(v) > 1 else 0.0,
+                }
+        diff = column(key, metric) - base
         se = diff.std().item() / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
-        if key[0] == "exact":
+        if key[0] == "exact" and metric == "mmd2":
             floor_sd = entry["mmd2"]["sd"]
-        entry["mmd2_minus_ancestral"] = {"mean": diff.mean().item(), "se": se}
+        entry["minus_ancestral"] = {"metric": metric, "mean": diff.mean().item(), "se": se}
         table.append(entry)
     for entry in table:
-        d = entry["mmd2_minus_ancestral"]
+        d = entry["minus_ancestral"]
         entry["matches_ancestral_1000"] = abs(d["mean"]) <= max(2 * d["se"], floor_sd)
     return table
 
@@ -199,9 +260,34 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="CPU seconds of training")
     parser.add_argument("--n", type=int, default=2000, help="samples per sampler")
     parser.add_argument("--n-nll", type=int, default=500)
+    parser.add_argument("--digits", action="store_true", help="the digits 8×8 FID run instead")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/solvers_nfe.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.digits:
+        runs = [digits_seed(seed, args) for seed in args.seeds]
+        table = summarise(runs)
+        print(
+            f"\n{'sampler':26s} {'K':>5s} {'NFE':>6s}  {'FID':>14s}  {'Δ vs anc-1000':>14s}  match"
+        )
+        for e in table:
+            f, d = e["fid"], e["minus_ancestral"]
+            match = "yes" if e["matches_ancestral_1000"] else "no"
+            print(
+                f"{e['sampler']:26s} {e['steps']:5d} {e['nfe']:6.0f}  "
+                f"{f['mean']:6.3f} ± {f['sd']:5.3f}  {d['mean']:+6.3f} ± {d['se']:5.3f}  {match}"
+            )
+        write(
+            args,
+            {
+                "data": "digits 8x8",
+                "model": "build_model('ddpm'): U-Net, levels 17",
+                "n_samples": 447,
+            },
+            table,
+            runs,
+        )
+        return
     runs = [one_seed(seed, args) for seed in args.seeds]
     table = summarise(runs)
     print(
@@ -209,7 +295,7 @@ def main() -> None:
         f"{'KL(q‖p)':>16s}  match"
     )
     for e in table:
-        m, d, kl = e["mmd2"], e["mmd2_minus_ancestral"], e["kl"]
+        m, d, kl = e["mmd2"], e["minus_ancestral"], e["kl"]
         print(
             f"{e['sampler']:26s} {e['steps']:5d} {e['nfe']:6.0f}  "
             f"{1e4 * m['mean']:+7.2f} ± {1e4 * m['sd']:5.2f}  "
@@ -220,13 +306,20 @@ def main() -> None:
     print(
         f"model KL gap (ODE NLL − H on test points) per seed: {', '.join(f'{g:.4f}' for g in gaps)}"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    recipe = {
+        "data": "8gaussians",
+        "model": "DDPM, linear chain N=1000, eps-prediction, TimeMLP 3x128, float32",
+        "n_samples": args.n,
+    }
+    write(args, recipe, table, runs)
+
+
+def write(args: argparse.Namespace, recipe: dict, table: list[dict], runs: list[dict]) -> None:
+    """The JSON report (recipe, table, runs, versions), written atomically to ``args.out``."""
     report = {
         "recipe": {
-            "data": "8gaussians",
-            "model": "DDPM, linear chain N=1000, eps-prediction, TimeMLP 3x128, float32",
-            "training": f"Adam 2e-3, cosine of CPU time, batch 512, {args.budget} CPU-s, 1 thread",
-            "n_samples": args.n,
+            **recipe,
+            "training": f"Adam, cosine of CPU time, {args.budget} CPU-s per seed, 1 thread",
             "seeds": args.seeds,
         },
         "table": table,
@@ -235,6 +328,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "timestamp": datetime.now(timezone.utc).isoformat(),
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=1))
     tmp.replace(args.out)
