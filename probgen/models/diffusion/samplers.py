@@ -15,6 +15,10 @@ calls actually made. Only the ``step`` differs:
     ProbabilityFlow     dx/dt = f x − ½ g² ŝ by adaptive RK45 (torchdiffeq) (Song et al. 2021)
     AnnealedLangevin    Langevin at each noise level (NCSN)              (Song & Ermon 2019)
 
+The fixed-step ODE solvers with a declared order (Euler, Heun, midpoint,
+DPM-Solver++) are in ``probgen.models.diffusion.solvers``; their first-order
+step is this module's ``ddim_update``.
+
 Shapes: x (B, *event); grid times are 0-dim tensors, passed to the denoiser as one
 time for the batch, so every per-step coefficient is a Python float computed once
 (``ForwardProcess.alpha_sigma_at``, ``posterior_coefficients``) and the updates are
