@@ -16,9 +16,11 @@ alternating A B A B:
   ((τ_i + 1)/N, then 0).
 
 Reported: max |x_probgen − x_diffusers| over the samples for K ∈ {5, 10, 20}
-and orders 2 and 3; wall time per step (median over ``--repeats`` full runs
-in each process), with the network and with a constant "network" (the
-solver's own arithmetic); the ratio per A/B pair and its median.
+and orders 2 and 3; CPU time (``time.process_time``, one thread) and wall time
+per step (medians over ``--repeats`` full runs in each process), with the
+network and with a constant "network" (the solver's own arithmetic); the
+ratio per A/B pair and its median (CPU time is the figure that does not
+depend on the share of a core a process got on a busy machine).
 
     python3 -m venv /work/venvs/diffusers
     /work/venvs/diffusers/bin/pip install torch==2.13.0
@@ -73,15 +75,20 @@ def load_network(folder: Path) -> TimeMLP:
     return net.eval()
 
 
-def timed(run: Callable[[], Tensor], repeats: int, steps: int) -> tuple[Tensor, float]:
-    """(the output of ``run``, the median wall seconds per step over ``repeats`` runs)."""
+def timed(run: Callable[[], Tensor], repeats: int, steps: int) -> tuple[Tensor, float, float]:
+    """(the output of ``run``, median wall and median CPU seconds per step over ``repeats`` runs).
+
+    CPU seconds (``time.process_time``, one thread) are the comparable figure on a shared
+    machine, where a process's wall time depends on how much of a core it was given.
+    """
     out = run()  # warm-up, and the samples compared
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run()
-        times.append((time.perf_counter() - start) / steps)
-    return out, statistics.median(times)
+        wall.append((time.perf_counter() - start) / steps)
+        cpu.append((time.process_time() - start_cpu) / steps)
+    return out, statistics.median(wall), statistics.median(cpu)
 
 
 def diffusers_side(folder: Path, repeats: int) -> dict:
@@ -93,6 +100,7 @@ def diffusers_side(folder: Path, repeats: int) -> dict:
     x_T = load_file(folder / "prior.safetensors")["x"]
     constant = Constant(torch.full_like(x_T, 0.1))
     out: dict = {"timesteps": {}, "seconds_per_step": {}, "overhead_per_step": {}}
+    out.update({"cpu_seconds_per_step": {}, "cpu_overhead_per_step": {}})
     samples = {}
     for order in ORDERS:
         for steps in STEPS:
@@ -114,8 +122,12 @@ def diffusers_side(folder: Path, repeats: int) -> dict:
                 return x
 
             key = f"{order}m_{steps}"
-            samples[key], out["seconds_per_step"][key] = timed(run, repeats, steps)
-            out["overhead_per_step"][key] = timed(lambda r=run: r(constant), repeats, steps)[1]
+            samples[key], out["seconds_per_step"][key], out["cpu_seconds_per_step"][key] = timed(
+                run, repeats, steps
+            )
+            _, out["overhead_per_step"][key], out["cpu_overhead_per_step"][key] = timed(
+                lambda r=run: r(constant), repeats, steps
+            )
             out["timesteps"][key] = [int(tau) for tau in scheduler.timesteps]
     save_file(samples, str(folder / "diffusers_samples.safetensors"))
     import diffusers
@@ -138,6 +150,7 @@ def probgen_side(folder: Path, repeats: int, timesteps: dict[str, list[int]]) ->
     }
     solvers = {2: DPMSolver2M(), 3: DPMSolver3M()}
     out: dict = {"seconds_per_step": {}, "overhead_per_step": {}}
+    out.update({"cpu_seconds_per_step": {}, "cpu_overhead_per_step": {}})
     samples = {}
     for order in ORDERS:
         for steps in STEPS:
@@ -148,8 +161,12 @@ def probgen_side(folder: Path, repeats: int, timesteps: dict[str, list[int]]) ->
                 with torch.no_grad():
                     return solvers[order].solve(denoisers[which], x_T, times).samples
 
-            samples[key], out["seconds_per_step"][key] = timed(run, repeats, steps)
-            out["overhead_per_step"][key] = timed(lambda r=run: r("constant"), repeats, steps)[1]
+            samples[key], out["seconds_per_step"][key], out["cpu_seconds_per_step"][key] = timed(
+                run, repeats, steps
+            )
+            _, out["overhead_per_step"][key], out["cpu_overhead_per_step"][key] = timed(
+                lambda r=run: r("constant"), repeats, steps
+            )
     save_file(samples, str(folder / "probgen_samples.safetensors"))
     return out
 
@@ -257,8 +274,32 @@ def main() -> None:
             p["probgen"]["overhead_per_step"][key] / p["diffusers"]["overhead_per_step"][key]
             for p in pairs
         ]
+        cpu = [
+            p["probgen"]["cpu_seconds_per_step"][key] / p["diffusers"]["cpu_seconds_per_step"][key]
+            for p in pairs
+        ]
+        cpu_over = [
+            p["probgen"]["cpu_overhead_per_step"][key]
+            / p["diffusers"]["cpu_overhead_per_step"][key]
+            for p in pairs
+        ]
         row = {
             "solver": key,
+            "probgen_cpu_ms_per_step": [
+                1e3 * p["probgen"]["cpu_seconds_per_step"][key] for p in pairs
+            ],
+            "diffusers_cpu_ms_per_step": [
+                1e3 * p["diffusers"]["cpu_seconds_per_step"][key] for p in pairs
+            ],
+            "cpu_ratio_per_pair": cpu,
+            "cpu_ratio_median": statistics.median(cpu),
+            "probgen_cpu_overhead_us_per_step": [
+                1e6 * p["probgen"]["cpu_overhead_per_step"][key] for p in pairs
+            ],
+            "diffusers_cpu_overhead_us_per_step": [
+                1e6 * p["diffusers"]["cpu_overhead_per_step"][key] for p in pairs
+            ],
+            "cpu_overhead_ratio_median": statistics.median(cpu_over),
             "max_abs_difference": (a[key] - b[key]).abs().max().item(),
             "sample_scale": b[key].abs().max().item(),
             "probgen_ms_per_step": [1e3 * p["probgen"]["seconds_per_step"][key] for p in pairs],
@@ -283,17 +324,19 @@ def main() -> None:
                 f"max |Δx| = {r['max_abs_difference_halved_phi2']:.2e}"
             )
     print(
-        f"\n{'solver, K':10s} {'max |Δx|':>10s} {'ms/step ours':>13s} {'theirs':>8s} {'ratio':>6s} "
-        f"{'µs/step ours (no net)':>22s} {'theirs':>8s} {'ratio':>6s}"
+        f"\n{'solver, K':10s} {'max |Δx|':>10s} | CPU ms/step: {'ours':>6s} {'theirs':>6s} "
+        f"{'ratio':>5s} | no network, CPU µs/step: {'ours':>6s} {'theirs':>7s} {'ratio':>5s} "
+        f"| wall ratio"
     )
     for r in table:
         print(
-            f"{r['solver']:10s} {r['max_abs_difference']:10.2e} "
-            f"{statistics.median(r['probgen_ms_per_step']):13.3f} "
-            f"{statistics.median(r['diffusers_ms_per_step']):8.3f} {r['ratio_median']:6.2f} "
-            f"{statistics.median(r['probgen_overhead_us_per_step']):22.1f} "
-            f"{statistics.median(r['diffusers_overhead_us_per_step']):8.1f} "
-            f"{r['overhead_ratio_median']:6.2f}"
+            f"{r['solver']:10s} {r['max_abs_difference']:10.2e} | "
+            f"{statistics.median(r['probgen_cpu_ms_per_step']):18.3f} "
+            f"{statistics.median(r['diffusers_cpu_ms_per_step']):6.3f} "
+            f"{r['cpu_ratio_median']:5.2f} | "
+            f"{statistics.median(r['probgen_cpu_overhead_us_per_step']):30.1f} "
+            f"{statistics.median(r['diffusers_cpu_overhead_us_per_step']):7.1f} "
+            f"{r['cpu_overhead_ratio_median']:5.2f} | {r['ratio_median']:.2f}"
         )
     report = {
         "recipe": {
