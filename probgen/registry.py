@@ -144,6 +144,11 @@ SAMPLERS: Registry = Registry(
         "euler_maruyama": "probgen.models.diffusion:EulerMaruyama",
         "predictor_corrector": "probgen.models.diffusion:PredictorCorrector",
         "probability_flow": "probgen.models.diffusion:ProbabilityFlow",
+        "euler": "probgen.models.diffusion:Euler",
+        "heun": "probgen.models.diffusion:Heun",
+        "midpoint": "probgen.models.diffusion:Midpoint",
+        "dpm_solver_2m": "probgen.models.diffusion:DPMSolver2M",
+        "dpm_solver_3m": "probgen.models.diffusion:DPMSolver3M",
         "ncsn": "probgen.models.diffusion:AnnealedLangevin",
     },
 )

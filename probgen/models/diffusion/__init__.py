@@ -1,11 +1,19 @@
 """Diffusion and score-based models: forward processes, parametrizations, objectives,
-samplers, likelihoods and the model. See docs/diffusion.md."""
+samplers and ODE solvers, likelihoods and the model. See docs/diffusion.md."""
 
 from probgen.models.diffusion.builders import DDPM, ScoreSDE, default_network
 from probgen.models.diffusion.gaussian import (
     ExactGaussianDenoiser,
     ExactGaussianMixtureDenoiser,
     PerClassDenoiser,
+)
+from probgen.models.diffusion.grids import (
+    KarrasGrid,
+    LogSNRGrid,
+    TimeGrid,
+    UniformGrid,
+    noise_ratio,
+    time_at_noise_ratio,
 )
 from probgen.models.diffusion.guidance import (
     Classifier,
@@ -49,6 +57,7 @@ from probgen.models.diffusion.parametrizations import (
     Prediction,
     ScorePrediction,
 )
+from probgen.models.diffusion.preconditioning import EDMPreconditioning
 from probgen.models.diffusion.processes import (
     DDPMChain,
     ForwardProcess,
@@ -67,6 +76,17 @@ from probgen.models.diffusion.samplers import (
     probability_flow_velocity,
     sampler_by_name,
 )
+from probgen.models.diffusion.solvers import (
+    DPMSolver2M,
+    DPMSolver3M,
+    DPMSolverPlusPlus,
+    Euler,
+    Heun,
+    History,
+    Midpoint,
+    ODESolver,
+    RungeKutta,
+)
 
 __all__ = [
     "DDIM",
@@ -78,6 +98,9 @@ __all__ = [
     "ClassifierGuidance",
     "Conditioned",
     "DDPMChain",
+    "DPMSolver2M",
+    "DPMSolver3M",
+    "DPMSolverPlusPlus",
     "DataPrediction",
     "Denoiser",
     "Diffusion",
@@ -85,28 +108,39 @@ __all__ = [
     "DiffusionWeighting",
     "DiscretizedGaussianDecoder",
     "Divergence",
+    "EDMPreconditioning",
+    "Euler",
     "EulerMaruyama",
     "ExactDivergence",
     "ExactGaussianDenoiser",
     "ExactGaussianMixtureDenoiser",
     "ForwardProcess",
     "GaussianDecoder",
+    "Heun",
+    "History",
     "HutchinsonDivergence",
+    "KarrasGrid",
     "LikelihoodMethod",
+    "LogSNRGrid",
+    "Midpoint",
     "NetworkDenoiser",
     "NoiseMatching",
     "NoisePrediction",
     "ODELikelihood",
+    "ODESolver",
     "Objective",
     "PerClassDenoiser",
     "Prediction",
     "PredictorCorrector",
     "ProbabilityFlow",
+    "RungeKutta",
     "ScoreMatching",
     "ScorePrediction",
     "ScoreSDE",
     "SigmaSquaredWeighting",
     "SubVariancePreserving",
+    "TimeGrid",
+    "UniformGrid",
     "VLBLikelihood",
     "VarianceExploding",
     "VariancePreserving",
@@ -115,10 +149,12 @@ __all__ = [
     "condition_features",
     "default_network",
     "drop_conditions",
+    "noise_ratio",
     "ode_log_likelihood",
     "prior_term",
     "probability_flow_velocity",
     "sampler_by_name",
+    "time_at_noise_ratio",
     "variational_bound",
     "vlb_term",
 ]

@@ -15,6 +15,10 @@ calls actually made. Only the ``step`` differs:
     ProbabilityFlow     dx/dt = f x − ½ g² ŝ by adaptive RK45 (torchdiffeq) (Song et al. 2021)
     AnnealedLangevin    Langevin at each noise level (NCSN)              (Song & Ermon 2019)
 
+The fixed-step ODE solvers with a declared order (Euler, Heun, midpoint,
+DPM-Solver++) are in ``probgen.models.diffusion.solvers``; their first-order
+step is this module's ``ddim_update``.
+
 Shapes: x (B, *event); grid times are 0-dim tensors, passed to the denoiser as one
 time for the batch, so every per-step coefficient is a Python float computed once
 (``ForwardProcess.alpha_sigma_at``, ``posterior_coefficients``) and the updates are
@@ -26,6 +30,7 @@ from __future__ import annotations
 import abc
 import itertools
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -104,7 +109,12 @@ def probability_flow_velocity(
 
 
 class DiffusionSampler(Sampler):
-    """A reverse-time sampler: ``step`` from t to s < t, and the shared ``run`` loop."""
+    """A reverse-time sampler: ``step`` from t to s < t, and the shared loop (``run``, ``solve``).
+
+    A multistep solver also reads what earlier steps computed: it overrides
+    ``advance``, which carries that ``memory`` explicitly from one step to the
+    next (the loop holds it, never the sampler), and ``begin``, its initial value.
+    """
 
     @abc.abstractmethod
     def step(
@@ -116,6 +126,26 @@ class DiffusionSampler(Sampler):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Move x (B, *event) from time t to time s < t (0-dim tensors)."""
+
+    def times(self, process: ForwardProcess, n_steps: int, *, like: Tensor) -> Tensor:
+        """The grid 1 = t_0 > … > t_K = 0 of ``run``: the process's own (uniform) grid."""
+        return process.grid(n_steps, like=like)
+
+    def begin(self, times: Tensor) -> object:
+        """The memory before the first step on the grid ``times`` (None: memoryless)."""
+        return None
+
+    def advance(
+        self,
+        denoiser: Denoiser | CountingDenoiser,
+        x: Tensor,
+        t: Tensor,
+        s: Tensor,
+        generator: torch.Generator | None,
+        memory: object,
+    ) -> tuple[Tensor, object]:
+        """One step of the loop with the memory of the earlier steps: (x_s, the new memory)."""
+        return self.step(denoiser, x, t, s, generator), memory
 
     def run(
         self,
@@ -129,8 +159,28 @@ class DiffusionSampler(Sampler):
         """Run the reverse process of ``target`` (a ``Denoiser``) from prior draws ``x0``.
 
         ``x0`` (B, *event) are draws of the prior (``process.prior_sample``);
-        ``n_steps`` is the number of grid intervals K; ``record_every = k``
-        keeps the states after every k-th step in ``trajectory``.
+        ``n_steps`` is the number of grid intervals K (on the grid ``times``);
+        ``record_every = k`` keeps the states after every k-th step in ``trajectory``.
+        """
+        if not isinstance(target, Denoiser):
+            raise InvalidInput(
+                f"target: a diffusion sampler needs a Denoiser, got {type(target).__name__}"
+            )
+        grid = self.times(target.process, n_steps, like=x0)
+        return self.solve(target, x0, grid, generator=generator, record_every=record_every)
+
+    def solve(
+        self,
+        target: Denoiser,
+        x: Tensor,
+        times: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        record_every: int | None = None,
+    ) -> SampleResult:
+        """Step x (B, *event) from times[0] through every time of the decreasing ``times`` (K + 1,).
+
+        ``run`` on its grid; call it directly to integrate between any two times.
         """
         if not isinstance(target, Denoiser):
             raise InvalidInput(
@@ -138,11 +188,13 @@ class DiffusionSampler(Sampler):
             )
         if record_every is not None and record_every < 1:
             raise InvalidInput(f"record_every: expected a positive integer, got {record_every}")
+        if times.dim() != 1 or len(times) < 2 or not bool((times[1:] < times[:-1]).all()):
+            raise InvalidInput("times: expected a decreasing 1-D tensor of at least two times")
         counted = CountingDenoiser(target)
-        x, kept = x0, []
-        grid = target.process.grid(n_steps, like=x0)
-        for i, (t, s) in enumerate(itertools.pairwise(grid)):
-            x = self.step(counted, x, t, s, generator)
+        kept = []
+        memory = self.begin(times)
+        for i, (t, s) in enumerate(itertools.pairwise(times)):
+            x, memory = self.advance(counted, x, t, s, generator, memory)
             if record_every is not None and (i + 1) % record_every == 0:
                 kept.append(x)
         return SampleResult(
@@ -294,8 +346,9 @@ class PredictorCorrector(DiffusionSampler):
 class ProbabilityFlow(DiffusionSampler):
     """The probability-flow ODE dx/dt = f x − ½ g² ŝ, solved by torchdiffeq from t to s.
 
-    Adaptive Dormand–Prince RK45 (``method="dopri5"``) with tolerances
-    ``rtol``, ``atol``. The network is not evaluated below ``process.t_min``:
+    Adaptive Dormand–Prince RK45 (``method="dopri5"``, ``order`` 5) with
+    tolerances ``rtol``, ``atol``; the number of network evaluations is the
+    solver's (``n_evaluations``). The network is not evaluated below ``process.t_min``:
     a step ending below it integrates to t_min and finishes with one
     deterministic DDIM jump (x_s = α_s x̂_0 + σ_s ε̂).
 
@@ -304,8 +357,23 @@ class ProbabilityFlow(DiffusionSampler):
     differential equations"; Dormand & Prince (1980).
     """
 
+    ORDERS: ClassVar[dict[str, int]] = {
+        "dopri8": 8,
+        "dopri5": 5,
+        "bosh3": 3,
+        "fehlberg2": 2,
+        "adaptive_heun": 2,
+    }
+    """The adaptive methods of torchdiffeq and their orders (of the solution they propagate)."""
+
     def __init__(self, rtol: float = 1e-5, atol: float = 1e-5, method: str = "dopri5") -> None:
+        if method not in self.ORDERS:
+            raise InvalidInput(
+                f"method: expected an adaptive torchdiffeq method, one of "
+                f"{', '.join(self.ORDERS)}; got {method!r}"
+            )
         self.rtol, self.atol, self.method = float(rtol), float(atol), method
+        self.order = self.ORDERS[method]
 
     def step(
         self,
