@@ -1,7 +1,13 @@
-"""Diffusion and score-based models: forward processes, parametrizations, objectives,
-samplers, likelihoods and the model. See docs/diffusion.md."""
+"""Diffusion, score-based and flow-matching models: paths, parametrizations, objectives,
+couplings, samplers, likelihoods and the model. See docs/diffusion.md, docs/flow_matching.md."""
 
-from probgen.models.diffusion.builders import DDPM, ScoreSDE, default_network
+from probgen.models.diffusion.builders import DDPM, FlowMatchingModel, ScoreSDE, default_network
+from probgen.models.diffusion.couplings import (
+    Coupling,
+    EntropicOTCoupling,
+    IndependentCoupling,
+    OTCoupling,
+)
 from probgen.models.diffusion.gaussian import (
     ExactGaussianDenoiser,
     ExactGaussianMixtureDenoiser,
@@ -34,6 +40,7 @@ from probgen.models.diffusion.model import (
 )
 from probgen.models.diffusion.objectives import (
     DiffusionWeighting,
+    FlowMatching,
     NoiseMatching,
     Objective,
     ScoreMatching,
@@ -48,13 +55,22 @@ from probgen.models.diffusion.parametrizations import (
     NoisePrediction,
     Prediction,
     ScorePrediction,
+    VelocityPrediction,
 )
 from probgen.models.diffusion.processes import (
     DDPMChain,
     ForwardProcess,
+    LinearPath,
     SubVariancePreserving,
     VarianceExploding,
     VariancePreserving,
+)
+from probgen.models.diffusion.reflow import (
+    NoLikelihood,
+    distil,
+    flow_pairs,
+    reflow,
+    straightness,
 )
 from probgen.models.diffusion.samplers import (
     DDIM,
@@ -77,6 +93,7 @@ __all__ = [
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
     "Conditioned",
+    "Coupling",
     "DDPMChain",
     "DataPrediction",
     "Denoiser",
@@ -85,18 +102,25 @@ __all__ = [
     "DiffusionWeighting",
     "DiscretizedGaussianDecoder",
     "Divergence",
+    "EntropicOTCoupling",
     "EulerMaruyama",
     "ExactDivergence",
     "ExactGaussianDenoiser",
     "ExactGaussianMixtureDenoiser",
+    "FlowMatching",
+    "FlowMatchingModel",
     "ForwardProcess",
     "GaussianDecoder",
     "HutchinsonDivergence",
+    "IndependentCoupling",
     "LikelihoodMethod",
+    "LinearPath",
     "NetworkDenoiser",
+    "NoLikelihood",
     "NoiseMatching",
     "NoisePrediction",
     "ODELikelihood",
+    "OTCoupling",
     "Objective",
     "PerClassDenoiser",
     "Prediction",
@@ -111,14 +135,19 @@ __all__ = [
     "VarianceExploding",
     "VariancePreserving",
     "VariationalBound",
+    "VelocityPrediction",
     "Weighting",
     "condition_features",
     "default_network",
+    "distil",
     "drop_conditions",
+    "flow_pairs",
     "ode_log_likelihood",
     "prior_term",
     "probability_flow_velocity",
+    "reflow",
     "sampler_by_name",
+    "straightness",
     "variational_bound",
     "vlb_term",
 ]
