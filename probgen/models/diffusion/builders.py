@@ -317,7 +317,7 @@ class FlowMatchingModel(_Configured):
         self,
         event_shape: tuple[int, ...],
         coupling: str = "independent",
-        bridge_noise: float = 0.1,
+        bridge_noise: float = 0.5,
         parametrization: str = "velocity",
         sampler: str = "probability_flow",
         sample_steps: int = 1,
