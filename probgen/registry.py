@@ -80,6 +80,7 @@ MODELS = Registry(
         "vae": "probgen.models.vae:VAE",
         "ddpm": "probgen.models.diffusion:DDPM",
         "score_sde": "probgen.models.diffusion:ScoreSDE",
+        "flow_matching": "probgen.models.diffusion:FlowMatchingModel",
         "ebm": "probgen.models.ebm:EBM",
         "gan": "probgen.models.gan:GAN",
         "fgan": "probgen.models.gan:FGAN",

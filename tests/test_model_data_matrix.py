@@ -33,6 +33,7 @@ BATCH = 16
 SMALL: dict[str, dict[str, Any]] = {
     "ddpm": {"chain_steps": 100, "sample_steps": 10, "hidden": (32, 32)},
     "score_sde": {"sample_steps": 10, "vlb_steps": 10, "hidden": (32, 32)},
+    "flow_matching": {"hidden": (32, 32)},
     "ebm": {"hidden": (32, 32), "train_steps": 2, "buffer_size": 64},
     "glow": {"steps": 1, "hidden": 16},
     "made": {"hidden": (16,)},

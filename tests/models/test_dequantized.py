@@ -263,7 +263,7 @@ def test_loss_is_the_inner_loss_on_dequantized_data_for_every_player() -> None:
 
 WRAPPED = {"gaussian", "realnvp", "maf", "nsf", "glow", "gan", "fgan", "wgan", "wgan_gp", "ebm"}
 """Density models and samplers of continuous data: dequantized on digits."""
-OWN_LEVELS = {"made", "pixelcnn", "vae", "ddpm", "score_sde"}
+OWN_LEVELS = {"made", "pixelcnn", "vae", "ddpm", "score_sde", "flow_matching"}
 """Models that define probabilities over the 17 levels themselves."""
 
 

@@ -1,7 +1,14 @@
-"""Diffusion and score-based models: forward processes, parametrizations, objectives,
-samplers and ODE solvers, likelihoods and the model. See docs/diffusion.md."""
+"""Diffusion, score-based and flow-matching models: paths, parametrizations, objectives,
+couplings, samplers and ODE solvers, likelihoods and the model. See docs/diffusion.md,
+docs/flow_matching.md."""
 
-from probgen.models.diffusion.builders import DDPM, ScoreSDE, default_network
+from probgen.models.diffusion.builders import DDPM, FlowMatchingModel, ScoreSDE, default_network
+from probgen.models.diffusion.couplings import (
+    Coupling,
+    EntropicOTCoupling,
+    IndependentCoupling,
+    OTCoupling,
+)
 from probgen.models.diffusion.gaussian import (
     ExactGaussianDenoiser,
     ExactGaussianMixtureDenoiser,
@@ -42,6 +49,7 @@ from probgen.models.diffusion.model import (
 )
 from probgen.models.diffusion.objectives import (
     DiffusionWeighting,
+    FlowMatching,
     NoiseMatching,
     Objective,
     ScoreMatching,
@@ -56,14 +64,23 @@ from probgen.models.diffusion.parametrizations import (
     NoisePrediction,
     Prediction,
     ScorePrediction,
+    VelocityPrediction,
 )
 from probgen.models.diffusion.preconditioning import EDMPreconditioning
 from probgen.models.diffusion.processes import (
     DDPMChain,
     ForwardProcess,
+    LinearPath,
     SubVariancePreserving,
     VarianceExploding,
     VariancePreserving,
+)
+from probgen.models.diffusion.reflow import (
+    NoLikelihood,
+    distil,
+    flow_pairs,
+    reflow,
+    straightness,
 )
 from probgen.models.diffusion.samplers import (
     DDIM,
@@ -97,6 +114,7 @@ __all__ = [
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
     "Conditioned",
+    "Coupling",
     "DDPMChain",
     "DPMSolver2M",
     "DPMSolver3M",
@@ -109,25 +127,32 @@ __all__ = [
     "DiscretizedGaussianDecoder",
     "Divergence",
     "EDMPreconditioning",
+    "EntropicOTCoupling",
     "Euler",
     "EulerMaruyama",
     "ExactDivergence",
     "ExactGaussianDenoiser",
     "ExactGaussianMixtureDenoiser",
+    "FlowMatching",
+    "FlowMatchingModel",
     "ForwardProcess",
     "GaussianDecoder",
     "Heun",
     "History",
     "HutchinsonDivergence",
+    "IndependentCoupling",
     "KarrasGrid",
     "LikelihoodMethod",
+    "LinearPath",
     "LogSNRGrid",
     "Midpoint",
     "NetworkDenoiser",
+    "NoLikelihood",
     "NoiseMatching",
     "NoisePrediction",
     "ODELikelihood",
     "ODESolver",
+    "OTCoupling",
     "Objective",
     "PerClassDenoiser",
     "Prediction",
@@ -145,15 +170,20 @@ __all__ = [
     "VarianceExploding",
     "VariancePreserving",
     "VariationalBound",
+    "VelocityPrediction",
     "Weighting",
     "condition_features",
     "default_network",
+    "distil",
     "drop_conditions",
+    "flow_pairs",
     "noise_ratio",
     "ode_log_likelihood",
     "prior_term",
     "probability_flow_velocity",
+    "reflow",
     "sampler_by_name",
+    "straightness",
     "time_at_noise_ratio",
     "variational_bound",
     "vlb_term",

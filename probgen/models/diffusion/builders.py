@@ -1,6 +1,6 @@
-"""Ready-made diffusion models for the CLI: the discrete DDPM chain and continuous score SDEs.
+"""Ready-made continuous-time models for the CLI: the DDPM chain, score SDEs and flow matching.
 
-Both are ``Diffusion`` models configured by keyword arguments (YAML-friendly
+All are ``Diffusion`` models configured by keyword arguments (YAML-friendly
 names map to objects in the tables below, in one place). ``for_data`` picks
 the network from the data: a time-conditioned MLP for vectors (B, D), a small
 U-Net for images (B, C, H, W). On data with a condition (``DataSpec.condition``)
@@ -21,6 +21,12 @@ from torch import nn
 from probgen.conditions import ConditionSpec
 from probgen.core import DataSpec, InvalidInput
 from probgen.models.conditioning import condition_for
+from probgen.models.diffusion.couplings import (
+    Coupling,
+    EntropicOTCoupling,
+    IndependentCoupling,
+    OTCoupling,
+)
 from probgen.models.diffusion.likelihood import HutchinsonDivergence
 from probgen.models.diffusion.model import (
     Diffusion,
@@ -30,6 +36,7 @@ from probgen.models.diffusion.model import (
 )
 from probgen.models.diffusion.objectives import (
     DiffusionWeighting,
+    FlowMatching,
     NoiseMatching,
     Objective,
     ScoreMatching,
@@ -40,10 +47,12 @@ from probgen.models.diffusion.parametrizations import (
     NetworkDenoiser,
     NoisePrediction,
     ScorePrediction,
+    VelocityPrediction,
 )
 from probgen.models.diffusion.processes import (
     DDPMChain,
     ForwardProcess,
+    LinearPath,
     SubVariancePreserving,
     VarianceExploding,
     VariancePreserving,
@@ -53,12 +62,14 @@ from probgen.nn.time_embedding import TimeMLP
 from probgen.nn.unet import UNet
 
 __all__ = [
+    "COUPLINGS",
     "DDPM",
     "EXACT_DIVERGENCE_MAX_DIM",
     "LIKELIHOODS",
     "OBJECTIVES",
     "PARAMETRIZATIONS",
     "SDE_PROCESSES",
+    "FlowMatchingModel",
     "ScoreSDE",
     "default_network",
 ]
@@ -75,6 +86,7 @@ PARAMETRIZATIONS: dict[str, type[NetworkDenoiser]] = {
     "noise": NoisePrediction,
     "score": ScorePrediction,
     "data": DataPrediction,
+    "velocity": VelocityPrediction,
 }
 OBJECTIVES: dict[str, Callable[[int], Objective]] = {
     "simple": lambda steps: NoiseMatching(),
@@ -82,6 +94,12 @@ OBJECTIVES: dict[str, Callable[[int], Objective]] = {
     "dsm_likelihood": lambda steps: ScoreMatching(DiffusionWeighting()),
     "vlb": VariationalBound,
 }
+COUPLINGS: dict[str, Callable[[float], tuple[Coupling, float]]] = {
+    "independent": lambda s: (IndependentCoupling(), 0.0),
+    "ot": lambda s: (OTCoupling(), 0.0),
+    "schrodinger_bridge": lambda s: (EntropicOTCoupling(2.0 * s * s), s),
+}
+"""Coupling names -> (coupling, Brownian-bridge noise) given the bridge noise s."""
 LIKELIHOODS: dict[str, Callable[[int], LikelihoodMethod]] = {
     "ode": lambda steps: ODELikelihood(),
     "hutchinson": lambda steps: ODELikelihood(HutchinsonDivergence()),
@@ -121,7 +139,7 @@ class _Configured(Diffusion):
         event_shape: tuple[int, ...],
         process: ForwardProcess,
         parametrization: str,
-        objective: str,
+        objective: Objective,
         sampler: str,
         sample_steps: int,
         likelihood: str,
@@ -137,7 +155,7 @@ class _Configured(Diffusion):
         super().__init__(
             shape,
             denoiser,
-            objective=_choose(OBJECTIVES, objective, "objective")(vlb_steps),
+            objective=objective,
             sampler=sampler_by_name(sampler),
             steps=sample_steps,
             likelihood_method=_likelihood(likelihood, math.prod(shape), vlb_steps),
@@ -199,7 +217,7 @@ class DDPM(_Configured):
             event_shape,
             process,
             parametrization,
-            objective,
+            _choose(OBJECTIVES, objective, "objective")(chain_steps),
             sampler,
             sample_steps,
             likelihood,
@@ -250,11 +268,86 @@ class ScoreSDE(_Configured):
             event_shape,
             _choose(SDE_PROCESSES, process, "process")(),
             parametrization,
-            objective,
+            _choose(OBJECTIVES, objective, "objective")(vlb_steps),
             sampler,
             sample_steps,
             likelihood,
             vlb_steps,
+            hidden,
+            levels,
+            condition,
+            p_uncond,
+        )
+
+
+class FlowMatchingModel(_Configured):
+    """Flow matching / rectified flow: the linear path, velocity prediction, an ODE sampler.
+
+    x_t = (1 − t) x_0 + t ε (``LinearPath``; t = 0 data, t = 1 noise), trained by
+    ‖v̂(x_t, t) − (ε − x_0)‖² with (x_0, ε) from a coupling (``FlowMatching``),
+    sampled by the ODE dx/dt = v̂ from N(0, I) at t = 1, scored by the ODE
+    likelihood. Reflow and few-step distillation: ``probgen.models.diffusion.reflow``.
+
+    Args:
+        event_shape: shape of one example.
+        coupling: ``"independent"`` (Lipman et al. 2023; rectified flow, Liu et al.
+            2023), ``"ot"`` (minibatch OT, exact up to 1024 rows) or
+            ``"schrodinger_bridge"`` (entropic OT at reg 2 s² and bridge noise s).
+        bridge_noise: s of the Schrödinger-bridge coupling.
+        parametrization: ``"velocity"`` or ``"data"`` (noise and score predictions
+            are singular at t = 1, where α_1 = 0).
+        sampler: a registered diffusion sampler name; the SDE samplers need
+            ``alpha_end`` > 0 and the independent coupling.
+        sample_steps: default sampler steps (one adaptive solve for ``probability_flow``).
+        likelihood: ``"auto"`` (exact divergence up to 16 dimensions, Hutchinson
+            above), ``"ode"`` or ``"hutchinson"``.
+        alpha_end: α_1 of the path (0: the straight path to pure noise).
+        hidden: hidden widths of the MLP (vector data).
+        levels: K for discrete data (set by ``for_data``).
+        condition: the ``ConditionSpec`` of p(x | c) (set by ``for_data``), or None.
+        p_uncond: condition dropout of a conditional model (Ho & Salimans 2022).
+
+    Reference: Lipman et al. (2023), "Flow matching for generative modeling";
+    Liu, Gong & Liu (2023), "Flow straight and fast"; Tong et al. (2024),
+    "Improving and generalizing flow-based generative models with minibatch
+    optimal transport".
+    """
+
+    def __init__(
+        self,
+        event_shape: tuple[int, ...],
+        coupling: str = "independent",
+        bridge_noise: float = 0.5,
+        parametrization: str = "velocity",
+        sampler: str = "probability_flow",
+        sample_steps: int = 1,
+        likelihood: str = "auto",
+        alpha_end: float = 0.0,
+        hidden: Sequence[int] = (128, 128, 128),
+        levels: int | None = None,
+        condition: ConditionSpec | None = None,
+        p_uncond: float = 0.1,
+    ) -> None:
+        if parametrization not in ("velocity", "data"):
+            raise InvalidInput(
+                f"parametrization: expected 'velocity' or 'data' for flow matching, got "
+                f"{parametrization!r} (noise and score are singular where α_t = 0)"
+            )
+        if likelihood not in ("auto", "ode", "hutchinson"):
+            raise InvalidInput(
+                f"likelihood: expected 'auto', 'ode' or 'hutchinson' for flow matching, got "
+                f"{likelihood!r}"
+            )
+        pairing, noise = _choose(COUPLINGS, coupling, "coupling")(float(bridge_noise))
+        super().__init__(
+            event_shape,
+            LinearPath(alpha_end),
+            parametrization,
+            FlowMatching(pairing, noise),
+            sampler,
+            sample_steps,
+            likelihood,
+            1,
             hidden,
             levels,
             condition,

@@ -4,9 +4,9 @@ For data x_0 ~ N(μ, Σ) every marginal of the forward process is Gaussian,
 
     p_t = N(α_t μ, C_t),   C_t = α_t² Σ + σ_t² I,   ∇ log p_t(x) = −C_t⁻¹ (x − α_t μ),
 
-so the score, E[x_0 | x_t] (by Tweedie's formula) and the noise prediction
-are known in closed form. With Σ = U diag(λ) Uᵀ, C_t⁻¹ = U diag(1/(α_t² λ + σ_t²)) Uᵀ,
-so one eigendecomposition serves every time t.
+so the score, E[x_0 | x_t] (by Tweedie's formula), the noise prediction and
+the marginal velocity are known in closed form. With Σ = U diag(λ) Uᵀ,
+C_t⁻¹ = U diag(1/(α_t² λ + σ_t²)) Uᵀ, so one eigendecomposition serves every time t.
 
 For Gaussian classes x_0 | k ~ N(μ_k, Σ_k) with weights π_k, the marginal is
 the mixture p_t = Σ_k π_k N(α_t μ_k, C_{k,t}), the exact noisy classifier is
@@ -83,9 +83,13 @@ class ExactGaussianDenoiser(Denoiser):
         )
 
     def forward(self, x: Tensor, t: Tensor) -> Prediction:
-        rotated, variances = self._whiten(x, t.expand(x.shape[0]))
-        score = -(rotated / variances) @ self.eigenvectors.mT  # (B, D)
-        return self.from_score(x, t, score)
+        """The posterior mean E[x_0 | x_t] = μ + α_t Σ C_t⁻¹ (x − α_t μ) (Tweedie), regular
+        wherever σ_t > 0 (also at α_t = 0, where the score form ε̂ → x̂_0 divides by α_t)."""
+        times = t.expand(x.shape[0])
+        rotated, variances = self._whiten(x, times)
+        alpha = self.process.alpha_sigma(times)[0]
+        shrunk = alpha[:, None] * self.eigenvalues * rotated / variances  # (B, D)
+        return self.from_data(x, t, self.mean + shrunk @ self.eigenvectors.mT)
 
 
 class ExactGaussianMixtureDenoiser(Denoiser):

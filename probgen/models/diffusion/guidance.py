@@ -121,7 +121,8 @@ class ClassifierFreeGuidance(Denoiser):
         unconditional: the denoiser of p_t(x) (``Conditioned`` at ∅).
         scale: w ≥ 0; w = 0 is the conditional model itself.
 
-    The combination is linear, so it is the same on ε̂, ŝ and x̂_0. Two calls of
+    The combination is affine with weights summing to one, so it is the same on
+    ε̂, ŝ, x̂_0 and v̂; it is made on the conditional prediction's own kind. Two calls of
     B rows per evaluation (``evaluations`` = 2). See the module docstring for
     what it samples. Reference: Ho & Salimans (2022), eq. (6).
     """
@@ -135,8 +136,13 @@ class ClassifierFreeGuidance(Denoiser):
         self.evaluations = conditional.evaluations + unconditional.evaluations
 
     def forward(self, x: Tensor, t: Tensor) -> Prediction:
-        c, u = self.conditional(x, t).noise, self.unconditional(x, t).noise
-        return self.from_noise(x, t, torch.add(c * (1.0 + self.scale), u, alpha=-self.scale))
+        # weights 1 + w and −w sum to one, so combining in any of the affine-equivalent
+        # quantities is the same; the network's own (velocity on a flow-matching path,
+        # where ε̂ → x̂_0 is singular at α_t = 0) keeps every path regular
+        c, u = self.conditional(x, t), self.unconditional(x, t)
+        kind = c.kind
+        value = getattr(c, kind) * (1.0 + self.scale)
+        return self.predict(x, t, kind, torch.add(value, getattr(u, kind), alpha=-self.scale))
 
 
 class ClassifierGuidance(Denoiser):

@@ -69,8 +69,11 @@ class Divergence(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def __call__(self, v: Tensor, x: Tensor, probe: Tensor | None) -> Tensor:
-        """The divergence at ``x`` (which requires grad) of ``v`` = v(x), shape (B,)."""
+    def __call__(
+        self, v: Tensor, x: Tensor, probe: Tensor | None, create_graph: bool = False
+    ) -> Tensor:
+        """The divergence at ``x`` (which requires grad) of ``v`` = v(x), shape (B,);
+        differentiable itself with ``create_graph``."""
 
 
 class ExactDivergence(Divergence):
@@ -78,11 +81,15 @@ class ExactDivergence(Divergence):
 
     kind = Likelihood.EXACT
 
-    def __call__(self, v: Tensor, x: Tensor, probe: Tensor | None) -> Tensor:
+    def __call__(
+        self, v: Tensor, x: Tensor, probe: Tensor | None, create_graph: bool = False
+    ) -> Tensor:
         flat = flatten_events(v)
         div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         for d in range(flat.shape[1]):
-            (grad,) = torch.autograd.grad(flat[:, d].sum(), x, retain_graph=True)
+            (grad,) = torch.autograd.grad(
+                flat[:, d].sum(), x, retain_graph=True, create_graph=create_graph
+            )
             div = div + flatten_events(grad)[:, d]
         return div
 
@@ -103,10 +110,12 @@ class HutchinsonDivergence(Divergence):
         z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         return z if self.gaussian else torch.sign(z)
 
-    def __call__(self, v: Tensor, x: Tensor, probe: Tensor | None) -> Tensor:
+    def __call__(
+        self, v: Tensor, x: Tensor, probe: Tensor | None, create_graph: bool = False
+    ) -> Tensor:
         if probe is None:
             raise InvalidInput("HutchinsonDivergence: a probe is required")
-        (vjp,) = torch.autograd.grad(v, x, grad_outputs=probe)
+        (vjp,) = torch.autograd.grad(v, x, grad_outputs=probe, create_graph=create_graph)
         return sum_events(vjp * probe)
 
 
@@ -120,13 +129,18 @@ def ode_log_likelihood(
     method: str = "dopri5",
     generator: torch.Generator | None = None,
     prior_log_prob: Callable[[Tensor], Tensor] | None = None,
+    grad: bool = False,
 ) -> Tensor:
-    """log p_{t_min}(x) through the probability-flow ODE, (B, *event) -> (B,), detached.
+    """log p_{t_min}(x) through the probability-flow ODE, (B, *event) -> (B,).
 
     ``divergence`` defaults to ``ExactDivergence()``; with
     ``HutchinsonDivergence`` the result is an unbiased estimate (one probe per
     example, fixed along the solve). ``prior_log_prob`` is log p_1, by default
-    the process's N(0, prior_std² I) (the true p_1 only up to α_1 x_0 ≈ 0).
+    the process's N(0, prior_std² I) (the true p_1 only up to α_1 x_0 ≈ 0;
+    exact on ``LinearPath``). The result is detached unless ``grad``: then it
+    is differentiated through the solver's steps (direct backpropagation through
+    torchdiffeq, with the divergence's own graph), in x and in the network's
+    parameters, at the memory of every step's graph.
     """
     divergence = divergence if divergence is not None else ExactDivergence()
     process = denoiser.process
@@ -134,14 +148,19 @@ def ode_log_likelihood(
 
     def dynamics(t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         with torch.enable_grad():
-            y = state[0].detach().requires_grad_(True)
-            v = probability_flow_velocity(denoiser, y, t.to(y.dtype))
-            div = divergence(v, y, probe)
-        return v.detach(), div.detach()
+            y = state[0] if grad and state[0].requires_grad else state[0].detach()
+            y = y if y.requires_grad else y.requires_grad_(True)
+            # with grad, per-example times keep the path through t: the solver's step times
+            # depend on x, and cutting them off in v but not in the update biases the gradient
+            time = t.to(y.dtype).expand(y.shape[0]) if grad else t.to(y.dtype)
+            v = probability_flow_velocity(denoiser, y, time)
+            div = divergence(v, y, probe, create_graph=grad)
+        return (v, div) if grad else (v.detach(), div.detach())
 
     start = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     times = torch.tensor([process.t_min, 1.0], dtype=x.dtype, device=x.device)
-    x1, integral = odeint(dynamics, (x.detach(), start), times, rtol=rtol, atol=atol, method=method)
+    state = (x if grad else x.detach(), start)
+    x1, integral = odeint(dynamics, state, times, rtol=rtol, atol=atol, method=method)
     prior_log_prob = prior_log_prob if prior_log_prob is not None else process.prior_log_prob
     return prior_log_prob(x1[-1]) + integral[-1]
 

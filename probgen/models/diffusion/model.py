@@ -81,14 +81,23 @@ class LikelihoodMethod(abc.ABC):
 
 
 class ODELikelihood(LikelihoodMethod):
-    """The probability-flow ODE with ``divergence`` (exact by default); ``ode_log_likelihood``."""
+    """The probability-flow ODE with ``divergence`` (exact by default); ``ode_log_likelihood``.
+
+    ``grad=True`` keeps the graph of the solve, so ``log_prob`` can be
+    differentiated in x and in the parameters (maximum-likelihood fine-tuning).
+    """
 
     def __init__(
-        self, divergence: Divergence | None = None, rtol: float = 1e-5, atol: float = 1e-5
+        self,
+        divergence: Divergence | None = None,
+        rtol: float = 1e-5,
+        atol: float = 1e-5,
+        grad: bool = False,
     ) -> None:
         self.divergence = divergence if divergence is not None else ExactDivergence()
         self.kind = self.divergence.kind
         self.rtol, self.atol = float(rtol), float(atol)
+        self.grad = bool(grad)
 
     def __call__(
         self,
@@ -100,7 +109,13 @@ class ODELikelihood(LikelihoodMethod):
         y = x if levels is None else 2.0 * uniform_dequantize(x, levels, generator) - 1.0
         offset = 0.0 if levels is None else x[0].numel() * math.log(2.0 / levels)
         return offset + ode_log_likelihood(
-            denoiser, y, self.divergence, rtol=self.rtol, atol=self.atol, generator=generator
+            denoiser,
+            y,
+            self.divergence,
+            rtol=self.rtol,
+            atol=self.atol,
+            generator=generator,
+            grad=self.grad,
         )
 
 

@@ -1,8 +1,16 @@
-"""Denoisers: a network plus the parametrization that turns its output into ε̂, x̂_0 and the score.
+"""Denoisers: a network plus the parametrization that turns its output into ε̂, x̂_0, ŝ and v̂.
 
-Under x_t = α_t x_0 + σ_t ε the three targets are interchangeable,
+Under x_t = α_t x_0 + σ_t ε, with velocity v = dx_t/dt = α̇_t x_0 + σ̇_t ε, the
+four targets are interchangeable (each is an affine function of x_t and any other),
 
-    x̂_0 = (x_t − σ_t ε̂) / α_t,    s(x_t, t) = ∇ log p_t(x_t) ≈ −ε̂ / σ_t,
+    x̂_0 = (x_t − σ_t ε̂) / α_t,    ŝ = ∇ log p_t(x_t) ≈ −ε̂ / σ_t,    v̂ = α̇_t x̂_0 + σ̇_t ε̂,
+
+and from a velocity, with Δ = α_t σ̇_t − σ_t α̇_t (≠ 0 wherever σ_t/α_t is increasing),
+
+    x̂_0 = (σ̇_t x_t − σ_t v̂) / Δ,    ε̂ = (α_t v̂ − α̇_t x_t) / Δ.
+
+For the exact denoiser, v̂ = E[α̇ x_0 + σ̇ ε | x_t] is the marginal velocity of flow
+matching and equals the probability-flow velocity f x − ½ g² ŝ,
 
 so the parametrization lives in a small wrapper and every sampler, objective
 and likelihood reads the one ``Prediction`` it needs. Networks take
@@ -14,7 +22,8 @@ conditional network also takes condition features h (B, F) as
 References: Ho, Jain & Abbeel (2020), "Denoising diffusion probabilistic
 models" (noise prediction); Song & Ermon (2019) (score prediction);
 Karras, Aittala, Aila & Laine (2022), "Elucidating the design space of
-diffusion-based generative models" (data prediction).
+diffusion-based generative models" (data prediction); Lipman et al. (2023),
+"Flow matching for generative modeling" (velocity prediction).
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ __all__ = [
     "NoisePrediction",
     "Prediction",
     "ScorePrediction",
+    "VelocityPrediction",
 ]
 
 
@@ -54,15 +64,20 @@ def _combine(a: Coefficient, x: Tensor, b: Coefficient, y: Tensor) -> Tensor:
 class Prediction:
     """What a denoiser says about x_t at time t, all shaped (B, *event).
 
-    Built from the one quantity the network outputs; the other two follow
-    from x_t = α_t x_0 + σ_t ε when first read (and are then kept), so a
-    sampler pays only for what it uses.
+    Built from the one quantity the network outputs; the others follow from
+    x_t = α_t x_0 + σ_t ε and v = α̇_t x_0 + σ̇_t ε when first read (and are then
+    kept), so a sampler pays only for what it uses. The rates (α̇_t, σ̇_t) are
+    needed only to read or give a velocity.
 
     Attributes:
         noise: ε̂, the predicted noise.
         data: x̂_0, the predicted clean data (E[x_0 | x_t] for the exact denoiser).
         score: ŝ = −ε̂ / σ_t ≈ ∇_x log p_t(x_t).
+        velocity: v̂ = α̇_t x̂_0 + σ̇_t ε̂, the velocity dx_t/dt of the path.
+        kind: the name of the quantity it was built from.
     """
+
+    KINDS = ("noise", "data", "score", "velocity")
 
     def __init__(
         self,
@@ -73,11 +88,25 @@ class Prediction:
         noise: Tensor | None = None,
         data: Tensor | None = None,
         score: Tensor | None = None,
+        velocity: Tensor | None = None,
+        d_alpha: Coefficient | None = None,
+        d_sigma: Coefficient | None = None,
     ) -> None:
-        if sum(v is not None for v in (noise, data, score)) != 1:
-            raise InvalidInput("Prediction: give exactly one of noise, data and score")
+        given = {"noise": noise, "data": data, "score": score, "velocity": velocity}
+        kinds = [k for k, v in given.items() if v is not None]
+        if len(kinds) != 1:
+            raise InvalidInput("Prediction: give exactly one of noise, data, score and velocity")
         self._x, self._alpha, self._sigma = x, alpha, sigma
-        self._given = {"noise": noise, "data": data, "score": score}
+        self._d_alpha, self._d_sigma = d_alpha, d_sigma
+        self.kind = kinds[0]
+        self._given = given
+        if self.kind == "velocity":
+            self._rates()  # fail now, not at first read
+
+    def _rates(self) -> tuple[Coefficient, Coefficient]:
+        if self._d_alpha is None or self._d_sigma is None:
+            raise InvalidInput("Prediction: a velocity needs the rates d_alpha and d_sigma")
+        return self._d_alpha, self._d_sigma
 
     @functools.cached_property
     def noise(self) -> Tensor:
@@ -87,6 +116,10 @@ class Prediction:
         alpha, sigma = self._alpha, self._sigma
         if given["data"] is not None:  # ε̂ = (x − α x̂_0) / σ
             return _combine(1 / sigma, self._x, -alpha / sigma, given["data"])
+        if given["velocity"] is not None:  # ε̂ = (α v̂ − α̇ x) / Δ
+            d_alpha, d_sigma = self._rates()
+            det = alpha * d_sigma - sigma * d_alpha
+            return _combine(-d_alpha / det, self._x, alpha / det, given["velocity"])
         return -sigma * given["score"]  # ε̂ = −σ ŝ
 
     @functools.cached_property
@@ -97,6 +130,10 @@ class Prediction:
         alpha, sigma = self._alpha, self._sigma
         if given["noise"] is not None:  # x̂_0 = (x − σ ε̂) / α
             return _combine(1 / alpha, self._x, -sigma / alpha, given["noise"])
+        if given["velocity"] is not None:  # x̂_0 = (σ̇ x − σ v̂) / Δ
+            d_alpha, d_sigma = self._rates()
+            det = alpha * d_sigma - sigma * d_alpha
+            return _combine(d_sigma / det, self._x, -sigma / det, given["velocity"])
         return _combine(1 / alpha, self._x, sigma * sigma / alpha, given["score"])  # Tweedie
 
     @functools.cached_property
@@ -106,6 +143,18 @@ class Prediction:
             return given["score"]
         return self.noise * (-1 / self._sigma)  # ŝ = −ε̂ / σ
 
+    @functools.cached_property
+    def velocity(self) -> Tensor:
+        given = self._given
+        if given["velocity"] is not None:
+            return given["velocity"]
+        alpha, sigma = self._alpha, self._sigma
+        d_alpha, d_sigma = self._rates()
+        if given["data"] is not None:  # v̂ = (σ̇/σ) x + (α̇ − σ̇ α/σ) x̂_0
+            return _combine(d_sigma / sigma, self._x, d_alpha - d_sigma * alpha / sigma, self.data)
+        # v̂ = (α̇/α) x + (σ̇ − α̇ σ/α) ε̂
+        return _combine(d_alpha / alpha, self._x, d_sigma - d_alpha * sigma / alpha, self.noise)
+
 
 class Denoiser(nn.Module, abc.ABC):
     """(x_t, t) -> ``Prediction`` under a forward ``process``.
@@ -114,10 +163,13 @@ class Denoiser(nn.Module, abc.ABC):
     one time, α_t and σ_t are computed once, as Python floats (the samplers'
     fast path). ``evaluations`` is the number of network evaluations on a
     batch of B rows that one call costs (what the samplers' ``n_evaluations``
-    adds up): 1, or 2 for a classifier-free guided denoiser.
+    adds up): 1, or 2 for a classifier-free guided denoiser. ``features`` are
+    the condition features (B, F) a denoiser is fixed at (``Conditioned``), or
+    None: what a coupling of flow matching pairs within (``couplings``).
     """
 
     evaluations: int = 1
+    features: Tensor | None = None
 
     def __init__(self, process: ForwardProcess) -> None:
         super().__init__()
@@ -127,23 +179,45 @@ class Denoiser(nn.Module, abc.ABC):
     def forward(self, x: Tensor, t: Tensor) -> Prediction:
         """Predict ε̂, x̂_0 and the score for x_t (B, *event) at times t (B,) or 0-dim."""
 
-    def _coefficients(self, x: Tensor, t: Tensor) -> tuple[Coefficient, Coefficient]:
+    def _coefficients(self, x: Tensor, t: Tensor) -> dict[str, Coefficient]:
+        """α_t, σ_t, α̇_t and σ̇_t: Python floats for one time, else (B, 1, …) tensors."""
+        process = self.process
         if t.dim() == 0:
-            return self.process.alpha_sigma_at(float(t))
-        alpha, sigma = self.process.alpha_sigma(t)
-        return append_dims(alpha, x.dim()), append_dims(sigma, x.dim())
+            alpha, sigma = process.alpha_sigma_at(float(t))
+            d_alpha, d_sigma = process.rates_at(float(t))
+            return {"alpha": alpha, "sigma": sigma, "d_alpha": d_alpha, "d_sigma": d_sigma}
+        n = x.dim()
+        (alpha, sigma), (d_alpha, d_sigma) = process.alpha_sigma(t), process.rates(t)
+        return {
+            "alpha": append_dims(alpha, n),
+            "sigma": append_dims(sigma, n),
+            "d_alpha": append_dims(d_alpha, n),
+            "d_sigma": append_dims(d_sigma, n),
+        }
+
+    def predict(self, x: Tensor, t: Tensor, kind: str, value: Tensor) -> Prediction:
+        """The prediction implied by the quantity ``kind`` (one of ``Prediction.KINDS``)."""
+        if kind not in Prediction.KINDS:
+            raise InvalidInput(f"kind: expected one of {', '.join(Prediction.KINDS)}, got {kind!r}")
+        coefficients = self._coefficients(x, t)
+        alpha, sigma = coefficients.pop("alpha"), coefficients.pop("sigma")
+        return Prediction(x, alpha, sigma, **coefficients, **{kind: value})
 
     def from_noise(self, x: Tensor, t: Tensor, noise: Tensor) -> Prediction:
         """The prediction implied by ε̂ = ``noise``."""
-        return Prediction(x, *self._coefficients(x, t), noise=noise)
+        return self.predict(x, t, "noise", noise)
 
     def from_score(self, x: Tensor, t: Tensor, score: Tensor) -> Prediction:
         """The prediction implied by ŝ = ``score``: ε̂ = −σ ŝ, x̂_0 = (x + σ² ŝ) / α (Tweedie)."""
-        return Prediction(x, *self._coefficients(x, t), score=score)
+        return self.predict(x, t, "score", score)
 
     def from_data(self, x: Tensor, t: Tensor, data: Tensor) -> Prediction:
         """The prediction implied by x̂_0 = ``data``: ε̂ = (x − α x̂_0) / σ."""
-        return Prediction(x, *self._coefficients(x, t), data=data)
+        return self.predict(x, t, "data", data)
+
+    def from_velocity(self, x: Tensor, t: Tensor, velocity: Tensor) -> Prediction:
+        """The prediction implied by v̂ = ``velocity``: x̂_0 = (σ̇ x − σ v̂)/Δ, ε̂ = (α v̂ − α̇ x)/Δ."""
+        return self.predict(x, t, "velocity", velocity)
 
 
 class NetworkDenoiser(Denoiser):
@@ -181,3 +255,17 @@ class DataPrediction(NetworkDenoiser):
 
     def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Prediction:
         return self.from_data(x, t, self._output(x, t, condition))
+
+
+class VelocityPrediction(NetworkDenoiser):
+    """The network predicts the velocity, v̂ = net(x_t, t) ≈ E[α̇_t x_0 + σ̇_t ε | x_t].
+
+    The parametrization of flow matching and rectified flow (on ``LinearPath``,
+    v̂ ≈ E[ε − x_0 | x_t]); well defined at t = 1 where α_1 = 0.
+
+    Reference: Lipman et al. (2023), "Flow matching for generative modeling";
+    Liu, Gong & Liu (2023), "Flow straight and fast".
+    """
+
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Prediction:
+        return self.from_velocity(x, t, self._output(x, t, condition))

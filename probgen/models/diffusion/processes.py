@@ -5,10 +5,16 @@ Every such marginal is that of the linear SDE
 
     dx = f(t) x dt + g(t) dW,   f(t) = d log α_t / dt,   g(t)² = dσ_t²/dt − 2 f(t) σ_t²,
 
-so a process only states its schedule (α_t, σ_t); the drift and diffusion come
-from its derivative by autograd, and the transitions
+so a process only states its schedule (α_t, σ_t); the rates (α̇_t, σ̇_t) (the
+velocity v = α̇_t x_0 + σ̇_t ε of the path) and the drift and diffusion come
+from its derivative by autograd (or a closed form), and the transitions
 q(x_t | x_s), the posteriors q(x_s | x_t, x_0), the prior and the time grids
-of the samplers are generic. A new process is a new schedule, nothing else.
+of the samplers are generic. A new process is a new schedule, nothing else:
+the linear path of flow matching and rectified flow, α_t = 1 − t, σ_t = t
+(``LinearPath``), is one more instance beside VP, sub-VP, VE and the DDPM chain.
+
+Convention: t = 0 is data and t = 1 is noise (the diffusion convention; flow
+matching papers often run time the other way).
 
 Per-example times t are tensors (B,); coefficients come back as (B,) and are
 broadcast over events of any shape with ``append_dims``.
@@ -16,7 +22,10 @@ broadcast over events of any shape with ``append_dims``.
 References: Song, Sohl-Dickstein, Kingma, Kumar, Ermon & Poole (2021),
 "Score-based generative modeling through stochastic differential equations";
 Kingma, Salimans, Poole & Ho (2021), "Variational diffusion models", eq. (1)-(4);
-Ho, Jain & Abbeel (2020), "Denoising diffusion probabilistic models".
+Ho, Jain & Abbeel (2020), "Denoising diffusion probabilistic models";
+Lipman, Chen, Ben-Hamu, Nickel & Le (2023), "Flow matching for generative modeling";
+Liu, Gong & Liu (2023), "Flow straight and fast: learning to generate and transfer
+data with rectified flow".
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from probgen.tensors import append_dims, sum_events
 __all__ = [
     "DDPMChain",
     "ForwardProcess",
+    "LinearPath",
     "SubVariancePreserving",
     "VarianceExploding",
     "VariancePreserving",
@@ -57,18 +67,31 @@ class ForwardProcess(nn.Module, abc.ABC):
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """(α_t, σ_t) for times t of any shape, differentiable in t."""
 
-    def drift_diffusion(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """(f(t), g(t)²) of the SDE dx = f(t) x dt + g(t) dW with the same marginals, shaped as t.
+    def rates(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(α̇_t, σ̇_t) = (dα/dt, dσ/dt) for times t of any shape, shaped as t.
 
-        f = α'/α and g² = 2 σ σ' − 2 f σ², with α', σ' by autograd (the
-        schedule is elementwise in t, so the gradient of the sum is the derivative).
+        By autograd (the schedule is elementwise in t, so the gradient of the
+        sum is the derivative); processes with a closed form override it.
         """
         with torch.enable_grad():
             t = t.detach().requires_grad_(True)
             alpha, sigma = self.alpha_sigma(t)
-            d_alpha, d_sigma = _derivative(alpha, t), _derivative(sigma, t)
-        f = (d_alpha / alpha).detach()
-        return f, (2.0 * sigma * d_sigma - 2.0 * f * sigma.square()).detach()
+            return _derivative(alpha, t).detach(), _derivative(sigma, t).detach()
+
+    def rates_at(self, t: float) -> tuple[float, float]:
+        """(α̇_t, σ̇_t) at one time as Python floats, in float64 from ``rates``."""
+        d_alpha, d_sigma = self.rates(torch.tensor(t, dtype=torch.float64))
+        return d_alpha.item(), d_sigma.item()
+
+    def drift_diffusion(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(f(t), g(t)²) of the SDE dx = f(t) x dt + g(t) dW with the same marginals, shaped as t.
+
+        f = α̇/α and g² = 2 σ σ̇ − 2 f σ², with (α̇, σ̇) from ``rates``.
+        """
+        alpha, sigma = (v.detach() for v in self.alpha_sigma(t.detach()))
+        d_alpha, d_sigma = self.rates(t)
+        f = d_alpha / alpha
+        return f, 2.0 * sigma * d_sigma - 2.0 * f * sigma.square()
 
     def alpha_sigma_at(self, t: float) -> tuple[float, float]:
         """(α_t, σ_t) at one time as Python floats: the per-step coefficients of the samplers.
@@ -202,8 +225,8 @@ class VariancePreserving(ForwardProcess):
         """∫_0^t β(u) du = β_min t + ½ t² (β_max − β_min), for a tensor or a float t."""
         return self.beta_min * t + 0.5 * t * t * (self.beta_max - self.beta_min)
 
-    def beta(self, t: float) -> float:
-        """β(t) = β_min + t (β_max − β_min)."""
+    def beta(self, t: Tensor | float) -> Tensor | float:
+        """β(t) = β_min + t (β_max − β_min), for a tensor or a float t."""
         return self.beta_min + t * (self.beta_max - self.beta_min)
 
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -213,6 +236,17 @@ class VariancePreserving(ForwardProcess):
     def alpha_sigma_at(self, t: float) -> tuple[float, float]:
         b = self.integral(t)
         return math.exp(-0.5 * b), math.sqrt(-math.expm1(-b))
+
+    def rates(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """α̇ = −½ β α and σ̇ = ½ β α² / σ (σ² = 1 − α²)."""
+        alpha, sigma = self.alpha_sigma(t)
+        beta = self.beta(t)
+        return -0.5 * beta * alpha, 0.5 * beta * alpha.square() / sigma
+
+    def rates_at(self, t: float) -> tuple[float, float]:
+        alpha, sigma = self.alpha_sigma_at(t)
+        beta = self.beta(t)
+        return -0.5 * beta * alpha, 0.5 * beta * alpha * alpha / sigma
 
     def drift_diffusion_at(self, t: float) -> tuple[float, float]:
         """f = −½ β(t), g² = β(t)."""
@@ -233,6 +267,17 @@ class SubVariancePreserving(VariancePreserving):
     def alpha_sigma_at(self, t: float) -> tuple[float, float]:
         b = self.integral(t)
         return math.exp(-0.5 * b), -math.expm1(-b)
+
+    def rates(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """α̇ = −½ β α and σ̇ = β α² (σ = 1 − α²)."""
+        alpha = self.alpha_sigma(t)[0]
+        beta = self.beta(t)
+        return -0.5 * beta * alpha, beta * alpha.square()
+
+    def rates_at(self, t: float) -> tuple[float, float]:
+        alpha = self.alpha_sigma_at(t)[0]
+        beta = self.beta(t)
+        return -0.5 * beta * alpha, beta * alpha * alpha
 
     def drift_diffusion_at(self, t: float) -> tuple[float, float]:
         """f = −½ β(t), g² = β(t) (1 − e^{−2∫β})."""
@@ -265,6 +310,14 @@ class VarianceExploding(ForwardProcess):
 
     def alpha_sigma_at(self, t: float) -> tuple[float, float]:
         return 1.0, self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def rates(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """α̇ = 0 and σ̇ = σ_t log(σ_max / σ_min)."""
+        sigma = self.alpha_sigma(t)[1]
+        return torch.zeros_like(t), sigma * math.log(self.sigma_max / self.sigma_min)
+
+    def rates_at(self, t: float) -> tuple[float, float]:
+        return 0.0, self.alpha_sigma_at(t)[1] * math.log(self.sigma_max / self.sigma_min)
 
     def drift_diffusion_at(self, t: float) -> tuple[float, float]:
         """f = 0, g² = dσ²/dt = 2 σ_t² log(σ_max / σ_min)."""
@@ -363,6 +416,12 @@ class DDPMChain(ForwardProcess):
         slope = self._log_alpha_bar_at(t)[1]
         return 0.5 * slope, -slope
 
+    def rates_at(self, t: float) -> tuple[float, float]:
+        """α̇ = ½ (log ᾱ)' α and σ̇ = −½ (log ᾱ)' ᾱ / σ."""
+        log_ab, slope = self._log_alpha_bar_at(t)
+        alpha, sigma = math.exp(0.5 * log_ab), math.sqrt(-math.expm1(log_ab))
+        return 0.5 * slope * alpha, -0.5 * slope * alpha * alpha / sigma
+
     def sample_times(
         self, n: int, generator: torch.Generator | None = None, *, like: Tensor
     ) -> Tensor:
@@ -376,3 +435,52 @@ class DDPMChain(ForwardProcess):
             raise InvalidInput(f"steps: expected an integer in [1, {self.steps}], got {steps}")
         n = torch.linspace(self.steps, 0, steps + 1, dtype=torch.float64).round()
         return (n / self.steps).to(dtype=like.dtype, device=like.device)
+
+
+class LinearPath(ForwardProcess):
+    """The linear (rectified-flow) path x_t = (1 − t) x_0 + t ε: α_t = 1 − t, σ_t = t.
+
+    Its conditional velocity is constant along each path, v = α̇ x_0 + σ̇ ε = ε − x_0,
+    and p_1 = N(0, I) exactly (α_1 = 0), so the ODE likelihood has no prior
+    mismatch. ``alpha_end`` = a > 0 gives α_t = 1 − (1 − a) t instead (the path
+    ends at a x_0 + ε): the SDE with these marginals has f = α̇/α and
+    g² = 2 σ σ̇ − 2 f σ², which for a = 0 diverge at t = 1 (the reverse-SDE
+    samplers then need a > 0, as VP's α_1 ≈ 0.007 > 0; ODE samplers and the
+    ODE likelihood do not). Noise and score predictions are singular where
+    α_t = 0 (x̂_0 = (x − σ ε̂)/α); velocity and data predictions are not.
+
+    Reference: Lipman et al. (2023), "Flow matching for generative modeling",
+    eq. (20)-(23) (σ_min = 0); Liu, Gong & Liu (2023), "Flow straight and fast";
+    Albergo & Vanden-Eijnden (2023), "Building normalizing flows with stochastic
+    interpolants".
+    """
+
+    def __init__(self, alpha_end: float = 0.0, t_min: float = 1e-4) -> None:
+        super().__init__(t_min)
+        if not 0.0 <= alpha_end < 1.0:
+            raise InvalidInput(f"alpha_end: expected a number in [0, 1), got {alpha_end}")
+        self.alpha_end = float(alpha_end)
+
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        return 1.0 - (1.0 - self.alpha_end) * t, t.clone()
+
+    def alpha_sigma_at(self, t: float) -> tuple[float, float]:
+        return 1.0 - (1.0 - self.alpha_end) * t, t
+
+    def rates(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """α̇ = −(1 − a), σ̇ = 1."""
+        return torch.full_like(t, self.alpha_end - 1.0), torch.ones_like(t)
+
+    def rates_at(self, t: float) -> tuple[float, float]:
+        return self.alpha_end - 1.0, 1.0
+
+    def drift_diffusion_at(self, t: float) -> tuple[float, float]:
+        """f = α̇/α, g² = 2 σ σ̇ − 2 f σ²; an error where α_t = 0 (t = 1 with a = 0)."""
+        alpha, sigma = self.alpha_sigma_at(t)
+        if alpha <= 0.0:
+            raise InvalidInput(
+                "LinearPath: the SDE of the path is singular at t = 1 (α_1 = 0); sample with an "
+                "ODE sampler (probability_flow, ddim) or use LinearPath(alpha_end > 0)"
+            )
+        f = (self.alpha_end - 1.0) / alpha
+        return f, 2.0 * sigma - 2.0 * f * sigma * sigma

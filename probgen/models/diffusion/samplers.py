@@ -40,7 +40,7 @@ from probgen.core import InvalidInput
 from probgen.models.diffusion.parametrizations import Denoiser, Prediction
 from probgen.models.diffusion.processes import ForwardProcess
 from probgen.sampling import Langevin, Sampler, SampleResult, Score
-from probgen.tensors import append_dims, sum_events
+from probgen.tensors import sum_events
 
 __all__ = [
     "DDIM",
@@ -91,21 +91,17 @@ def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
 def probability_flow_velocity(
     denoiser: Denoiser | CountingDenoiser, x: Tensor, t: Tensor
 ) -> Tensor:
-    """v(x, t) = f(t) x − ½ g(t)² ŝ(x, t), the probability-flow ODE's velocity, (B, *event).
+    """v(x, t) = f(t) x − ½ g(t)² ŝ(x, t) = α̇ x̂_0 + σ̇ ε̂, the probability-flow ODE's velocity.
 
-    ``t`` is one time (0-dim; f and g² then come as Python floats) or per-example
-    times (B,). The solution has the same marginals p_t as the forward SDE
-    (Song et al. 2021, eq. (13)). Times are clamped to [t_min, 1], where the
-    network is defined: adaptive solvers probe past the ends.
+    Read from the prediction (``Prediction.velocity``), so a velocity network
+    is used as is and no path divides by α_t where it vanishes. ``t`` is one
+    time (0-dim; the coefficients are then Python floats) or per-example times
+    (B,); x and the result are (B, *event). The solution has the same marginals
+    p_t as the forward SDE (Song et al. 2021, eq. (13)). Times are clamped to
+    [t_min, 1], where the network is defined: adaptive solvers probe past the ends.
     """
-    process = denoiser.process
-    t = t.clamp(process.t_min, 1.0)
-    score = denoiser(x, t).score
-    if t.dim() == 0:
-        f, g2 = process.drift_diffusion_at(float(t))
-        return torch.add(x * f, score, alpha=-0.5 * g2)
-    f, g2 = process.drift_diffusion(t)
-    return append_dims(f, x.dim()) * x - 0.5 * append_dims(g2, x.dim()) * score
+    t = t.clamp(denoiser.process.t_min, 1.0)
+    return denoiser(x, t).velocity
 
 
 class DiffusionSampler(Sampler):

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from probgen.core import InvalidInput
 from probgen.models.diffusion import (
     DDPMChain,
+    LinearPath,
     SubVariancePreserving,
     VarianceExploding,
     VariancePreserving,
@@ -23,8 +24,52 @@ PROCESSES = {
     "ve": VarianceExploding,
     "ddpm_linear": lambda: DDPMChain.linear(200),
     "ddpm_cosine": lambda: DDPMChain.cosine(200),
+    "linear": lambda: LinearPath(alpha_end=0.01),
 }
 ALL = pytest.mark.parametrize("name", sorted(PROCESSES))
+WITH_RECTIFIED = pytest.mark.parametrize("name", [*sorted(PROCESSES), "rectified"])
+
+
+def _process(name: str):
+    """A process of ``PROCESSES``, or the rectified-flow path (α_1 = 0), whose SDE is singular
+    at t = 1 and so is left out of the SDE checks."""
+    return LinearPath() if name == "rectified" else PROCESSES[name]()
+
+
+@WITH_RECTIFIED
+def test_rates_are_the_derivatives_of_the_schedule(name):
+    """(α̇, σ̇) = d(α, σ)/dt by central differences (away from the DDPM grid's kinks), and the
+    float ``rates_at`` equals the tensor ``rates``."""
+    process = _process(name)
+    t = torch.tensor([0.1234, 0.4567, 0.7891, 0.9512])
+    h = 1e-6
+    a_plus, s_plus = process.alpha_sigma(t + h)
+    a_minus, s_minus = process.alpha_sigma(t - h)
+    d_alpha, d_sigma = process.rates(t)
+    assert torch.allclose((a_plus - a_minus) / (2 * h), d_alpha, rtol=1e-6, atol=1e-8)
+    assert torch.allclose((s_plus - s_minus) / (2 * h), d_sigma, rtol=1e-6, atol=1e-8)
+    for i, time in enumerate(t.tolist()):
+        assert process.rates_at(time) == pytest.approx(
+            [d_alpha[i].item(), d_sigma[i].item()], rel=1e-10, abs=1e-12
+        )
+
+
+def test_linear_path():
+    """Lipman et al. (2023) eq. (20) with σ_min = 0, Liu et al. (2023): α_t = 1 − t, σ_t = t,
+    so v = ε − x_0 and p_1 = N(0, I) exactly; its SDE is singular at t = 1 and says so."""
+    path = LinearPath()
+    t = torch.tensor([0.0, 0.25, 1.0])
+    alpha, sigma = path.alpha_sigma(t)
+    assert torch.equal(alpha, 1 - t) and torch.equal(sigma, t)
+    assert path.prior_std() == 1.0
+    x0, eps = torch.randn(3, 2), torch.randn(3, 2)
+    d_alpha, d_sigma = path.rates(t)
+    assert torch.equal(d_alpha[:, None] * x0 + d_sigma[:, None] * eps, eps - x0)
+    with pytest.raises(InvalidInput, match="singular at t = 1"):
+        path.drift_diffusion_at(1.0)
+    assert path.drift_diffusion_at(0.5) == pytest.approx((-2.0, 2.0))  # f = −1/(1−t), g² = 2t/(1−t)
+    with pytest.raises(InvalidInput, match="alpha_end"):
+        LinearPath(alpha_end=1.0)
 
 
 @ALL
@@ -133,10 +178,10 @@ def test_ddpm_float_tables_follow_a_loaded_state():
     assert chain.alpha_sigma_at(0.37) == pytest.approx(other.alpha_sigma_at(0.37), rel=1e-12)
 
 
-@ALL
+@WITH_RECTIFIED
 def test_grids_times_and_prior(name):
     """Grids run from 1 to 0; training times lie in [t_min, 1]; the prior is N(0, prior_std² I)."""
-    process = PROCESSES[name]()
+    process = _process(name)
     like = torch.zeros(())
     grid = process.grid(20, like=like)
     assert grid[0] == 1 and grid[-1] == 0 and (grid.diff() < 0).all() and len(grid) == 21
