@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from scipy.stats import gaussian_kde
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import KFold
@@ -53,7 +54,12 @@ from probgen.data.base import ArrayDataset
 from probgen.evaluate.likelihood import IWAEBound, log_probs
 from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit
 
-FAMILIES = ("gaussian", "realnvp", "maf", "nsf", "made", "vae", "ddpm", "score_sde")
+FAMILIES = (
+    "gaussian", "realnvp", "maf", "nsf", "nsf+mixture", "maf+mixture", "made", "vae", "ddpm",
+    "score_sde",
+)  # fmt: skip
+VARIANTS = {"mixture": {"base": "mixture"}}
+"""``family+variant`` rows: the family with these options (a flow over a Gaussian-mixture base)."""
 DATA = Path(os.environ.get("PROBGEN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
@@ -75,7 +81,13 @@ def kde(train: np.ndarray, test: np.ndarray) -> np.ndarray:
 
 
 def probgen_fold(
-    family: str, train: np.ndarray, test: np.ndarray, steps: int, seed: int, refit: bool
+    family: str,
+    train: np.ndarray,
+    test: np.ndarray,
+    steps: int,
+    seed: int,
+    refit: bool,
+    extra: dict | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Train ``family`` on 80% of ``train`` (20% validation), score ``test``; (log p, record)."""
     rng = np.random.default_rng(seed)
@@ -84,8 +96,9 @@ def probgen_fold(
     val, fit_part = train[order[:n_val]], train[order[n_val:]]
     as_tensor = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
     dataset = ArrayDataset(as_tensor(fit_part), as_tensor(val), as_tensor(test), DataSpec((2,)))
+    name, _, variant = family.partition("+")
     config = RunConfig(
-        model=ComponentConfig(family),
+        model=ComponentConfig(name, dict(VARIANTS[variant]) if variant else {}),
         data=ComponentConfig("old_faithful"),
         seed=seed,
         train=TrainConfig(
@@ -96,6 +109,7 @@ def probgen_fold(
             device="cpu",
             eval_every=10,
             refit="auto" if refit else False,
+            **(extra or {}),
         ),
     )
     start = time.process_time()
@@ -118,6 +132,11 @@ def probgen_fold(
     return values.double().cpu().numpy(), record
 
 
+def train_options(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs (YAML values) as TrainConfig keyword arguments."""
+    return {k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in pairs)}
+
+
 def summary(values: np.ndarray) -> dict:
     """Mean held-out log-likelihood per point and its standard error."""
     return {
@@ -133,6 +152,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, default=1, help="repeats of the whole protocol")
     parser.add_argument("--no-refit", action="store_true", help="keep the early-stopped model")
+    parser.add_argument(
+        "--train", nargs="*", default=[], metavar="KEY=VALUE",
+        help="other train settings, e.g. ema_decay=0.99 (YAML values)",
+    )  # fmt: skip
     parser.add_argument("--data", type=Path, default=DATA / "old_faithful" / "faithful.csv")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/old_faithful.json"))
     args = parser.parse_args()
@@ -165,6 +188,7 @@ def main() -> None:
                     args.steps,
                     args.seed + 100 * s + i,
                     refit=not args.no_refit,
+                    extra=train_options(args.train),
                 )
                 records.append(record)
         per_seed = values.mean(axis=1)
@@ -214,6 +238,7 @@ def _write(args: argparse.Namespace, rows: dict) -> None:
             "lr": 1e-3,
             "validation": "20% of each training fold",
             "refit": not args.no_refit,
+            "train": train_options(args.train),
             "seeds": args.seeds,
             "threads": 1,
         },

@@ -16,7 +16,10 @@ A family whose draws are x = g_θ(ε) with ε free of θ also defines
 ``rsample(n, condition=None, generator=None)``, the same draw kept
 differentiable in θ (``probgen.distribution``); ``save_pretrained``,
 ``from_pretrained`` and ``as_distribution`` delegate to ``probgen.pretrained``
-and ``probgen.distribution``.
+and ``probgen.distribution``. A family whose starting point depends on the
+data (a flow over a mixture base fitted by EM) is ``DataInitialized``:
+``build_model`` calls its ``initialize_from_data(x, condition=None)`` once,
+with the training split in the units the family sees.
 
 The condition is one optional keyword with the same meaning in every family
 (``probgen.conditions``). A family that does not declare ``condition`` in a
@@ -41,7 +44,7 @@ import functools
 import inspect
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -57,6 +60,7 @@ if TYPE_CHECKING:  # for annotations only: these modules load when the methods a
 
 __all__ = [
     "ConditionSpec",
+    "DataInitialized",
     "DataSpec",
     "Estimate",
     "GenerativeModel",
@@ -343,6 +347,20 @@ def _without_condition(method: Any) -> Any:
         return method(self, *args, **kwargs)
 
     return call
+
+
+@runtime_checkable
+class DataInitialized(Protocol):
+    """A model (or a part of one) that sets its starting parameters from training data.
+
+    ``initialize_from_data(x, condition=None)`` takes examples x (N, *event_shape)
+    and their conditions, and is called once before training (by
+    ``probgen.models.build_model``); loading saved weights afterwards
+    overwrites what it set, so a saved model never needs the data again.
+    """
+
+    def initialize_from_data(self, x: Tensor, condition: Tensor | None = None) -> None:
+        """Set the starting parameters from x (N, *event_shape) and c."""
 
 
 def call_log_prob(

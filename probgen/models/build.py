@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from probgen.core import DataSpec, GenerativeModel, InvalidInput, check_input
+from probgen.core import DataInitialized, DataSpec, GenerativeModel, InvalidInput, check_input
 from probgen.models.dequantized import Dequantized
 from probgen.models.standardize import Standardized, fit_standardization
 from probgen.registry import MODELS
@@ -93,6 +93,26 @@ def _wrapped(
     model = MODELS.get(name).for_data(spec, **options)
     if spec.levels is not None:
         return model if model.handles_levels else Dequantized(model, spec.levels)
+    wrapped = _standardized(model, spec, train_data, train_conditions, standardize)
+    if train_data is not None and isinstance(model, DataInitialized):
+        x = check_input(train_data, spec.event_shape, name="train_data")
+        if isinstance(wrapped, Standardized):
+            model.initialize_from_data(
+                wrapped.to_inner(x.to(wrapped.shift)), wrapped.condition_to_inner(train_conditions)
+            )
+        else:
+            model.initialize_from_data(x, train_conditions)
+    return wrapped
+
+
+def _standardized(
+    model: GenerativeModel,
+    spec: DataSpec,
+    train_data: Tensor | None,
+    train_conditions: Tensor | None,
+    standardize: str | Mapping[str, Any] | None,
+) -> GenerativeModel:
+    """``model`` inside the ``Standardized`` map ``standardize`` asks for (or as it is)."""
     if standardize is None:
         standardize = "none" if train_data is None else "mean_std"
     if standardize == "none":

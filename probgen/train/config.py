@@ -436,9 +436,10 @@ def _validate(config: RunConfig) -> None:
     _choice("train.device", t.device, DEVICES)
     _choice("train.precision", t.precision, PRECISIONS)
     _choice("train.strategy", t.strategy, STRATEGIES)
-    for key in ("steps", "batch_size", "lr", "log_every", "devices", "num_nodes", "eval_examples"):
+    for key in ("batch_size", "lr", "log_every", "devices", "num_nodes", "eval_examples"):
         _positive(f"train.{key}", getattr(t, key))
-    for key in ("weight_decay", "warmup_steps", "eval_every", "checkpoint_every"):
+    # steps: 0 is the model as built (a refit whose selection kept the data-initialised start)
+    for key in ("steps", "weight_decay", "warmup_steps", "eval_every", "checkpoint_every"):
         _positive(f"train.{key}", getattr(t, key), allow_zero=True)
     if t.threads != "auto" and not (isinstance(t.threads, int) and t.threads >= 1):
         raise ConfigError(f"train.threads: expected 'auto' or an integer ≥ 1, got {t.threads!r}")

@@ -124,15 +124,16 @@ def build(config: RunConfig, dataset: Dataset | None = None) -> tuple[Generative
     the config has a ``bayes`` section. A fitted map is written back into
     ``config.train.standardize`` as ``{method, shift, scale}``, so the
     resolved config.yaml records it and ``load_run`` rebuilds the same map.
+    On continuous data the training split is also what a ``DataInitialized``
+    family starts from (a flow's mixture base, fitted by EM).
     """
     torch.manual_seed(config.seed)
     if dataset is None:
         dataset = DATASETS.get(config.data.name)(**config.data.options)
     method = config.train.standardize
     continuous = dataset.spec.levels is None
-    fitted = continuous and not isinstance(method, dict) and method != "none"
     train_data, train_conditions = (
-        dataset.fitting_sample(seed=config.seed) if fitted else (None, None)
+        dataset.fitting_sample(seed=config.seed) if continuous else (None, None)
     )
     model = build_model(
         config.model.name,
@@ -363,6 +364,8 @@ class _Run:
         if self.fabric.is_global_zero:
             save_config(self.config, self.run_dir / "config.yaml")
         self.model.train()
+        if self.early is not None and self.step == 0:
+            self._validate_start()
         start = time.perf_counter()
         clock = time.process_time if t.budget_clock == "cpu" else time.perf_counter
         clock_start, elapsed_before = clock(), self.elapsed
@@ -392,6 +395,8 @@ class _Run:
                     self._save()
                 if last:
                     break
+        if t.steps == 0 and self.checkpoint_step is None:  # no rounds: the model as built
+            self._save()
         if self.early is not None:  # the checkpoint keeps the last weights to resume from
             self.early.restore(self.eval_model)
         return TrainResult(
@@ -478,6 +483,18 @@ class _Run:
         if not record:
             return {}
         return {"step": self.step, **record, "elapsed": self.elapsed}
+
+    def _validate_start(self) -> None:
+        """Validate the model before any update (round 0), so early stopping can keep it.
+
+        A data-initialised model (a flow over a mixture base started by EM)
+        can be best before training: round 0 is then the one kept.
+        """
+        state = TrainState(0, self.eval_model, self.dataset, self.fabric.global_rank, self.history)
+        t = self.config.train
+        record = {"step": 0, **validation_nll(state, t.eval_examples, t.batch_size), "elapsed": 0.0}
+        self.history.append(record)
+        self._no_longer_improving(record)
 
     def _no_longer_improving(self, record: dict[str, Any]) -> bool:
         """Feed a validation NLL to early stopping; True when it says stop (rank 0 decides)."""

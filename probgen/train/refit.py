@@ -91,7 +91,8 @@ def select_then_refit(
             model=model,
             dataset=dataset,
         )
-        best_step = max(selection.best_step or selection.steps, 1)
+        # S* = 0 when the model as built (e.g. a flow's EM-started mixture base) was best
+        best_step = selection.steps if selection.best_step is None else selection.best_step
         record = {"best_step": best_step, "steps": selection.steps, "stop": selection.stop_reason}
         atomic_write_text(marker, json.dumps(record))
     final = _with(

@@ -78,3 +78,12 @@ def test_a_run_records_its_fitted_data_map_and_reloads_it(tmp_path) -> None:
     torch.testing.assert_close(model.shift, result.model.shift, rtol=0, atol=0)
     torch.testing.assert_close(model.high, result.model.high, rtol=0, atol=0)
     assert reloaded.train.standardize == saved
+
+
+def test_the_model_before_training_is_a_candidate(tmp_path) -> None:
+    """Round 0 is validated; a model already at its best there is kept (best_step 0)."""
+    config = _config(SMALL, patience=3, lr=1e-30)  # below rounding: no round changes it
+    result = fit(config, tmp_path, progress=False)
+    records = _val_records(result.history)
+    assert records[0][0] == 0 and result.best_step == 0
+    assert result.steps == 3 * 10 and result.stop_reason == "early_stopping"

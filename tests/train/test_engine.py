@@ -74,7 +74,8 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(
     def losses(history: list[dict]) -> list[dict]:
         return [{k: v for k, v in r.items() if k != "elapsed"} for r in history]
 
-    assert len(straight.history) == 40
+    assert len(straight.history) == 41  # round 0's validation (early stopping is on), 40 rounds
+    assert straight.history[0]["step"] == 0
     assert losses(resumed.history) == losses(straight.history)
     for k, v in _params(straight.model).items():  # EMA weights
         assert torch.equal(v, _params(resumed.model)[k])
@@ -107,7 +108,7 @@ def test_nonfinite_loss_raises_and_keeps_last_good_checkpoint(
     checkpoint.load_module("model", restored)
     assert all(torch.isfinite(p).all() for p in restored.parameters())
     history = json.loads((tmp_path / "history.json").read_text())
-    assert [r["step"] for r in history] == list(range(1, 13))
+    assert [r["step"] for r in history] == list(range(13))  # round 0: early stopping's start
 
 
 def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(
@@ -261,12 +262,12 @@ def test_evaluation_records_exact_validation_nll_and_callback_metrics(
         progress=False,
         callbacks=[lambda s: {"mean_x": s.model.loc.sum().item()}],
     )
-    assert [r["step"] for r in result.history] == [2, 3, 4, 6]
+    assert [r["step"] for r in result.history] == [0, 2, 3, 4, 6]
     evals = [r for r in result.history if "val_nll" in r]
-    assert [r["step"] for r in evals] == [3, 6]
+    assert [r["step"] for r in evals] == [0, 3, 6]  # round 0 too: early stopping is on
     expected = -result.model.log_prob(gaussian_data.split("validation")).mean().item()
     assert evals[-1]["val_nll"] == pytest.approx(expected, rel=1e-12)
-    assert "loss/model" not in result.history[1] and "mean_x" in result.history[1]
+    assert "loss/model" not in result.history[2] and "mean_x" in result.history[2]
 
 
 def test_time_budget_stops_and_checkpoints(make_config, tmp_path, gaussian_data) -> None:

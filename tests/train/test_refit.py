@@ -13,6 +13,7 @@ from probgen.data.base import ArrayDataset
 from probgen.data.merged import MergedTraining
 from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit, load_run
 from probgen.train.config import load_config
+from probgen.train.engine import build
 
 SMALL = {"n_train": 64, "n_validation": 128, "n_test": 64}
 
@@ -98,3 +99,20 @@ def test_merged_training_keeps_rows_and_conditions_paired():
     x, c = merged.draw("train", 500, torch.Generator().manual_seed(1))
     assert torch.equal(c, (x[:, 0] % 3).long()) and x.max() < 2000
     assert torch.equal(merged.conditions("train"), torch.cat(labels[:2]))
+
+
+def test_a_selection_that_keeps_the_start_refits_for_zero_rounds(tmp_path):
+    """S* = 0 (no round improves on the start): the result is the model as built on
+    both splits, here the MAF over a mixture base that EM fitted on the merged data."""
+    config = _config(lr=1e-30)  # below float64 rounding: no round changes the model
+    config.model.options["base"] = "mixture"
+    result = fit(config, tmp_path, progress=False)
+    assert result.stop_reason == "refit" and result.best_step == 0 and result.steps == 0
+    assert load_config(tmp_path / "config.yaml").train.steps == 0
+    torch.manual_seed(config.seed)  # the refit's build: same seed, merged data
+    merged = MergedTraining(result.dataset, ("train", "validation"))
+    fresh, _ = build(load_config(tmp_path / "config.yaml"), merged)
+    reloaded, _, _ = load_run(tmp_path)
+    x = result.dataset.split("test")[:16]
+    torch.testing.assert_close(result.model.log_prob(x), fresh.log_prob(x), rtol=0, atol=0)
+    torch.testing.assert_close(reloaded.log_prob(x), fresh.log_prob(x), rtol=0, atol=0)

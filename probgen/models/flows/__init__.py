@@ -7,7 +7,7 @@ autoregressive  MaskedAutoregressive (MAF; its Inverse is IAF)
 linear        ActNorm, LULinear (1×1 convolution), Permutation
 reshape       Reshape, Squeeze, FactorOut (multi-scale)
 flow          Flow = base distribution + transform, exact log_prob and sample (of x or x | c)
-prior         ConditionalNormal, a learned N(μ(c), σ(c)) base (Glow's class-conditional prior)
+prior         ConditionalNormal (Glow's class-conditional prior), MixtureNormal (EM-started)
 builders      RealNVP, MAF, IAF, NSF on vectors
 glow          Glow on images
 """
@@ -20,7 +20,7 @@ from probgen.models.flows.elementwise import Affine, ElementwiseTransform, Ratio
 from probgen.models.flows.flow import Flow
 from probgen.models.flows.glow import CouplingConvNet, Glow, glow_level
 from probgen.models.flows.linear import ActNorm, LULinear, Permutation
-from probgen.models.flows.prior import ConditionalNormal
+from probgen.models.flows.prior import ConditionalNormal, MixtureNormal
 from probgen.models.flows.reshape import FactorOut, Reshape, Squeeze
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "Inverse",
     "LULinear",
     "MaskedAutoregressive",
+    "MixtureNormal",
     "Permutation",
     "RationalQuadraticSpline",
     "RealNVP",

@@ -1,7 +1,7 @@
 """Flow families on vectors as configurations of one generic builder.
 
 Each family is the same stack — K layers separated by order reversals over a
-standard normal base — with a different layer:
+base distribution — with a different layer:
 
     RealNVP  affine coupling                      (Dinh et al. 2017)
     MAF      masked autoregressive affine          (Papamakarios et al. 2017)
@@ -15,7 +15,12 @@ Each family is conditional, p(x | c), when built with ``condition=`` (a
 ``ConditionSpec``): every conditioner then reads the condition's features
 φ(c) (B, w) beside its inputs (a MADE context input of degree 0 for the
 autoregressive layers, Papamakarios et al. 2017 §3.4; [x_A, φ(c)] for the
-coupling layers), over the same N(0, I) base.
+coupling layers), over the same base.
+
+The base is N(0, I) (``base="normal"``) or a learned Gaussian mixture
+(``base="mixture"``, ``MixtureNormal``) of at most ``components`` components,
+started by EM on the training data's latents with their number chosen by BIC
+(``build_model`` initialises it from the training split).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from collections.abc import Callable, Sequence
 from torch import Tensor
 
 from probgen.conditions import ConditionSpec
-from probgen.core import OutOfRangeWarning
+from probgen.core import GenerativeModel, InvalidInput, OutOfRangeWarning
 from probgen.distributions import StandardNormal
 from probgen.models.flows.autoregressive import MaskedAutoregressive
 from probgen.models.flows.base import Compose, Inverse, Transform
@@ -36,10 +41,17 @@ from probgen.models.flows.coupling import Coupling, half_mask
 from probgen.models.flows.elementwise import Affine, RationalQuadraticSpline
 from probgen.models.flows.flow import Flow
 from probgen.models.flows.linear import Permutation
+from probgen.models.flows.prior import MixtureNormal
 from probgen.models.flows.reshape import Reshape
 from probgen.nn.mlp import MLP
 
-__all__ = ["IAF", "MAF", "NSF", "RealNVP", "VectorFlow", "stack"]
+__all__ = ["BASES", "IAF", "MAF", "NSF", "RealNVP", "VectorFlow", "stack"]
+
+BASES: dict[str, Callable[[int, int], GenerativeModel]] = {
+    "normal": lambda features, components: StandardNormal((features,)),
+    "mixture": lambda features, components: MixtureNormal(features, components),
+}
+"""Base names -> the base over D latents, given the most mixture components."""
 
 
 def stack(features: int, layer: Callable[[int], Transform], transforms: int) -> Compose:
@@ -53,10 +65,12 @@ def stack(features: int, layer: Callable[[int], Transform], transforms: int) -> 
 
 
 class VectorFlow(Flow):
-    """A flow of ``transforms`` layers built by ``layer(k, D, w)`` over N(0, I_D).
+    """A flow of ``transforms`` layers built by ``layer(k, D, w)`` over a base on R^D.
 
     Events of any shape are flattened to D = prod(event_shape) first; w is the
     context width of each layer, ``condition.width`` (0 when unconditional).
+    ``base`` names the base (``BASES``: N(0, I_D) or a Gaussian mixture of at
+    most ``components`` components).
     """
 
     def __init__(
@@ -65,13 +79,17 @@ class VectorFlow(Flow):
         layer: Callable[[int, int, int], Transform],
         transforms: int = 5,
         condition: ConditionSpec | None = None,
+        base: str = "normal",
+        components: int = 5,
     ) -> None:
+        if base not in BASES:
+            raise InvalidInput(f"unknown base {base!r}; choose one of: {', '.join(sorted(BASES))}")
         shape = tuple(int(s) for s in event_shape)
         d = math.prod(shape)
         flatten = [Reshape(shape, (d,))] if len(shape) != 1 else []
         width = 0 if condition is None else condition.width
         body = stack(d, functools.partial(layer, features=d, context=width), transforms)
-        super().__init__(Compose([*flatten, body]), StandardNormal((d,)), shape, condition)
+        super().__init__(Compose([*flatten, body]), BASES[base](d, components), shape, condition)
 
 
 def _coupling_net(hidden: Sequence[int]) -> Callable[[int, int], MLP]:
@@ -91,12 +109,14 @@ class RealNVP(VectorFlow):
         hidden: Sequence[int] = (64, 64),
         scale_bound: float = 3.0,
         condition: ConditionSpec | None = None,
+        base: str = "normal",
+        components: int = 5,
     ) -> None:
         def layer(k: int, features: int, context: int) -> Transform:
             net = _coupling_net(hidden)
             return Coupling(half_mask(features), Affine(scale_bound), net, context)
 
-        super().__init__(event_shape, layer, transforms, condition)
+        super().__init__(event_shape, layer, transforms, condition, base, components)
 
 
 class MAF(VectorFlow):
@@ -113,11 +133,13 @@ class MAF(VectorFlow):
         hidden: Sequence[int] = (64, 64),
         scale_bound: float = 3.0,
         condition: ConditionSpec | None = None,
+        base: str = "normal",
+        components: int = 5,
     ) -> None:
         def layer(k: int, features: int, context: int) -> Transform:
             return MaskedAutoregressive(features, Affine(scale_bound), hidden, context=context)
 
-        super().__init__(event_shape, layer, transforms, condition)
+        super().__init__(event_shape, layer, transforms, condition, base, components)
 
 
 class IAF(VectorFlow):
@@ -137,12 +159,14 @@ class IAF(VectorFlow):
         hidden: Sequence[int] = (64, 64),
         scale_bound: float = 3.0,
         condition: ConditionSpec | None = None,
+        base: str = "normal",
+        components: int = 5,
     ) -> None:
         def layer(k: int, features: int, context: int) -> Transform:
             made = MaskedAutoregressive(features, Affine(scale_bound), hidden, context=context)
             return Inverse(made)
 
-        super().__init__(event_shape, layer, transforms, condition)
+        super().__init__(event_shape, layer, transforms, condition, base, components)
 
 
 class NSF(VectorFlow):
@@ -159,6 +183,9 @@ class NSF(VectorFlow):
         condition: what c is for p(x | c) (None: p(x)); the conditioners then
             read φ(c) beside their inputs, as in the conditional spline flows
             of Durkan et al. (2019).
+        base: ``"normal"`` (N(0, I)) or ``"mixture"`` (a learned Gaussian
+            mixture started by EM on the training data, ``MixtureNormal``).
+        components: the most mixture components (chosen by BIC) of ``"mixture"``.
 
     Reference: Durkan, Bekasov, Murray & Papamakarios (2019), "Neural Spline Flows".
     """
@@ -172,6 +199,8 @@ class NSF(VectorFlow):
         bound: float = 5.0,
         autoregressive: bool = True,
         condition: ConditionSpec | None = None,
+        base: str = "normal",
+        components: int = 5,
     ) -> None:
         spline = RationalQuadraticSpline(bins=bins, bound=bound)
 
@@ -180,7 +209,7 @@ class NSF(VectorFlow):
                 return MaskedAutoregressive(features, spline, hidden, context=context)
             return Coupling(half_mask(features), spline, _coupling_net(hidden), context)
 
-        super().__init__(event_shape, layer, transforms, condition)
+        super().__init__(event_shape, layer, transforms, condition, base, components)
         self.bound = bound
 
     def log_prob(self, x: Tensor, condition: Tensor | None = None) -> Tensor:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from probgen.conditions import ConditionSpec
-from probgen.core import DataSpec, GenerativeModel, InvalidInput, Likelihood
+from probgen.core import DataInitialized, DataSpec, GenerativeModel, InvalidInput, Likelihood
 from probgen.models.conditioning import condition_for
 from probgen.models.flows.base import Transform
 
@@ -81,6 +81,23 @@ class Flow(GenerativeModel):
 
     def _base_condition(self, c: Tensor | None) -> Tensor | None:
         return c if self.base.condition_spec is not None else None
+
+    @torch.no_grad()
+    def initialize_from_data(self, x: Tensor, condition: Tensor | None = None) -> None:
+        """Start a data-initialised base (e.g. ``MixtureNormal``) on the latents z = f(x; c).
+
+        x (N, *event_shape) are training examples (in the units the flow
+        sees), c their conditions; a base without ``initialize_from_data``
+        (N(0, I)) is left as it is.
+        """
+        if not isinstance(self.base, DataInitialized):
+            return
+        reference = next(iter(self.parameters()), None)
+        x = self._check(x)
+        x = x if reference is None else x.to(reference)
+        c = self._condition(condition, len(x))
+        z, _ = self.transform(x, self._context(c, x.dtype))
+        self.base.initialize_from_data(z, condition=self._base_condition(c))
 
     def log_prob(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
         """log p_θ(x | c) per example: x (B, *event_shape), c (B,) or (B, *shape) -> (B,)."""

@@ -22,6 +22,7 @@ FLOWS: dict[str, Callable[[], Flow]] = {
     "iaf": lambda: IAF((2,), **SMALL),
     "nsf-ar": lambda: NSF((2,), bins=5, bound=3.0, **SMALL),
     "nsf-coupling": lambda: NSF((2,), bins=5, bound=3.0, autoregressive=False, **SMALL),
+    "maf-mixture": lambda: MAF((2,), base="mixture", components=3, **SMALL),
 }
 DTYPES = (torch.float32, torch.float64)  # the fixture below is module-scoped: no ``dtype``
 HALF_WIDTH, CELLS = 10.0, 500  # integration grid [-10, 10]², cell side 0.04
