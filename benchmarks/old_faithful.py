@@ -55,11 +55,17 @@ from probgen.evaluate.likelihood import IWAEBound, log_probs
 from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit
 
 FAMILIES = (
-    "gaussian", "realnvp", "maf", "nsf", "nsf+mixture", "maf+mixture", "made", "vae", "ddpm",
-    "score_sde",
+    "gaussian", "realnvp", "maf", "nsf", "nsf+mixture", "maf+mixture", "ensemble", "made", "vae",
+    "ddpm", "score_sde",
 )  # fmt: skip
-VARIANTS = {"mixture": {"base": "mixture"}}
-"""``family+variant`` rows: the family with these options (a flow over a Gaussian-mixture base)."""
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "nsf+mixture": ("nsf", {"base": "mixture"}),
+    "maf+mixture": ("maf", {"base": "mixture"}),
+    "realnvp+mixture": ("realnvp", {"base": "mixture"}),
+    "ensemble": ("ensemble", {"family": "maf", "members": 5, "base": "mixture"}),
+}
+"""Rows that are a registered model with options: flows over a Gaussian-mixture base, and an
+ensemble of five of them; any other row is the family with its defaults."""
 DATA = Path(os.environ.get("PROBGEN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
@@ -96,9 +102,9 @@ def probgen_fold(
     val, fit_part = train[order[:n_val]], train[order[n_val:]]
     as_tensor = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
     dataset = ArrayDataset(as_tensor(fit_part), as_tensor(val), as_tensor(test), DataSpec((2,)))
-    name, _, variant = family.partition("+")
+    name, options = VARIANTS.get(family, (family, {}))
     config = RunConfig(
-        model=ComponentConfig(name, dict(VARIANTS[variant]) if variant else {}),
+        model=ComponentConfig(name, dict(options)),
         data=ComponentConfig("old_faithful"),
         seed=seed,
         train=TrainConfig(

@@ -81,6 +81,7 @@ MODELS = Registry(
         "ddpm": "probgen.models.diffusion:DDPM",
         "score_sde": "probgen.models.diffusion:ScoreSDE",
         "flow_matching": "probgen.models.diffusion:FlowMatchingModel",
+        "ensemble": "probgen.models.ensemble:Ensemble",
         "ebm": "probgen.models.ebm:EBM",
         "gan": "probgen.models.gan:GAN",
         "fgan": "probgen.models.gan:FGAN",

@@ -35,6 +35,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "score_sde": {"sample_steps": 10, "vlb_steps": 10, "hidden": (32, 32)},
     "flow_matching": {"hidden": (32, 32)},
     "ebm": {"hidden": (32, 32), "train_steps": 2, "buffer_size": 64},
+    "ensemble": {"family": "maf", "members": 2, "transforms": 2, "hidden": (16, 16)},
     "glow": {"steps": 1, "hidden": 16},
     "made": {"hidden": (16,)},
     "maf": {"transforms": 2, "hidden": (16, 16)},

@@ -39,7 +39,7 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
         ([*TOY, "--device", "tpu"], ["tpu", "cpu"]),
         ([*TOY, "--modle", "gaussian"], ["--modle"]),
         ([*TOY, "--steps", "abc"], ["--steps"]),
-        ([*TOY, "--steps", "-3"], ["train.steps", "> 0"]),
+        ([*TOY, "--steps", "-3"], ["train.steps", "≥ 0"]),
     ],
 )
 def test_train_rejects_bad_names_options_and_types(

@@ -261,8 +261,10 @@ def test_loss_is_the_inner_loss_on_dequantized_data_for_every_player() -> None:
     torch.testing.assert_close(got, -inner.log_prob(uniform_dequantize(x, K)).mean())
 
 
-WRAPPED = {"gaussian", "realnvp", "maf", "nsf", "glow", "gan", "fgan", "wgan", "wgan_gp", "ebm"}
-"""Density models and samplers of continuous data: dequantized on digits."""
+WRAPPED = {"gaussian", "realnvp", "maf", "nsf", "glow", "ensemble"} | {
+    "gan", "fgan", "wgan", "wgan_gp", "ebm",
+}  # fmt: skip
+"""Density models and samplers of continuous data (an ensemble of MAFs too): dequantized."""
 OWN_LEVELS = {"made", "pixelcnn", "vae", "ddpm", "score_sde", "flow_matching"}
 """Models that define probabilities over the 17 levels themselves."""
 
