@@ -64,7 +64,9 @@ from probgen.evaluate.likelihood import (
     with_log_partition,
 )
 from probgen.evaluate.metric import (
+    ALL_KINDS,
     Context,
+    DataKind,
     Metric,
     Result,
     Results,
@@ -72,6 +74,7 @@ from probgen.evaluate.metric import (
     _name,
     _partition_model,
     _unknown_error,
+    data_kind,
 )
 from probgen.evaluate.modes import mode_metrics_for
 from probgen.evaluate.samples import frechet_distance, kernel_inception_distance, prdc
@@ -122,6 +125,10 @@ class NLL(Metric):
         self.estimator = estimator
         self.ais = ais
 
+    def kinds_of(self, name: str) -> frozenset[DataKind]:
+        """bits/dim on data with levels (a density of continuous data has no bits/dim)."""
+        return ALL_KINDS - {DataKind.CONTINUOUS} if name == "bpd" else ALL_KINDS
+
     def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
         if self.estimator is not None:
             return None
@@ -147,7 +154,7 @@ class NLL(Metric):
             return {"nll": with_log_partition(energy, log_z), "log_partition": log_z}
         kind = (self.estimator or ModelLogProb()).kind(model)
         out: Result = {"nll": Estimate.from_samples(-values, kind=kind)}
-        if levels is not None:
+        if data_kind(ctx.dataset) in self.kinds_of("bpd"):
             bits = bits_per_dim_convention(values, ctx.dataset.spec.dim, levels, dequantized=False)
             out["bpd"] = Estimate.from_samples(bits, kind=kind)
         return out
@@ -477,6 +484,7 @@ def evaluate_model(
             "held_out_examples": float(len(data)),
         }
     )
+    kind = data_kind(dataset)
     for metric in metrics:
         if not metric.asked_of(dataset):
             continue
@@ -485,9 +493,8 @@ def evaluate_model(
             continue
         reason = metric.why_not(model, dataset) or f"{type(metric).__name__} does not apply"
         for name in metric.names:
-            if name == "bpd" and dataset.spec.levels is None:
-                continue  # never defined on continuous data, whatever the model
-            results.skipped.setdefault(name, reason)
+            if kind in metric.kinds_of(name):  # not defined on this kind: no reason to give
+                results.skipped.setdefault(name, reason)
     for name in results:
         results.skipped.pop(name, None)  # computed by another metric
     results.notes.update({k: v for k, v in ctx.notes.items() if k in results})
