@@ -386,12 +386,15 @@ DEFAULT_METRICS: tuple[Metric, ...] = (
 
 
 def count_network_calls(model: nn.Module) -> tuple[list[object], list[int]]:
-    """Hooks counting the outermost forward calls of ``model``'s parameterised submodules.
+    """Hooks counting the outermost forward calls of ``model`` and its parameterised submodules.
 
     Returns (handles, counter): ``counter[0]`` grows by one per call of a
-    submodule with parameters that is not nested in another counted call, so a
-    network called inside a larger network is one evaluation. Remove the hooks
-    with ``handle.remove()``.
+    module with parameters that is not nested in another counted call, so a
+    network called inside a larger network is one evaluation. ``model`` itself
+    is hooked too: a model whose ``forward`` is its network (the transformer,
+    whose embeddings, blocks and final norm are its own attributes) counts one
+    evaluation per forward pass, not one per part. Remove the hooks with
+    ``handle.remove()``.
     """
     counter, depth = [0], [0]
 
@@ -404,8 +407,8 @@ def count_network_calls(model: nn.Module) -> tuple[list[object], list[int]]:
         depth[0] -= 1
 
     handles: list[object] = []
-    for name, module in model.named_modules():
-        if name and any(True for _ in module.parameters()):
+    for module in model.modules():
+        if any(True for _ in module.parameters()):
             handles.append(module.register_forward_pre_hook(enter))
             handles.append(module.register_forward_hook(leave, always_call=True))
     return handles, counter

@@ -80,6 +80,7 @@ def test_evaluate_reports_bits_per_character(cli: Cli, text_run: Path) -> None:
     assert metrics["bits_per_char"]["kind"] == "exact"
     assert metrics["bits_per_char"]["value"] == pytest.approx(metrics["bpd"]["value"], rel=1e-12)
     assert {"distinct_2", "ngram_js_2"} <= metrics.keys()
+    assert metrics["network_evaluations"]["value"] == 16  # one forward pass per token
 
 
 def test_text_metrics_by_name(cli: Cli, text_run: Path) -> None:
