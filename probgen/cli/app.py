@@ -1,5 +1,8 @@
 """The ``probgen`` command: list, train, sample, export, evaluate, compare.
 
+``sample`` is defined in ``probgen.cli.sample`` and ``compare``'s work in
+``probgen.compare.command``; this module registers every command.
+
 Every user error (unknown names, malformed or ill-typed configs, missing or
 unreadable files and checkpoints, bad flags) ends the command with exactly
 one line ``error: <problem and valid choices>`` on stderr and exit code 2,
