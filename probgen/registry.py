@@ -131,8 +131,14 @@ METRICS = Registry(
         "density": "probgen.evaluate.samples:density",
         "coverage": "probgen.evaluate.samples:coverage",
         "c2st": "probgen.evaluate.two_sample:c2st",
+        "nats_per_char": "probgen.evaluate.text:CharacterNLL",
+        "bits_per_char": "probgen.evaluate.text:CharacterNLL",
+        **{f"distinct_{n}": ("probgen.evaluate.text:distinct_n", {"n": n}) for n in (1, 2, 3)},
+        **{f"ngram_js_{n}": ("probgen.evaluate.text:ngram_js", {"n": n}) for n in (1, 2, 3)},
     },
 )
+"""Metric names for ``--metrics``; each is defined on some kinds of data (text metrics on
+text only, ``probgen.cli.metrics.kinds_of``)."""
 
 SAMPLERS: Registry = Registry(
     "sampler",

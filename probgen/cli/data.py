@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from probgen.core import DataSpec, InvalidInput
 from probgen.data.base import Dataset
-from probgen.data.userfiles import data_config
+from probgen.data.userfiles import data_config, data_file
 from probgen.registry import DATASETS
 from probgen.train import RunConfig
 
@@ -24,8 +23,8 @@ def data_flags(text: str) -> dict[str, Any]:
 
 def data_name(config: RunConfig) -> str:
     """The run's data set name, or its file's name for the ``file`` data set."""
-    path = config.data.options.get("path") if config.data.name == "file" else None
-    return config.data.name if path is None else Path(str(path)).name
+    path = data_file(config.data.name, config.data.options)
+    return config.data.name if path is None else path.name
 
 
 def other_data(config: RunConfig, spec: DataSpec, text: str) -> Dataset:

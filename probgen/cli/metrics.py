@@ -36,6 +36,7 @@ from rich.table import Table
 from probgen.core import Estimate, GenerativeModel, ProbgenError
 from probgen.data.base import Dataset
 from probgen.evaluate.display import DIVERGENCES, divergence_text
+from probgen.evaluate.metric import DataKind, data_kind
 from probgen.evaluate.suite import (
     DEFAULT_METRICS,
     NLL,
@@ -48,6 +49,7 @@ from probgen.evaluate.suite import (
     TwoSampleClassifier,
     evaluate_model,
 )
+from probgen.evaluate.text import CharacterNLL, NgramStatistics
 from probgen.registry import METRICS
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "UNITS",
     "MetricNotApplicable",
     "evaluate",
+    "kinds_of",
     "metrics_table",
     "write_metrics",
 ]
@@ -79,6 +82,8 @@ _NLL = NLL()
 _SAMPLE_DISTANCES = SampleDistances()
 _FEATURE_DISTANCES = FeatureDistances()
 _PRECISION_RECALL = PrecisionRecall()
+_CHARACTER_NLL = CharacterNLL()
+_NGRAMS = NgramStatistics()
 
 PROVIDERS: dict[str, tuple[Metric, ...]] = {
     "nll": (_NLL, KLDataModel()),
@@ -93,8 +98,16 @@ PROVIDERS: dict[str, tuple[Metric, ...]] = {
     "density": (_PRECISION_RECALL,),
     "coverage": (_PRECISION_RECALL,),
     "c2st": (TwoSampleClassifier(),),
+    "nats_per_char": (_CHARACTER_NLL,),
+    "bits_per_char": (_CHARACTER_NLL,),
+    **dict.fromkeys(_NGRAMS.names, (_NGRAMS,)),
 }
 """The suite metrics computing each ``METRICS`` name (``nll`` brings the KL to the data)."""
+
+
+def kinds_of(name: str) -> frozenset[DataKind]:
+    """The data kinds the registered metric ``name`` is defined on (``Metric.kinds_of``)."""
+    return frozenset().union(*(m.kinds_of(name) for m in PROVIDERS[name] if name in m.names))
 
 
 class MetricNotApplicable(ProbgenError):
@@ -118,12 +131,20 @@ def evaluate(
     first rows of the split only. The results are ``Estimate`` s; ``skipped``
     gives the reason for each default result left out. Raises ``UnknownName`` for a
     name not in ``METRICS`` (listing the valid ones) and ``MetricNotApplicable``
-    for a chosen name the suite does not compute for this model and data.
+    for a chosen name defined on another kind of data (``kinds_of``: bits per
+    character on images) or that the suite does not compute for this model and data.
     """
     metrics: Sequence[Metric] = DEFAULT_METRICS
     if names is not None:
+        kind = data_kind(dataset)
         for name in names:
             METRICS.target(name)  # raises UnknownName, listing the registered metrics
+            if kind not in kinds_of(name):
+                defined = _listed([k.value for k in DataKind if k in kinds_of(name)])
+                raise MetricNotApplicable(
+                    f"{name!r} is defined on {defined} data, not on {kind.value} data "
+                    f"({type(dataset).__name__})"
+                )
         chosen = {id(m): m for name in names for m in PROVIDERS[name]}
         metrics = tuple(chosen.values())
     generator = torch.Generator(device=model.device).manual_seed(seed)
@@ -238,3 +259,8 @@ def metrics_table(results: dict[str, Estimate], title: str) -> Table:
 
 def _as_estimate(value: Estimate | float) -> Estimate:
     return value if isinstance(value, Estimate) else Estimate(float(value), math.nan, "measured")
+
+
+def _listed(words: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join(filter(None, [", ".join(words[:-1]), words[-1]]))

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from probgen.compare.config import load_compare_config
+from probgen.compare.config import data_title, load_compare_config
 from probgen.compare.evaluation import default_evaluator
 from probgen.compare.leaderboard import leaderboard
 from probgen.compare.report import write_reports
@@ -77,6 +77,6 @@ def compare(
 def _title(comparison: Comparison) -> str:
     c = comparison.config
     return (
-        f"{c.data.name}: {len(c.models)} models, {c.evaluation.split} split, "
+        f"{data_title(c)}: {len(c.models)} models, {c.evaluation.split} split, "
         f"{comparison.wall_time:.0f} s"
     )

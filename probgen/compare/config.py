@@ -45,6 +45,7 @@ import yaml
 
 from probgen.core import DataSpec, GenerativeModel, ProbgenError
 from probgen.data.base import SPLITS, Dataset
+from probgen.data.userfiles import data_file
 from probgen.models import build_model
 from probgen.registry import DATASETS, MODELS
 from probgen.train import (
@@ -68,6 +69,7 @@ __all__ = [
     "Trained",
     "TrainedEntry",
     "applicable_models",
+    "data_title",
     "load_compare_config",
 ]
 
@@ -470,11 +472,17 @@ def _loaded(item: dict[str, Any], data: ComponentConfig, where: str) -> LoadedEn
     return LoadedEntry(_label(item, run_dir.name, where), run_dir, config)
 
 
+def data_title(config: CompareConfig) -> str:
+    """The compared data's name in reports: the registered name, or the file's name
+    (basename) for ``--data PATH``, whose full path is ``data_file(name, options)``."""
+    path = data_file(config.data.name, config.data.options)
+    return config.data.name if path is None else path.name
+
+
 def _data_label(data: ComponentConfig) -> str:
     """The data set's name, or the file's absolute path for the ``file`` data set."""
-    if data.name == "file" and "path" in data.options:
-        return str(Path(str(data.options["path"])).resolve())
-    return data.name
+    path = data_file(data.name, data.options)
+    return data.name if path is None else str(path.resolve())
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:

@@ -44,6 +44,7 @@ from probgen.compare.sections import (
 from probgen.compare.summary import plot_summary
 from probgen.compare.table import Column, columns, extra_columns
 from probgen.core import Estimate
+from probgen.data.userfiles import data_file
 from probgen.train.config import atomic_write_text
 
 __all__ = ["results_dict", "write_html", "write_markdown", "write_reports", "write_results"]
@@ -173,6 +174,9 @@ def write_markdown(comparison: Comparison, path: Path, summary: Path | None = No
     if len(extra) > 1:
         lines += ["", "All other results of the evaluator:", ""]
         lines += _markdown_table(extra, board.rows)
+    source = data_file(comparison.config.data.name, comparison.config.data.options)
+    if source is not None:
+        lines += ["", f"Data file: `{source}`"]
     lines += ["", "## Data", ""]
     lines += [
         _md_image(p, f"data: {k}", out) for k, p in comparison.data_figures.items() if k != "tile"

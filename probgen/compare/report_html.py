@@ -20,6 +20,7 @@ import base64
 import html
 from pathlib import Path
 
+from probgen.compare.config import data_title
 from probgen.compare.leaderboard import GROUPS, Board, leaderboard
 from probgen.compare.run import Comparison, ModelResult
 from probgen.compare.sections import (
@@ -30,6 +31,7 @@ from probgen.compare.sections import (
     warnings,
 )
 from probgen.compare.table import TEXT_COLUMNS, Column, columns, extra_columns
+from probgen.data.userfiles import data_file
 from probgen.train.config import atomic_write_text
 
 __all__ = ["write_html"]
@@ -84,7 +86,7 @@ def write_html(comparison: Comparison, path: Path, summary: Path | None = None) 
         f"<title>{title}</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>{title}</h1>",
-        f"<p>{e(summary_sentence(comparison))}</p>",
+        f"<p>{_summary(comparison)}</p>",
         '<h2 id="ranking">Leaderboard</h2>',
         f'<p class="legend">{e(ranking_sentence(board))}</p>',
         _board_table(board),
@@ -102,6 +104,7 @@ def write_html(comparison: Comparison, path: Path, summary: Path | None = None) 
         *(f"<dt>{e(c.header)}</dt><dd>{e(c.definition)}</dd>" for c in cols),
         "</dl>",
         *_extra(board.rows),
+        *_data_source(comparison),
         "</details>",
         "<h2>Data</h2>",
         _figures({k: p for k, p in comparison.data_figures.items() if k != "tile"}, "data"),
@@ -188,6 +191,28 @@ def _warnings(board: Board) -> list[str]:
         lis = "".join(f"<li>{e(label)}: {e(text)}</li>" for label, text in items)
         parts.append(f"<h3>{e(heading)}</h3><ul{ids.get(heading, '')}>{lis}</ul>")
     return parts
+
+
+def _summary(comparison: Comparison) -> str:
+    """The summary sentence, the data file's name carrying its full path as a tooltip."""
+    sentence = summary_sentence(comparison)
+    path = _data_path(comparison)
+    if path is None:
+        return html.escape(sentence)
+    name = data_title(comparison.config)
+    rest = sentence.removeprefix(f"Data: {name}")
+    e = html.escape
+    return f'Data: <span class="file" title="{e(str(path))}">{e(name)}</span>{e(rest)}'
+
+
+def _data_source(comparison: Comparison) -> list[str]:
+    path = _data_path(comparison)
+    return [] if path is None else [f"<p>Data file: <code>{html.escape(str(path))}</code></p>"]
+
+
+def _data_path(comparison: Comparison) -> Path | None:
+    data = comparison.config.data
+    return data_file(data.name, data.options)
 
 
 def _extra(rows: list[ModelResult]) -> list[str]:

@@ -33,7 +33,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from probgen.compare.config import CompareConfig, ModelEntry, TrainedEntry
+from probgen.compare.config import CompareConfig, ModelEntry, TrainedEntry, data_title
 from probgen.compare.figures import (
     Box,
     density_grid,
@@ -311,7 +311,7 @@ def _data_figures(config: CompareConfig, dataset: Dataset, folder: Path) -> dict
         "samples": plot_samples(
             reference,
             folder / "data_samples.png",
-            title=f"{config.data.name} ({e.split} split)",
+            title=f"{data_title(config)} ({e.split} split)",
             levels=dataset.spec.levels,
             decoder=getattr(dataset, "decode", None),
         )

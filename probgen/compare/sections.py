@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from probgen.compare.config import data_title
 from probgen.compare.leaderboard import Board
 from probgen.compare.run import Comparison, ModelResult
 
@@ -50,13 +51,16 @@ def _count(n: int, noun: str) -> str:
 
 
 def summary_sentence(comparison: Comparison) -> str:
-    """Data, models, budget, workers, evaluation settings and the total wall time."""
+    """Data, models, budget, workers, evaluation settings and the total wall time.
+
+    It begins ``Data: {data_title};``, which the HTML report marks up with the file's path.
+    """
     c = comparison.config
     budget = _budget(comparison)
     workers = f", {c.workers} worker processes" if c.workers > 1 else ""
     e = c.evaluation
     return (
-        f"Data: {c.data.name}; {_count(len(c.models), 'model')}, {budget}{workers}; metrics on "
+        f"Data: {data_title(c)}; {_count(len(c.models), 'model')}, {budget}{workers}; metrics on "
         f"the {e.split} "
         f"split with {e.n_samples} samples per model (seed {e.seed}); total wall time "
         f"{comparison.wall_time:.0f} s."

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,15 @@ from probgen.data.images import IMAGE_SUFFIXES, read_image_folder
 from probgen.data.tables import TABLE_READERS, Table, read_table
 from probgen.data.text import TextCorpus
 
-__all__ = ["AUTO", "FILE_SUFFIXES", "TEXT_SUFFIXES", "FileData", "data_config", "load_file"]
+__all__ = [
+    "AUTO",
+    "FILE_SUFFIXES",
+    "TEXT_SUFFIXES",
+    "FileData",
+    "data_config",
+    "data_file",
+    "load_file",
+]
 
 AUTO = "auto"
 """The default of ``label`` and ``levels``: chosen by the kind of file (see ``load_file``)."""
@@ -172,6 +180,13 @@ def data_config(text: str) -> dict[str, Any]:
         f"--data {text!r}: no such file or folder, and not a registered data set; choose one "
         f"of: {', '.join(DATASETS.names())}, or a {', '.join(FILE_SUFFIXES)} file or image folder"
     )
+
+
+def data_file(name: str, options: Mapping[str, Any]) -> Path | None:
+    """The file or folder the data section ``{name, options}`` reads: its ``path`` for the
+    ``file`` data set, None for a registered one."""
+    path = options.get("path") if name == "file" else None
+    return None if path is None else Path(str(path))
 
 
 # ----------------------------------------------------------------------------- options

@@ -6,11 +6,21 @@ use: log-likelihoods, features, log Z); it says whether it applies and, if
 not, why (``why_not``), and whether the data are of its kind at all
 (``asked_of``). ``Results`` is the dict of results with the reasons for what
 was left out and notes on how the rest was computed.
+
+Each result is defined on some kinds of data (``DataKind``, from
+``data_kind(dataset)``): bits/dim on discrete data, bits per character on
+text, every other result on every kind, unless ``Metric.kinds_of`` says
+otherwise. A result is never computed, nor reported as left out, on data of
+another kind; asked for by name it is an error naming the metric and the kind
+(``probgen.cli.metrics.evaluate``). Within its kinds, ``why_not`` gives the
+reason a result is left out for this model or data (raw-value distances on
+token ids, an NLL without a density).
 """
 
 from __future__ import annotations
 
 import abc
+import enum
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,9 +43,51 @@ from probgen.evaluate.likelihood import (
 from probgen.evaluate.samples import embed
 from probgen.models.wrapper import DataWrapper
 
-__all__ = ["Context", "Metric", "Result", "Results"]
+__all__ = [
+    "ALL_KINDS",
+    "Context",
+    "DataKind",
+    "Metric",
+    "Result",
+    "Results",
+    "data_kind",
+    "is_text",
+]
 
 Result = dict[str, Estimate | float]
+
+
+class DataKind(enum.Enum):
+    """What the values of a data set are, which decides the metrics defined on it."""
+
+    CONTINUOUS = "continuous"  # real-valued events (no levels)
+    DISCRETE = "discrete"  # ordered integer levels 0…K−1 (pixel intensities, counts)
+    TEXT = "text"  # windows (T,) of categorical token ids with a decoder (characters)
+    TOKENS = "tokens"  # other categorical ids (labels without an order)
+
+
+ALL_KINDS = frozenset(DataKind)
+"""Every kind: what a result is defined on unless its metric says otherwise."""
+
+
+def is_text(dataset: Dataset) -> bool:
+    """Whether ``dataset`` holds character windows: categorical (T,) tokens with a decoder."""
+    spec = dataset.spec
+    return (
+        dataset.categorical
+        and len(spec.event_shape) == 1
+        and spec.levels is not None
+        and callable(getattr(dataset, "decode", None))
+    )
+
+
+def data_kind(dataset: Dataset) -> DataKind:
+    """The ``DataKind`` of ``dataset``: from its levels, ``categorical`` and decoder."""
+    if dataset.spec.levels is None:
+        return DataKind.CONTINUOUS
+    if is_text(dataset):
+        return DataKind.TEXT
+    return DataKind.TOKENS if dataset.categorical else DataKind.DISCRETE
 
 
 class Results(dict[str, Estimate | float]):
@@ -178,15 +230,22 @@ class Metric(abc.ABC):
     """
 
     names: tuple[str, ...] = ()
+    kinds: frozenset[DataKind] = ALL_KINDS
+    """The data kinds it is defined on (``kinds_of`` may narrow one result's)."""
+
+    def kinds_of(self, name: str) -> frozenset[DataKind]:
+        """The data kinds the result ``name`` is defined on, within ``kinds`` (default: all)."""
+        return self.kinds
 
     def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
         """None when this metric means something for ``model`` on ``dataset``, else why not."""
         return None
 
     def asked_of(self, dataset: Dataset) -> bool:
-        """Whether ``dataset`` is of the kind this metric is for at all (default: every
-        kind); one that is not gets no skip reason (a classifier on unlabelled data)."""
-        return True
+        """Whether ``dataset`` is of the kind this metric is for at all (by default, whether
+        ``data_kind(dataset)`` is in ``kinds``); one that is not gets no skip reason (text
+        metrics on images, a classifier on unlabelled data)."""
+        return data_kind(dataset) in self.kinds
 
     def applies(self, model: GenerativeModel, dataset: Dataset) -> bool:
         """Whether this metric means something for ``model`` on ``dataset`` (no ``why_not``)."""

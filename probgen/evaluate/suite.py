@@ -64,7 +64,9 @@ from probgen.evaluate.likelihood import (
     with_log_partition,
 )
 from probgen.evaluate.metric import (
+    ALL_KINDS,
     Context,
+    DataKind,
     Metric,
     Result,
     Results,
@@ -72,6 +74,7 @@ from probgen.evaluate.metric import (
     _name,
     _partition_model,
     _unknown_error,
+    data_kind,
 )
 from probgen.evaluate.modes import mode_metrics_for
 from probgen.evaluate.samples import frechet_distance, kernel_inception_distance, prdc
@@ -122,6 +125,10 @@ class NLL(Metric):
         self.estimator = estimator
         self.ais = ais
 
+    def kinds_of(self, name: str) -> frozenset[DataKind]:
+        """bits/dim on data with levels (a density of continuous data has no bits/dim)."""
+        return ALL_KINDS - {DataKind.CONTINUOUS} if name == "bpd" else ALL_KINDS
+
     def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
         if self.estimator is not None:
             return None
@@ -147,7 +154,7 @@ class NLL(Metric):
             return {"nll": with_log_partition(energy, log_z), "log_partition": log_z}
         kind = (self.estimator or ModelLogProb()).kind(model)
         out: Result = {"nll": Estimate.from_samples(-values, kind=kind)}
-        if levels is not None:
+        if data_kind(ctx.dataset) in self.kinds_of("bpd"):
             bits = bits_per_dim_convention(values, ctx.dataset.spec.dim, levels, dequantized=False)
             out["bpd"] = Estimate.from_samples(bits, kind=kind)
         return out
@@ -379,12 +386,15 @@ DEFAULT_METRICS: tuple[Metric, ...] = (
 
 
 def count_network_calls(model: nn.Module) -> tuple[list[object], list[int]]:
-    """Hooks counting the outermost forward calls of ``model``'s parameterised submodules.
+    """Hooks counting the outermost forward calls of ``model`` and its parameterised submodules.
 
     Returns (handles, counter): ``counter[0]`` grows by one per call of a
-    submodule with parameters that is not nested in another counted call, so a
-    network called inside a larger network is one evaluation. Remove the hooks
-    with ``handle.remove()``.
+    module with parameters that is not nested in another counted call, so a
+    network called inside a larger network is one evaluation. ``model`` itself
+    is hooked too: a model whose ``forward`` is its network (the transformer,
+    whose embeddings, blocks and final norm are its own attributes) counts one
+    evaluation per forward pass, not one per part. Remove the hooks with
+    ``handle.remove()``.
     """
     counter, depth = [0], [0]
 
@@ -397,8 +407,8 @@ def count_network_calls(model: nn.Module) -> tuple[list[object], list[int]]:
         depth[0] -= 1
 
     handles: list[object] = []
-    for name, module in model.named_modules():
-        if name and any(True for _ in module.parameters()):
+    for module in model.modules():
+        if any(True for _ in module.parameters()):
             handles.append(module.register_forward_pre_hook(enter))
             handles.append(module.register_forward_hook(leave, always_call=True))
     return handles, counter
@@ -477,6 +487,7 @@ def evaluate_model(
             "held_out_examples": float(len(data)),
         }
     )
+    kind = data_kind(dataset)
     for metric in metrics:
         if not metric.asked_of(dataset):
             continue
@@ -485,9 +496,8 @@ def evaluate_model(
             continue
         reason = metric.why_not(model, dataset) or f"{type(metric).__name__} does not apply"
         for name in metric.names:
-            if name == "bpd" and dataset.spec.levels is None:
-                continue  # never defined on continuous data, whatever the model
-            results.skipped.setdefault(name, reason)
+            if kind in metric.kinds_of(name):  # not defined on this kind: no reason to give
+                results.skipped.setdefault(name, reason)
     for name in results:
         results.skipped.pop(name, None)  # computed by another metric
     results.notes.update({k: v for k, v in ctx.notes.items() if k in results})

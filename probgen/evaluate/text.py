@@ -37,20 +37,18 @@ from torch import Tensor
 from probgen.core import Estimate, GenerativeModel, InvalidInput, Likelihood
 from probgen.data.base import Dataset
 from probgen.evaluate.likelihood import ModelLogProb
-from probgen.evaluate.metric import Context, Metric, Result, _cpu, _name, _unknown_error
+from probgen.evaluate.metric import (
+    Context,
+    DataKind,
+    Metric,
+    Result,
+    _cpu,
+    _name,
+    _unknown_error,
+    is_text,
+)
 
 __all__ = ["CharacterNLL", "NgramStatistics", "distinct_n", "is_text", "ngram_js", "ngrams"]
-
-
-def is_text(dataset: Dataset) -> bool:
-    """Whether ``dataset`` holds character windows: categorical (T,) tokens with a decoder."""
-    spec = dataset.spec
-    return (
-        dataset.categorical
-        and len(spec.event_shape) == 1
-        and spec.levels is not None
-        and callable(getattr(dataset, "decode", None))
-    )
 
 
 def ngrams(tokens: Tensor, n: int, vocab: int) -> Tensor:
@@ -108,9 +106,7 @@ class CharacterNLL(Metric):
     """
 
     names = ("nats_per_char", "bits_per_char")
-
-    def asked_of(self, dataset: Dataset) -> bool:
-        return is_text(dataset)
+    kinds = frozenset({DataKind.TEXT})
 
     def why_not(self, model: GenerativeModel, dataset: Dataset) -> str | None:
         if model.likelihood is Likelihood.NONE:
@@ -131,14 +127,13 @@ class CharacterNLL(Metric):
 class NgramStatistics(Metric):
     """``distinct_n`` and ``ngram_js_n`` of the samples for n in ``orders`` (module docstring)."""
 
+    kinds = frozenset({DataKind.TEXT})
+
     def __init__(self, orders: tuple[int, ...] = (1, 2, 3)) -> None:
         self.orders = tuple(orders)
         self.names = tuple(f"distinct_{n}" for n in self.orders) + tuple(
             f"ngram_js_{n}" for n in self.orders
         )
-
-    def asked_of(self, dataset: Dataset) -> bool:
-        return is_text(dataset)
 
     def __call__(self, ctx: Context) -> Result:
         vocab = ctx.dataset.spec.levels

@@ -75,13 +75,24 @@ def test_compare_on_a_csv(cli: Callable[..., Result], faithful: Path) -> None:
         "evaluation": {"n_samples": 100, "heatmap_resolution": 8},
     }
     Path("tiny.yaml").write_text(yaml.safe_dump(config))
+    data = faithful.read_bytes()
     result = cli("compare", "tiny.yaml", "--data", "faithful.csv", "--no-progress")
     assert result.exit_code == 0, result.output
+    assert faithful.read_bytes() == data
     results = json.loads(Path("runs/mine/results.json").read_text())
     assert results["config"]["data"] == {"name": "file", "options": {"path": str(faithful)}}
     assert [m["label"] for m in results["models"]] == ["gaussian"]
     rerun = load_config(Path("runs/mine/runs/gaussian/config.yaml"))
     assert rerun.data == ComponentConfig("file", {"path": str(faithful)})
+    # the reports and the terminal table name the file, its full path in a tooltip / details
+    markdown = Path("runs/mine/report.md").read_text()
+    assert markdown.splitlines()[2].startswith("Data: faithful.csv; 1 model,")
+    assert f"Data file: `{faithful}`" in markdown
+    page = Path("runs/mine/report.html").read_text()
+    assert f'<p>Data: <span class="file" title="{faithful}">faithful.csv</span>; 1 model,' in page
+    assert f"<p>Data file: <code>{faithful}</code></p>" in page
+    assert "Data: file" not in markdown + page
+    assert "faithful.csv: 1 models, test split" in " ".join(result.output.split())
 
 
 def test_compare_refuses_a_run_trained_on_another_file(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from probgen.cli.metrics import (
     PROVIDERS,
     MetricNotApplicable,
     evaluate,
+    kinds_of,
     metrics_table,
     write_metrics,
 )
@@ -21,6 +23,7 @@ from probgen.core import DataSpec, Estimate, GenerativeModel, Likelihood
 from probgen.data.base import ArrayDataset
 from probgen.data.toy import ToyDataset
 from probgen.distributions import DiagonalGaussian
+from probgen.evaluate.metric import DataKind
 from probgen.evaluate.suite import Results
 from probgen.registry import METRICS, UnknownName
 
@@ -66,8 +69,10 @@ def test_default_metrics_are_the_suites_and_exact_for_the_truth(toy: ToyDataset)
 
 
 def test_chosen_metrics_cover_the_registry_with_their_companions(toy: ToyDataset) -> None:
-    """Every continuous-data registry name in the order asked, then what the suite adds."""
-    names = [name for name in METRICS.names() if name != "bpd"]
+    """Every registry name defined on continuous data, in the order asked, then what the
+    suite adds."""
+    names = [name for name in METRICS.names() if DataKind.CONTINUOUS in kinds_of(name)]
+    assert {"bpd", "bits_per_char", "distinct_2", "ngram_js_3"}.isdisjoint(names)
     results = evaluate(toy.truth, toy, names, n_samples=300)
     assert list(results) == [
         *names, "kl_data_model", "sampling_seconds", "network_evaluations", "held_out_examples"
@@ -93,6 +98,23 @@ def test_bits_per_dim_on_discrete_data_only(toy: ToyDataset) -> None:
     assert results["bpd"].kind == results["nll"].kind == "exact"
     with pytest.raises(MetricNotApplicable, match="'bpd'"):
         evaluate(toy.truth, toy, ["bpd"], n_samples=50)
+
+
+def test_a_metric_asked_of_another_kind_of_data_names_both(toy: ToyDataset) -> None:
+    """Text metrics on images (data with levels) or on points: one error naming the metric
+    and the kind, before anything is computed."""
+    x = torch.randint(0, 17, (20, 1, 2, 2)).double()
+    images = ArrayDataset(x, x, x, spec=DataSpec((1, 2, 2), 17))
+    model = DiagonalGaussian(torch.full((1, 2, 2), 8.0), torch.full((1, 2, 2), 5.0))
+    message = "'bits_per_char' is defined on text data, not on discrete data (ArrayDataset)"
+    with pytest.raises(MetricNotApplicable, match=re.escape(message)):
+        evaluate(model, images, ["nll", "bits_per_char"], n_samples=20)
+    with pytest.raises(MetricNotApplicable, match="'distinct_2' is defined on text data, not on "
+                       "continuous data"):  # fmt: skip
+        evaluate(toy.truth, toy, ["distinct_2"], n_samples=20)
+    message = "'bpd' is defined on discrete, text and tokens data, not on continuous data"
+    with pytest.raises(MetricNotApplicable, match=re.escape(message)):
+        evaluate(toy.truth, toy, ["bpd"], n_samples=20)
 
 
 def test_sample_metrics_tell_a_shifted_sampler_from_the_truth(toy: ToyDataset) -> None:

@@ -80,6 +80,30 @@ def test_evaluate_reports_bits_per_character(cli: Cli, text_run: Path) -> None:
     assert metrics["bits_per_char"]["kind"] == "exact"
     assert metrics["bits_per_char"]["value"] == pytest.approx(metrics["bpd"]["value"], rel=1e-12)
     assert {"distinct_2", "ngram_js_2"} <= metrics.keys()
+    assert metrics["network_evaluations"]["value"] == 16  # one forward pass per token
+
+
+def test_text_metrics_by_name(cli: Cli, text_run: Path) -> None:
+    """--metrics takes the text metrics' registry names; bits/char is bits/dim (D = T)."""
+    args = ("evaluate", text_run, "--split", "validation", "--metrics")
+    result = cli(*args, "bits_per_char,bpd,distinct_2,ngram_js_1")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((text_run / "metrics.json").read_text())["validation"]
+    assert list(metrics)[:4] == ["bits_per_char", "bpd", "distinct_2", "ngram_js_1"]
+    assert not {"nats_per_char", "distinct_1", "ngram_js_2"} & metrics.keys()
+    assert metrics["bits_per_char"]["value"] == pytest.approx(metrics["bpd"]["value"], rel=1e-12)
+    assert metrics["bits_per_char"]["unit"] == "bits/char"
+    assert 0 < metrics["distinct_2"]["value"] <= 1
+    assert 0 <= metrics["ngram_js_1"]["value"] <= np.log(2)
+
+
+def test_a_text_metric_on_other_data_is_a_one_line_error(cli: Cli, trained_run: Path) -> None:
+    result = cli("evaluate", trained_run, "--metrics", "nll,nats_per_char")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert (
+        "'nats_per_char' is defined on text data, not on continuous data (ToyDataset)"
+        in result.stderr
+    )
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from probgen.core import GenerativeModel, InvalidInput, Likelihood
+from probgen.core import DataSpec, GenerativeModel, InvalidInput, Likelihood
 from probgen.data.text import TextCorpus
+from probgen.evaluate.metric import DataKind, data_kind
 from probgen.evaluate.suite import evaluate_model
 from probgen.evaluate.text import CharacterNLL, NgramStatistics, distinct_n, ngram_js, ngrams
 from probgen.models import build_model
@@ -132,6 +133,22 @@ def test_text_metrics_are_not_asked_of_other_data():
     )
     names = {"nats_per_char", "bits_per_char", "distinct_1", "ngram_js_1"}
     assert not names & (results.keys() | results.skipped.keys())
+
+
+def test_data_kinds(corpus: TextCorpus) -> None:
+    """Text windows, integer levels, points; a text metric is asked of text only."""
+    from probgen.data.base import ArrayDataset
+    from probgen.data.toy import ToyDataset
+
+    x = torch.randint(0, 4, (6, 3)).double()
+    levels = ArrayDataset(x, x, x, spec=DataSpec((3,), 4))
+    toy = ToyDataset("8gaussians", n_train=8, n_validation=8, n_test=8)
+    assert [data_kind(d) for d in (corpus, levels, toy)] == [
+        DataKind.TEXT, DataKind.DISCRETE, DataKind.CONTINUOUS
+    ]  # fmt: skip
+    levels.categorical = True  # ids without a decoder: tokens, not text
+    assert data_kind(levels) is DataKind.TOKENS
+    assert [CharacterNLL().asked_of(d) for d in (corpus, levels, toy)] == [True, False, False]
 
 
 def test_order_names_follow_the_orders():

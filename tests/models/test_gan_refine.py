@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -112,6 +113,32 @@ def test_gan_sample_with_refine_corrects_towards_the_data() -> None:
         assert abs(x.std().item() - 0.5) < 4 * 0.5 / math.sqrt(2 * n)
     raw = game.sample(n, generator=torch.Generator().manual_seed(2))
     assert raw.std().item() > 1.8
+
+
+def test_rejection_gives_up_as_soon_as_the_budget_cannot_be_met() -> None:
+    """With d = 0 and M = 10 every acceptance probability is e^{-10}: n = 100 samples need
+    about 100 e^{10} ≈ 2.2e6 proposals, so a budget of 1e5 fails after the first chunk.
+    With M the largest d of 1000 burn-in proposals of a far target, only that one has an
+    acceptance probability above e^{-90}: r̂ ≈ 1/1000, so 10 samples need about 10^4
+    proposals and a budget of 5000 fails before any chunk is drawn."""
+    q = gaussian((1,), 0.0, 1.0)
+    draws: list[int] = []
+
+    def proposal(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        draws.append(n)
+        return q.sample(n, generator=generator)
+
+    sampler = RejectionSampler(ExactLogRatio(q, q), log_bound=10.0, chunk=1000, max_proposals=10**5)
+    needed = 1000 + 100 * math.exp(10.0)
+    message = f"100 would take about {needed:.3g} (acceptance ≈ {math.exp(-10.0):.3g}"
+    with pytest.raises(TooFewAccepted, match=re.escape(message)):
+        sampler.draw(proposal, 100)
+    assert draws == [1000]
+    far = ExactLogRatio(gaussian((1,), 8.0, 0.1), q)
+    draws.clear()
+    with pytest.raises(TooFewAccepted, match="accepted 0 of 10 samples in 0 proposals"):
+        RejectionSampler(far, burn_in=1000, max_proposals=5000).draw(proposal, 10)
+    assert draws == [1000]  # the burn-in only
 
 
 def test_too_few_accepted_and_bad_arguments() -> None:

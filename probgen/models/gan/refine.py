@@ -143,7 +143,11 @@ class RejectionSampler:
         burn_in: proposals that estimate M when ``log_bound`` is None.
         shift: γ.
         chunk: proposals drawn and scored at once.
-        max_proposals: give up (``TooFewAccepted``) after this many.
+        max_proposals: the proposal budget. Sampling gives up (``TooFewAccepted``)
+            as soon as the proposals needed, projected from the mean acceptance
+            probability r̂ of those scored so far (the burn-in's first) as
+            drawn + (n − accepted)/r̂, exceed it, so a hopeless run (e^M far
+            above the budget per sample) fails in seconds, not after the budget.
 
     Reference: Azadi et al. 2019, "Discriminator rejection sampling", Section 3, Algorithm 1.
     """
@@ -186,22 +190,29 @@ class RejectionSampler:
             raise InvalidInput(f"n: expected >= 1, got {n}")
         proposed = 0
         bound = self.log_bound
+        expected, scored = 0.0, 0  # Σ of the acceptance probabilities scored, and their count
         if bound is None:
-            bound = _log_ratio(self.log_ratio, proposal(self.burn_in, generator=generator))
-            bound = bound.max().item()
+            d = _log_ratio(self.log_ratio, proposal(self.burn_in, generator=generator))
+            bound = d.max().item()
+            expected, scored = self.acceptance_probability(d, bound).sum().item(), len(d)
             proposed += self.burn_in
         kept: list[Tensor] = []
         accepted = above = drawn = 0
         while accepted < n:
-            if drawn >= self.max_proposals:
+            rate = expected / scored if scored else 1.0
+            needed = drawn + (n - accepted) / rate if rate > 0 else math.inf
+            if needed > self.max_proposals or drawn >= self.max_proposals:
                 raise TooFewAccepted(
-                    f"RejectionSampler: accepted {accepted} of {n} samples in {drawn} proposals "
-                    f"(acceptance ≈ e^(−M) with M = {bound:.3g}); raise max_proposals, or "
-                    f"lower the bound with shift γ < 0"
+                    f"RejectionSampler: accepted {accepted} of {n} samples in {drawn} proposals; "
+                    f"{n} would take about {needed:.3g} (acceptance ≈ {rate:.3g}, M = "
+                    f"{bound:.3g}), more than max_proposals = {self.max_proposals}: raise it, "
+                    "lower the bound with shift γ < 0, or use independence MH"
                 )
             x = proposal(self.chunk, generator=generator)
             d = _log_ratio(self.log_ratio, x)
-            keep = _log_uniform(d, generator) < self.acceptance_probability(d, bound).log()
+            probability = self.acceptance_probability(d, bound)
+            keep = _log_uniform(d, generator) < probability.log()
+            expected, scored = expected + probability.sum().item(), scored + len(d)
             above += int((d > bound).sum())
             kept.append(x[keep])
             accepted += int(keep.sum())

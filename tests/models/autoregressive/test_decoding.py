@@ -12,6 +12,7 @@ from scipy import stats
 
 from probgen.conditions import ConditionSpec
 from probgen.core import DataSpec, InvalidInput
+from probgen.evaluate.suite import count_network_calls
 from probgen.models.autoregressive import LogitFilter, Transformer, TransformerConfig
 from probgen.nn.attention import KVCache
 
@@ -123,6 +124,23 @@ def test_cached_and_uncached_sampling_draw_identical_tokens(dtype):
     assert torch.equal(
         sampled, model.sample(16, generator=torch.Generator().manual_seed(4), use_cache=False)
     )
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_one_network_evaluation_per_decode_step(use_cache):
+    """A forward pass is one evaluation, not one per part (2 blocks, the two embeddings and
+    the final norm would count 5): T = 8 for a sample, and 20 for 20 new tokens beyond
+    the block of 8, whose window slides (a re-read is still one pass)."""
+    model = model_of()
+    handles, counter = count_network_calls(model)
+    try:
+        model.sample(4, generator=torch.Generator().manual_seed(0), use_cache=use_cache)
+        assert counter[0] == 8
+        model.generate(4, 20, generator=torch.Generator().manual_seed(0), use_cache=use_cache)
+        assert counter[0] == 8 + 20
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 ALL = torch.tensor(list(itertools.product(range(3), repeat=3)))  # the 27 sequences
