@@ -20,6 +20,9 @@ random_state=0)``), the held-out log-likelihood per point averaged over all
   probability-flow ODE with an exact divergence) give exact log p(x); the VAE
   a bound (its IWAE-K with K = 1000, labelled "bound"). The EBM's density is
   unnormalised and GANs have none: they get no row.
+- ``realnvp+mixture``, ``maf+mixture``, ``nsf+mixture``: the flow over a learned
+  Gaussian-mixture base started by EM with BIC's number of components
+  (``base: mixture``); ``ensemble``: five of the MAF ones trained side by side.
 - scikit-learn: ``GaussianMixture`` (full covariances) with k = 1..5 chosen by
   BIC on the whole training fold; SciPy: ``gaussian_kde`` with Scott's rule.
 
@@ -55,8 +58,8 @@ from probgen.evaluate.likelihood import IWAEBound, log_probs
 from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit
 
 FAMILIES = (
-    "gaussian", "realnvp", "maf", "nsf", "nsf+mixture", "maf+mixture", "ensemble", "made", "vae",
-    "ddpm", "score_sde",
+    "gaussian", "realnvp", "maf", "nsf", "realnvp+mixture", "maf+mixture", "nsf+mixture",
+    "ensemble", "made", "vae", "ddpm", "score_sde",
 )  # fmt: skip
 VARIANTS: dict[str, tuple[str, dict]] = {
     "nsf+mixture": ("nsf", {"base": "mixture"}),
