@@ -53,7 +53,7 @@ def test_overrides_alone_and_free_form_options() -> None:
         ({"train.steps": "many"}, r"train\.steps: expected int, got 'many'"),
         ({"train.steps": 2.5}, r"train\.steps: expected int, got 2\.5"),
         ({"train.steps": True}, r"train\.steps: expected int, got True"),
-        ({"train.steps": 0}, r"train\.steps: must be > 0, got 0"),
+        ({"train.steps": -1}, r"train\.steps: must be ≥ 0, got -1"),
         ({"train.betas": [0.9]}, r"train\.betas: expected a list of 2 numbers"),
         ({"train.optimizer": "adagrad"}, r"choose one of: adam, adamw, sgd"),
         ({"train.lr_schedule": "step"}, r"choose one of: constant, cosine, warmup"),
