@@ -17,7 +17,7 @@ Bernoulli / Categorical, the mixture component for the mixtures.
 ``marginal_params(x)`` fits the family to one dimension's values alone (the
 unconditional density): level frequencies for the discrete ones, a Gaussian
 mixture by EM for the mixtures. A network whose output biases are these and
-whose output weights are zero starts as that fit (Bishop 1994, §5: start a
+whose output weights are zero starts as that fit (Bishop 1994: start a
 mixture density network from the unconditional density of the targets).
 
 References: Bishop, 1994, "Mixture Density Networks"; Salimans, Karpathy,

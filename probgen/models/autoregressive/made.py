@@ -15,7 +15,7 @@ Murray 2017, §3.4; the MADE masks of Germain et al. 2015 are unchanged).
 ``initialize_from_data`` starts the model as the product of its fitted
 marginals, p₀(x) = Π_i q(x_i; θ̂_i) with θ̂_i the family fitted to dimension
 i alone: the output biases are the θ̂_i and the output weights are zero, so
-training only has to learn the dependence (Bishop 1994, §5, for a mixture
+training only has to learn the dependence (Bishop 1994, for a mixture
 density network). Without it the first conditional p(x_1), which sees no
 input and is set by the output biases alone, starts as m near-identical
 components at 0 and separates them only slowly, while the later ones
