@@ -78,6 +78,8 @@ class MADEModel(GenerativeModel):
     """
 
     likelihood = Likelihood.EXACT
+    init_examples = 10_000
+    """The most examples ``initialize_from_data`` fits the marginals on."""
 
     def __init__(
         self,
@@ -131,11 +133,15 @@ class MADEModel(GenerativeModel):
         ``DataInitialized``: the output layer's bias for dimension i becomes
         ``conditional.marginal_params(x[:, i])`` and its weights zero, so every
         conditional starts as its dimension's marginal fit, whatever x_{<i}
-        and c are (the conditions are not used).
+        and c are (the conditions are not used). Beyond ``init_examples``
+        examples the fits use that many drawn at random (torch's global
+        generator), which bounds the EM's cost (about 0.4 CPU-s per dimension).
         """
         flat = self.conditional.validate(x, self.event_shape).reshape(-1, self.dim)
         if len(flat) == 0:
             raise InvalidInput("MADEModel.initialize_from_data: got no examples")
+        if len(flat) > self.init_examples:
+            flat = flat[torch.randperm(len(flat))[: self.init_examples]]
         last = self.net.net[-1]
         params = torch.stack([self.conditional.marginal_params(col) for col in flat.T])  # (D, k)
         last.weight.zero_()

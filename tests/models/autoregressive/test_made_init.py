@@ -138,3 +138,20 @@ def test_log_scales_below_the_floor_give_the_density_at_the_floor(mixture):
     assert (above - floor)[0].abs().item() > 0.9  # at x = 0 the narrow component dominates
     with pytest.raises(InvalidInput, match="min_log_scale"):
         type(mixture)(2, min_log_scale=-math.inf)
+
+
+def test_more_examples_than_the_cap_fit_a_random_subset_of_them():
+    x = correlated(400)
+    model = MADEModel((3,), MixtureOfGaussians(2), hidden=(16,))
+    model.init_examples = 100
+    torch.manual_seed(5)
+    model.initialize_from_data(x)
+    reference = MADEModel((3,), MixtureOfGaussians(2), hidden=(16,))
+    torch.manual_seed(5)
+    subset = x[torch.randperm(400)[:100]]
+    reference.initialize_from_data(subset)  # draws the EM seeds the model drew after its subset
+    full = MADEModel((3,), MixtureOfGaussians(2), hidden=(16,))
+    full.initialize_from_data(x)
+    points = torch.randn(30, 3)
+    torch.testing.assert_close(model.log_prob(points), reference.log_prob(points))
+    assert (model.log_prob(points) - full.log_prob(points)).abs().max() > 1e-3
