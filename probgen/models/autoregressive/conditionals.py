@@ -14,8 +14,15 @@ with π = softmax(mixture logits), s_c = exp(log-scale). The logit filters
 (temperature, top-k, top-p) act on the discrete choice: the value for
 Bernoulli / Categorical, the mixture component for the mixtures.
 
+``marginal_params(x)`` fits the family to one dimension's values alone (the
+unconditional density): level frequencies for the discrete ones, a Gaussian
+mixture by EM for the mixtures. A network whose output biases are these and
+whose output weights are zero starts as that fit (Bishop 1994: start a
+mixture density network from the unconditional density of the targets).
+
 References: Bishop, 1994, "Mixture Density Networks"; Salimans, Karpathy,
-Chen & Kingma, 2017, "PixelCNN++" (mixtures of logistics).
+Chen & Kingma, 2017, "PixelCNN++" (mixtures of logistics); Dempster, Laird &
+Rubin, 1977 (EM, through scikit-learn's ``GaussianMixture``).
 """
 
 from __future__ import annotations
@@ -66,6 +73,10 @@ class Conditional(abc.ABC):
     ) -> Tensor:
         """One draw per row of params (B, k) -> (B,), in the network's dtype."""
 
+    @abc.abstractmethod
+    def marginal_params(self, x: Tensor) -> Tensor:
+        """Parameters (k,), float64, of this family fitted to validated 1-D values x (N,)."""
+
 
 class Categorical(Conditional):
     """Categorical over {0, …, K-1} with logits l ∈ R^K: p(x = j) = softmax(l)_j."""
@@ -96,6 +107,11 @@ class Categorical(Conditional):
     ) -> Tensor:
         return sample_logits(self.logits(params), filt, generator).to(params.dtype)
 
+    def marginal_params(self, x: Tensor) -> Tensor:
+        """Logits log p̂_j of the add-one frequencies p̂_j = (n_j + 1) / (N + K)."""
+        counts = torch.bincount(x.long(), minlength=self.levels).to(torch.float64)
+        return ((counts + 1) / (len(x) + self.levels)).log()
+
 
 class Bernoulli(Categorical):
     """Bernoulli over {0, 1} with one logit l: p(x = 1) = σ(l), i.e. logits (0, l)."""
@@ -107,19 +123,41 @@ class Bernoulli(Categorical):
     def logits(self, params: Tensor) -> Tensor:
         return torch.cat([torch.zeros_like(params), params], dim=-1)
 
+    def marginal_params(self, x: Tensor) -> Tensor:
+        """The one logit l = log p̂_1 - log p̂_0 of the add-one frequencies."""
+        log_p = super().marginal_params(x)
+        return log_p[1:] - log_p[:1]
+
 
 class Mixture(Conditional):
     """Location-scale mixture p(x) = Σ_c π_c (1/s_c) f((x - μ_c)/s_c) with m components.
 
-    Parameters per dimension (3m): mixture logits, means μ, log-scales log s.
-    Subclasses give the standard density f (as ``standard_log_prob``) and a
-    standard sampler.
+    Parameters per dimension (3m): mixture logits, means μ, log-scales log s,
+    with log s = max(output, ``min_log_scale``). Subclasses give the standard
+    density f (as ``standard_log_prob``), a standard sampler and f's standard
+    deviation ``standard_sd`` (a component of scale s has standard deviation
+    s · standard_sd).
+
+    The floor bounds the density: the likelihood of a mixture is unbounded
+    when a component's mean sits on a data value and its scale goes to 0,
+    and on data with repeated values (rounded measurements) gradient ascent
+    finds that singularity, its log-scale falling without end until the
+    loss is NaN. PixelCNN++ bounds the log-scales at -7 the same way; on
+    the standardised data the engine gives a model that is e^-7 ≈ 0.001 of
+    the data's standard deviation, far below any real scale.
     """
 
-    def __init__(self, components: int) -> None:
+    standard_sd: float
+
+    def __init__(self, components: int, min_log_scale: float = -7.0) -> None:
         if components < 1:
             raise InvalidInput(f"{type(self).__name__}: expected components ≥ 1, got {components}")
+        if not math.isfinite(min_log_scale):
+            raise InvalidInput(
+                f"{type(self).__name__}: expected a finite min_log_scale, got {min_log_scale}"
+            )
         self.components = components
+        self.min_log_scale = float(min_log_scale)
         self.params_per_dim = 3 * components
 
     @staticmethod
@@ -133,9 +171,9 @@ class Mixture(Conditional):
         """Standard draws with the shape, dtype and device of ``like``."""
 
     def split(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(logits, means, log-scales), each (…, m), from params (…, 3m)."""
+        """(logits, means, log-scales ≥ min_log_scale), each (…, m), from params (…, 3m)."""
         logits, mu, log_s = params.chunk(3, dim=-1)
-        return logits, mu, log_s
+        return logits, mu, log_s.clamp(min=self.min_log_scale)
 
     def validate(self, x: object, event_shape: tuple[int, ...]) -> Tensor:
         return check_input(x, event_shape)
@@ -157,9 +195,37 @@ class Mixture(Conditional):
         mu, log_s = mu.gather(-1, c).squeeze(-1), log_s.gather(-1, c).squeeze(-1)
         return mu + torch.exp(log_s) * self.standard_sample(mu, generator)
 
+    def marginal_params(self, x: Tensor) -> Tensor:
+        """(log π, μ, log s) of m components from a Gaussian mixture fitted to x (N,) by EM.
+
+        scikit-learn's ``GaussianMixture`` (k-means start, its covariance
+        regularisation 1e-6) with k = min(m, N) components, its random state
+        drawn from torch's global generator (a seeded build is reproducible).
+        A component of standard deviation σ gets the scale s = σ / standard_sd:
+        the same mean and variance, and exactly the fitted density for
+        Gaussians (when every σ is above the floor e^min_log_scale). When
+        N < m, slot c copies fitted component c mod k with its weight shared
+        among the copies, so the density is still the fit.
+        """
+        from sklearn.mixture import GaussianMixture  # EM runs once, at build time
+
+        data = x.detach().double().cpu().numpy().reshape(-1, 1)
+        k = min(self.components, len(data))
+        seed = int(torch.randint(2**31 - 1, ()).item())
+        fit = GaussianMixture(k, random_state=seed).fit(data)
+        slot = torch.arange(self.components) % k
+        copies = torch.bincount(slot, minlength=k).double()
+        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float64).reshape(k)  # noqa: E731
+        log_w = (as_tensor(fit.weights_) / copies).log()[slot]
+        mu = as_tensor(fit.means_)[slot]
+        log_s = (0.5 * as_tensor(fit.covariances_).log() - math.log(self.standard_sd))[slot]
+        return torch.cat([log_w, mu, log_s])
+
 
 class MixtureOfGaussians(Mixture):
     """Mixture of m Gaussians: f(z) = exp(-z²/2) / √(2π)."""
+
+    standard_sd = 1.0
 
     @staticmethod
     def standard_log_prob(z: Tensor) -> Tensor:
@@ -172,6 +238,8 @@ class MixtureOfGaussians(Mixture):
 
 class MixtureOfLogistics(Mixture):
     """Mixture of m logistics: f(z) = e^{-z} / (1 + e^{-z})², sampled as log u - log(1-u)."""
+
+    standard_sd = math.pi / math.sqrt(3)
 
     @staticmethod
     def standard_log_prob(z: Tensor) -> Tensor:

@@ -12,9 +12,19 @@ the condition's features φ(c) as context inputs of degree 0, connected to
 every hidden unit, so every conditional sees c (Papamakarios, Pavlakou &
 Murray 2017, §3.4; the MADE masks of Germain et al. 2015 are unchanged).
 
+``initialize_from_data`` starts the model as the product of its fitted
+marginals, p₀(x) = Π_i q(x_i; θ̂_i) with θ̂_i the family fitted to dimension
+i alone: the output biases are the θ̂_i and the output weights are zero, so
+training only has to learn the dependence (Bishop 1994, for a mixture
+density network). Without it the first conditional p(x_1), which sees no
+input and is set by the output biases alone, starts as m near-identical
+components at 0 and separates them only slowly, while the later ones
+already overfit small data.
+
 Reference: Germain, Gregor, Murray & Larochelle, 2015, "MADE: Masked
 Autoencoder for Distribution Estimation"; Papamakarios, Pavlakou & Murray,
-2017, "Masked Autoregressive Flow for Density Estimation".
+2017, "Masked Autoregressive Flow for Density Estimation"; Bishop, 1994,
+"Mixture Density Networks".
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from probgen.conditions import ConditionSpec
-from probgen.core import DataSpec, GenerativeModel, Likelihood
+from probgen.core import DataSpec, GenerativeModel, InvalidInput, Likelihood
 from probgen.models.autoregressive.conditionals import (
     Bernoulli,
     Categorical,
@@ -68,6 +78,8 @@ class MADEModel(GenerativeModel):
     """
 
     likelihood = Likelihood.EXACT
+    init_examples = 10_000
+    """The most examples ``initialize_from_data`` fits the marginals on."""
 
     def __init__(
         self,
@@ -113,6 +125,27 @@ class MADEModel(GenerativeModel):
     def handles_levels(self) -> bool:
         """A probability mass over levels when the conditional is discrete (has ``levels``)."""
         return self.conditional.levels is not None
+
+    @torch.no_grad()
+    def initialize_from_data(self, x: Tensor, condition: Tensor | None = None) -> None:
+        """Start as p₀(x | c) = Π_i q(x_i; θ̂_i), θ̂_i fitted to column i of x (N, *event_shape).
+
+        ``DataInitialized``: the output layer's bias for dimension i becomes
+        ``conditional.marginal_params(x[:, i])`` and its weights zero, so every
+        conditional starts as its dimension's marginal fit, whatever x_{<i}
+        and c are (the conditions are not used). Beyond ``init_examples``
+        examples the fits use that many drawn at random (torch's global
+        generator), which bounds the EM's cost (about 0.4 CPU-s per dimension).
+        """
+        flat = self.conditional.validate(x, self.event_shape).reshape(-1, self.dim)
+        if len(flat) == 0:
+            raise InvalidInput("MADEModel.initialize_from_data: got no examples")
+        if len(flat) > self.init_examples:
+            flat = flat[torch.randperm(len(flat))[: self.init_examples]]
+        last = self.net.net[-1]
+        params = torch.stack([self.conditional.marginal_params(col) for col in flat.T])  # (D, k)
+        last.weight.zero_()
+        last.bias.copy_(params.reshape(-1))
 
     def _dtype(self) -> torch.dtype:
         return self.net.net[0].weight.dtype
