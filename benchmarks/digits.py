@@ -6,7 +6,8 @@ D = 64), rows [:1000] train, [1000:1350] validation (unused), [1350:] test
 ``probgen.models.build_model("name", Digits.spec, **options)``, so density
 models (flows) are ``Dequantized`` and see y = (x + u)/17 ∈ [0, 1)^64, while
 the VAE (discretised-logistic decoder), MADE and PixelCNN (categorical
-conditionals) and DDPM (its own dequantization) model the levels directly.
+conditionals), DDPM and flow matching (their own dequantization to [−1, 1],
+the same U-Net) model the levels directly.
 
 Recipe: float32, Adam (lr 1e-3), batches of 128 drawn with replacement from
 the training split, trained on ``model.loss`` until ``--budget`` CPU-seconds
@@ -28,6 +29,8 @@ P(x) on {0, …, 16}^64 (bits/dim = NLL / (64 ln 2), the convention of
                over ``--draws`` draws of u per image
     ddpm       probability-flow ODE (Hutchinson trace, dequantized: an upper
                bound) and the variational bound (VLB, discretised decoder)
+    flow_matching   the flow's ODE (linear path, velocity U-Net, independent
+               coupling; Hutchinson trace, dequantized like DDPM: an upper bound)
 
 Each row gives the mean over test images with its standard error. Writes a
 table and ``benchmarks/results/digits.json``.
@@ -82,6 +85,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "maf": {"transforms": 8, "hidden": [256, 256]},
     "nsf": {"transforms": 5, "hidden": [256, 256], "bins": 8},
     "ddpm": {"chain_steps": 1000, "sample_steps": 1000},
+    "flow_matching": {},
 }
 """Options passed to ``build_model`` for each family."""
 
@@ -96,7 +100,11 @@ class DiffusionLikelihood(LogLikelihoodEstimator):
         return "bound"  # both methods bound the discrete log P(x) (see the module docstring)
 
     def __call__(
-        self, model: GenerativeModel, x: Tensor, generator: torch.Generator | None
+        self,
+        model: GenerativeModel,
+        x: Tensor,
+        generator: torch.Generator | None,
+        condition: Tensor | None = None,
     ) -> Tensor:
         return self.method(model.denoiser, x, model.levels, generator)
 
@@ -116,6 +124,11 @@ class Evaluation:
 
 def evaluations(name: str, args: argparse.Namespace) -> list[Evaluation]:
     """The figures reported for family ``name``."""
+    ode_hutchinson = Evaluation(
+        "ODE (Hutchinson)",
+        DiffusionLikelihood(ODELikelihood(HutchinsonDivergence())),
+        n_test=args.diffusion_n_test,
+    )
     table: dict[str, Callable[[], list[Evaluation]]] = {
         "vae": lambda: [
             Evaluation("ELBO", ELBOBound(1)),
@@ -124,17 +137,14 @@ def evaluations(name: str, args: argparse.Namespace) -> list[Evaluation]:
         "made": lambda: [Evaluation("exact", ModelLogProb())],
         "pixelcnn": lambda: [Evaluation("exact", ModelLogProb())],
         "ddpm": lambda: [
-            Evaluation(
-                "ODE (Hutchinson)",
-                DiffusionLikelihood(ODELikelihood(HutchinsonDivergence())),
-                n_test=args.diffusion_n_test,
-            ),
+            ode_hutchinson,
             Evaluation(
                 "VLB",
                 DiffusionLikelihood(VLBLikelihood(MODELS["ddpm"]["chain_steps"])),
                 n_test=args.diffusion_n_test,
             ),
         ],
+        "flow_matching": lambda: [ode_hutchinson],
     }
     dequantized = [Evaluation(f"dequantized bound, {args.draws} draws", ModelLogProb(), args.draws)]
     return table.get(name, lambda: dequantized)()
@@ -231,7 +241,8 @@ def main() -> None:
         "--diffusion-n-test",
         type=int,
         default=None,
-        help="first test images for the DDPM figures (the VLB costs 1000 passes; default all)",
+        help="first test images for the DDPM and flow-matching figures (the VLB costs 1000 "
+        "passes; default all)",
     )
     parser.add_argument("--eval-batch", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)

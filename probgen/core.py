@@ -191,8 +191,8 @@ def check_input(
         return x
     if not x.is_floating_point():
         raise InvalidInput(f"{name}: expected a floating-point tensor, got {x.dtype}")
-    bad = (~torch.isfinite(x)).sum().item()
-    if bad:
+    if not bool(torch.isfinite(x).all()):  # counted only for the message
+        bad = (~torch.isfinite(x)).sum().item()
         raise InvalidInput(f"{name}: contains {bad} non-finite value(s) (NaN or inf)")
     return x
 
@@ -268,11 +268,22 @@ class GenerativeModel(nn.Module, abc.ABC):
             f"{self.likelihood.value}); use a sample-based metric instead"
         )
 
+    def player_names(self) -> tuple[str, ...]:
+        """The names of ``players()``, without collecting their parameters.
+
+        ``("model",)`` unless a subclass overrides ``players``. ``loss`` checks its
+        ``player`` against these on every call, where listing the parameters would
+        walk the whole module tree (about 0.1 ms a step for a 3-layer MLP).
+        """
+        if type(self).players is GenerativeModel.players:
+            return ("model",)
+        return tuple(self.players())
+
     def _check_player(self, player: str) -> None:
-        if player not in self.players():
+        names = self.player_names()
+        if player not in names:
             raise UnknownPlayer(
-                f"{type(self).__name__} has no player {player!r}; "
-                f"its players are {sorted(self.players())}"
+                f"{type(self).__name__} has no player {player!r}; its players are {sorted(names)}"
             )
 
     def _check(self, x: Any, *, name: str = "x", integer: bool = False) -> Tensor:

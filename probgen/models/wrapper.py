@@ -26,6 +26,10 @@ class DataWrapper(GenerativeModel):
         """The inner model's players and their parameters."""
         return self.model.players()
 
+    def player_names(self) -> tuple[str, ...]:
+        """The inner model's player names."""
+        return self.model.player_names()
+
     @property  # type: ignore[override]
     def condition_spec(self) -> ConditionSpec | None:
         """The inner model's condition (the wrapper passes it through)."""

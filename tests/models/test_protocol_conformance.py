@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from probgen.core import DataSpec, IntractableLikelihood, InvalidInput, Likelihood
+from probgen.core import DataSpec, IntractableLikelihood, InvalidInput, Likelihood, UnknownPlayer
 from probgen.registry import MODELS
 
 SPECS = (
@@ -66,6 +66,9 @@ def test_registered_model_honours_the_protocol(name: str, tmp_path, dtype: torch
 
     players = model.players()
     assert players, "a model has at least one player"
+    assert model.player_names() == tuple(players)  # what loss checks its player against
+    with pytest.raises(UnknownPlayer):
+        model.loss(x, "nobody")
     for player, params in players.items():
         model.zero_grad(set_to_none=True)
         loss = model.loss(x, player)

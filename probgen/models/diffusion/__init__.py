@@ -64,6 +64,7 @@ from probgen.models.diffusion.parametrizations import (
     NoisePrediction,
     Prediction,
     ScorePrediction,
+    TimeReversed,
     VelocityPrediction,
 )
 from probgen.models.diffusion.preconditioning import EDMPreconditioning
@@ -165,6 +166,7 @@ __all__ = [
     "SigmaSquaredWeighting",
     "SubVariancePreserving",
     "TimeGrid",
+    "TimeReversed",
     "UniformGrid",
     "VLBLikelihood",
     "VarianceExploding",

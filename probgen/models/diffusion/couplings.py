@@ -54,6 +54,14 @@ __all__ = [
 ]
 
 
+def _check_pair(x0: Tensor, noise: Tensor) -> None:
+    if x0.shape != noise.shape:
+        raise InvalidInput(
+            f"coupling: expected data and noise of one shape, got {tuple(x0.shape)} "
+            f"and {tuple(noise.shape)}"
+        )
+
+
 class Coupling(abc.ABC):
     """A pairing of data x_0 (B, *event) with noise ε (B, *event): the noise index j (B,)."""
 
@@ -66,14 +74,10 @@ class Coupling(abc.ABC):
     ) -> Tensor:
         """j (B,) such that (x0[i], noise[j[i]]) are the pairs; within groups of equal
         ``features`` (B, F) rows when given."""
-        if x0.shape != noise.shape:
-            raise InvalidInput(
-                f"coupling: expected data and noise of one shape, got {tuple(x0.shape)} "
-                f"and {tuple(noise.shape)}"
-            )
-        index = torch.arange(x0.shape[0], device=x0.device)
+        _check_pair(x0, noise)
         if features is None:
             return self.pair(flatten_events(x0), flatten_events(noise), generator)
+        index = torch.arange(x0.shape[0], device=x0.device)
         groups = torch.unique(features, dim=0, return_inverse=True)[1]  # (B,)
         for g in range(int(groups.max()) + 1 if len(groups) else 0):
             rows = (groups == g).nonzero().squeeze(1)
@@ -81,6 +85,16 @@ class Coupling(abc.ABC):
                 j = self.pair(flatten_events(x0[rows]), flatten_events(noise[rows]), generator)
                 index[rows] = rows[j]
         return index
+
+    def paired_noise(
+        self,
+        x0: Tensor,
+        noise: Tensor,
+        features: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The noise re-indexed to its partners, ε_{j(i)} (B, *event)."""
+        return noise[self(x0, noise, features, generator)]
 
     @abc.abstractmethod
     def pair(self, x0: Tensor, noise: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -92,6 +106,17 @@ class IndependentCoupling(Coupling):
 
     def pair(self, x0: Tensor, noise: Tensor, generator: torch.Generator | None) -> Tensor:
         return torch.arange(x0.shape[0], device=x0.device)
+
+    def paired_noise(
+        self,
+        x0: Tensor,
+        noise: Tensor,
+        features: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The noise as drawn (no index, no copy: j is the identity)."""
+        _check_pair(x0, noise)
+        return noise
 
 
 def _cost(x0: Tensor, noise: Tensor) -> Tensor:

@@ -195,7 +195,7 @@ class FlowMatching(Objective):
         self, denoiser: Denoiser, x0: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-        noise = noise[self.coupling(x0, noise, denoiser.features, generator)]
+        noise = self.coupling.paired_noise(x0, noise, denoiser.features, generator)
         return self.on_pairs(denoiser, x0, noise, generator)
 
     def on_pairs(

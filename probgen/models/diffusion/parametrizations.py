@@ -46,6 +46,7 @@ __all__ = [
     "NoisePrediction",
     "Prediction",
     "ScorePrediction",
+    "TimeReversed",
     "VelocityPrediction",
 ]
 
@@ -269,3 +270,29 @@ class VelocityPrediction(NetworkDenoiser):
 
     def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Prediction:
         return self.from_velocity(x, t, self._output(x, t, condition))
+
+
+class TimeReversed(nn.Module):
+    """A velocity network of the other time convention, read in probgen's: (B, *event), (B,).
+
+    TorchCFM, Meta's flow_matching and most flow-matching code put the noise at
+    s = 0 and the data at s = 1, x_s = s x_0 + (1 − s) ε, and learn
+    u(x, s) ≈ dx_s/ds = E[x_0 − ε | x_s = x]. probgen's ``LinearPath`` is the same
+    family of paths with t = 1 − s (noise at t = 1), so dx/dt = −dx/ds and
+
+        v(x, t) = −u(x, 1 − t),
+
+    the field ``VelocityPrediction(TimeReversed(net), LinearPath())`` samples and
+    scores (the ODE likelihood) exactly as ``net`` does in its own library.
+    ``net(x, s)`` takes x (B, *event) and times s (B,) and returns (B, *event).
+
+    Reference: Lipman et al. (2023), "Flow matching for generative modeling",
+    eq. (20)-(23) (noise at 0); Liu, Gong & Liu (2023), "Flow straight and fast".
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return -self.net(x, 1.0 - t)

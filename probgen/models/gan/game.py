@@ -173,6 +173,10 @@ class AdversarialGame(GenerativeModel):
             "critic": list(self.critic.parameters()),
         }
 
+    def player_names(self) -> tuple[str, ...]:
+        """``("generator", "critic")``, the keys of ``players()``."""
+        return ("generator", "critic")
+
     def loss(self, x: Tensor, player: str = "model", condition: Tensor | None = None) -> Tensor:
         """The objective ``player`` minimises on a data batch ``x`` (B, *event_shape).
 
