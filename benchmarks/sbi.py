@@ -186,27 +186,57 @@ def score(samples: Tensor, reference: Tensor, n: int, seed: int) -> list[float]:
     return [c2st(s[:n], r[:n], seed=seed).value for s, r in zip(samples, reference, strict=True)]
 
 
-def run_pair(args: argparse.Namespace, task: str, budget: int, seed: int, flip: bool) -> dict:
-    """Both sides on one (task, budget, seed), in the order A B or B A."""
+def side_files(args: argparse.Namespace, task: str, budget: int, seed: int, side: str):
+    """Where one side's posterior samples (.npy) and training record (.json) are kept."""
+    stem = args.samples_dir / f"{task}_{budget}_{seed}_{side}"
+    return stem.with_suffix(".npy"), stem.with_suffix(".json")
+
+
+def train_side(args: argparse.Namespace, task: str, budget: int, seed: int, side: str) -> dict:
+    """One side's training record; its samples saved beside it (kept files are reused)."""
+    samples_file, record_file = side_files(args, task, budget, seed, side)
+    if samples_file.is_file() and record_file.is_file():  # a cut run resumes here
+        return json.loads(record_file.read_text())
     pairs = args.data / task / f"pairs_{budget}_{seed}.npz"
-    obs = torch.from_numpy(np.load(args.data / task / "observations.npy"))
-    reference = torch.from_numpy(np.load(args.data / task / "reference.npy"))
+    if side == "sbi":
+        record = sbi_side(args, task, pairs, seed)
+    else:
+        obs = torch.from_numpy(np.load(args.data / task / "observations.npy"))
+        record = probgen_side(args, side.removeprefix("probgen-"), task, pairs, obs, seed)
+    samples = record.pop("samples").double().numpy()
+    samples_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = samples_file.with_name(samples_file.name + ".tmp.npy")
+    np.save(tmp, samples)
+    os.replace(tmp, samples_file)
+    record["load_average"] = os.getloadavg()
+    write(record_file, record)
+    return record
+
+
+def score_side(args: argparse.Namespace, row: dict, side: str) -> None:
+    """The C2ST of one side's saved samples against the reference, into ``row[side]``."""
+    reference = torch.from_numpy(np.load(args.data / row["task"] / "reference.npy"))
+    samples_file, _ = side_files(args, row["task"], row["budget"], row["seed"], side)
+    start = time.process_time()
+    samples = torch.from_numpy(np.load(samples_file))
+    per_obs = score(samples, reference, args.c2st_samples, row["seed"])
+    record = row[side]
+    record["c2st_per_observation"] = per_obs
+    record["c2st"] = float(np.mean(per_obs))
+    record["c2st_samples"] = args.c2st_samples
+    record["c2st_cpu_seconds"] = time.process_time() - start
+
+
+def run_pair(args: argparse.Namespace, task: str, budget: int, seed: int, flip: bool) -> dict:
+    """Both sides on one (task, budget, seed), in the order A B or B A; scored unless told not."""
     order = [f"probgen-{family}" for family in args.families] + ["sbi"]
     order = order[::-1] if flip else order
-    sides: dict[str, dict] = {}
-    for side in order:
-        if side == "sbi":
-            sides[side] = sbi_side(args, task, pairs, seed)
-        else:
-            sides[side] = probgen_side(args, side.removeprefix("probgen-"), task, pairs, obs, seed)
     row: dict[str, Any] = {"task": task, "budget": budget, "seed": seed, "order": order}
-    for side, record in sides.items():
-        start = time.process_time()
-        per_obs = score(record.pop("samples"), reference, args.c2st_samples, seed)
-        record["c2st_per_observation"] = per_obs
-        record["c2st"] = float(np.mean(per_obs))
-        record["c2st_cpu_seconds"] = time.process_time() - start
-        row[side] = record
+    for side in order:
+        row[side] = train_side(args, task, budget, seed, side)
+    if args.phase == "all":
+        for side in order:
+            score_side(args, row, side)
     return row
 
 
@@ -218,7 +248,7 @@ def table(rows: list[dict], families: list[str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["task"], f"{r['budget']:,}", str(r["seed"])]
-        cells += [f"{r[s]['c2st']:.3f}" for s in sides]
+        cells += [f"{r[s]['c2st']:.3f}" if "c2st" in r[s] else "—" for s in sides]
         cells += [
             f"{r[s]['train_cpu_seconds']:.1f} ({r[s]['train_wall_seconds']:.0f})" for s in sides
         ]
@@ -232,6 +262,19 @@ def write(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2))
     os.replace(tmp, path)
+
+
+def score_rows(args: argparse.Namespace) -> None:
+    """The C2ST of every side of every row in ``args.out`` not yet scored at this size."""
+    payload = json.loads(args.out.read_text())
+    for row in payload["rows"]:
+        for side in row["order"]:
+            if row[side].get("c2st_samples") != args.c2st_samples:
+                score_side(args, row, side)
+                payload["recipe"]["c2st_samples"] = args.c2st_samples
+                write(args.out, payload)  # after every side: a cut run keeps what it scored
+        print(table([row], payload["recipe"]["families"]).splitlines()[-1], flush=True)
+    print(f"wrote {args.out}")
 
 
 def main() -> None:
@@ -252,9 +295,24 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10_000, help="posterior draws per x_o")
     parser.add_argument("--c2st-samples", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=RESULTS / "sbi.json")
+    parser.add_argument(
+        "--phase",
+        choices=("all", "train", "score"),
+        default="all",
+        help="train: train and sample, save (no C2ST); score: the C2ST of the rows in --out",
+    )
+    parser.add_argument(
+        "--samples-dir",
+        type=Path,
+        default=Path("/work/sbi-bench/samples"),
+        help="each side's samples and training record; kept files are reused, not retrained",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float32)
+    if args.phase == "score":
+        score_rows(args)
+        return
     prepare(args)
     rows: list[dict] = []
     payload: dict[str, Any] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -11,8 +12,10 @@ import yaml
 from probgen.core import DataSpec, InvalidInput
 from probgen.data.base import ArrayDataset
 from probgen.data.merged import MergedTraining
+from probgen.models import build_model
 from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit, load_run
-from probgen.train.config import load_config
+from probgen.train.config import SMALL_DATA, load_config
+from probgen.train.refit import refits
 
 SMALL = {"n_train": 64, "n_validation": 128, "n_test": 64}
 
@@ -98,3 +101,14 @@ def test_merged_training_keeps_rows_and_conditions_paired():
     x, c = merged.draw("train", 500, torch.Generator().manual_seed(1))
     assert torch.equal(c, (x[:, 0] % 3).long()) and x.max() < 2000
     assert torch.equal(merged.conditions("train"), torch.cat(labels[:2]))
+
+
+def test_auto_refits_only_small_data_and_true_refits_any_finite_data():
+    spec = DataSpec((1,), condition=None)
+    model = build_model("maf", spec, hidden=[4])
+    forced = TrainConfig(early_stopping=True)
+    for n, expected in ((SMALL_DATA, True), (SMALL_DATA + 1, False)):
+        data = ArrayDataset(torch.zeros(n, 1), torch.zeros(8, 1), torch.zeros(8, 1), spec)
+        assert refits(forced, data, model) is expected
+        assert refits(dataclasses.replace(forced, refit=True), data, model) is True
+        assert refits(dataclasses.replace(forced, refit=False), data, model) is False
