@@ -265,6 +265,13 @@ class GenerativeModel(nn.Module, abc.ABC):
         )
 
     def _check_player(self, player: str) -> None:
+        """Raise ``UnknownPlayer`` unless ``player`` is one of ``players()``.
+
+        Called on every training step: a model with the default single player
+        is checked without ``players()``, which lists every parameter.
+        """
+        if player == "model" and type(self).players is GenerativeModel.players:
+            return
         if player not in self.players():
             raise UnknownPlayer(
                 f"{type(self).__name__} has no player {player!r}; "

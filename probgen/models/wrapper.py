@@ -26,6 +26,10 @@ class DataWrapper(GenerativeModel):
         """The inner model's players and their parameters."""
         return self.model.players()
 
+    def _check_player(self, player: str) -> None:
+        """The inner model's check (its players are the wrapper's)."""
+        self.model._check_player(player)
+
     @property  # type: ignore[override]
     def condition_spec(self) -> ConditionSpec | None:
         """The inner model's condition (the wrapper passes it through)."""
