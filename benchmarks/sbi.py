@@ -224,6 +224,18 @@ def train_side(args: argparse.Namespace, task: str, budget: int, seed: int, side
     return record
 
 
+def gaussian_fit_kl(samples: np.ndarray, x_o: np.ndarray) -> float:
+    """KL(N(m, S) ‖ N(x_o/2, 0.05 I)) of the Gaussian fitted to samples (S, P) of gaussian_linear.
+
+    With prior N(0, 0.1 I) and x | θ ~ N(θ, 0.1 I) the posterior is N(x_o/2, 0.05 I):
+    KL = ½ [tr S / v + ‖m − μ‖² / v − P + P log v − log det S], v = 0.05.
+    """
+    v, mean, cov = 0.05, samples.mean(0), np.cov(samples.T)
+    p = len(mean)
+    gap = float(((mean - x_o / 2) ** 2).sum())
+    return 0.5 * (np.trace(cov) / v + gap / v - p + p * np.log(v) - np.linalg.slogdet(cov)[1])
+
+
 def score_side(args: argparse.Namespace, row: dict, side: str) -> None:
     """The C2ST of one side's saved samples against the reference, into ``row[side]``."""
     reference = torch.from_numpy(np.load(args.data / row["task"] / "reference.npy"))
@@ -236,6 +248,10 @@ def score_side(args: argparse.Namespace, row: dict, side: str) -> None:
     record["c2st"] = float(np.mean(per_obs))
     record["c2st_samples"] = args.c2st_samples
     record["c2st_cpu_seconds"] = time.process_time() - start
+    if row["task"] == "gaussian_linear":  # the closed-form posterior, beside the C2ST
+        obs = np.load(args.data / "gaussian_linear" / "observations.npy")
+        kls = [gaussian_fit_kl(s, o) for s, o in zip(samples.numpy(), obs, strict=True)]
+        record["gaussian_fit_kl"] = float(np.mean(kls))
 
 
 def run_pair(args: argparse.Namespace, task: str, budget: int, seed: int, flip: bool) -> dict:
