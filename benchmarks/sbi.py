@@ -24,8 +24,13 @@ best weights; one thread per process. probgen: the engine (``fit``) on the
 ``arrays`` data set of the file, each family of ``--families`` with the
 library's defaults (NSF: 5 autoregressive rational-quadratic spline layers,
 8 bins, MADE conditioners 64-64; MAF: 5 affine MADE layers, 64-64), the
-validation once per epoch. sbi: ``NPE(prior)`` with its default density estimator (an nflows
-MAF, 5 transforms of 50-50 tanh units). Samples outside the prior's support
+validation once per epoch and the library's ``refit: auto`` (on ≤ 10 000
+training pairs, i.e. at 10³ and 10⁴, the early-stopped run is followed by a
+fresh model trained for its best step count on training and validation
+together, and that refit is in the training time; ``--train-options
+'{"refit": false}'`` gives sbi's procedure exactly). sbi: ``NPE(prior)`` with
+its default density estimator (an nflows MAF, 5 transforms of 50-50 tanh
+units). Samples outside the prior's support
 (two_moons' box) are redrawn on both sides, as sbi's ``DirectPosterior`` does.
 Times are training only (no sampling), in CPU seconds (``time.process_time``
 of the training process) and wall seconds; the sides alternate (A B, B A, …)
@@ -34,6 +39,11 @@ so machine load falls on both.
 ``--c2st-samples`` posterior and reference rows per observation go into each
 C2ST (sbibm uses 10 000; fewer weaken the classifier equally on both sides and
 cost much less: the MLP runs up to 1000 epochs when the sets are close).
+``--phase train`` trains and samples every side and writes ``--out`` without
+C2ST; ``--phase score`` then adds the C2ST of the rows in ``--out``, in a
+process of its own. Each side's samples and training record are kept in
+``--samples-dir``; a side whose files exist there is not retrained, so a cut
+run resumes where it stopped.
 
     OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. .venv/bin/python benchmarks/sbi.py \\
         --sbibm-python /work/venvs/sbibm/bin/python --sbi-python /work/venvs/sbi/bin/python
@@ -131,6 +141,7 @@ def probgen_side(
         threads=1,
         device="cpu",
         log_every=10**6,
+        **args.train_options,
     )
     data = {"path": str(pairs), "conditions": str(pairs), "validation": VALIDATION, "test": 0.0}
     config = RunConfig(
@@ -186,27 +197,73 @@ def score(samples: Tensor, reference: Tensor, n: int, seed: int) -> list[float]:
     return [c2st(s[:n], r[:n], seed=seed).value for s, r in zip(samples, reference, strict=True)]
 
 
-def run_pair(args: argparse.Namespace, task: str, budget: int, seed: int, flip: bool) -> dict:
-    """Both sides on one (task, budget, seed), in the order A B or B A."""
+def side_files(args: argparse.Namespace, task: str, budget: int, seed: int, side: str):
+    """Where one side's posterior samples (.npy) and training record (.json) are kept."""
+    stem = args.samples_dir / f"{task}_{budget}_{seed}_{side}"
+    return stem.with_suffix(".npy"), stem.with_suffix(".json")
+
+
+def train_side(args: argparse.Namespace, task: str, budget: int, seed: int, side: str) -> dict:
+    """One side's training record; its samples saved beside it (kept files are reused)."""
+    samples_file, record_file = side_files(args, task, budget, seed, side)
+    if samples_file.is_file() and record_file.is_file():  # a cut run resumes here
+        return json.loads(record_file.read_text())
     pairs = args.data / task / f"pairs_{budget}_{seed}.npz"
-    obs = torch.from_numpy(np.load(args.data / task / "observations.npy"))
-    reference = torch.from_numpy(np.load(args.data / task / "reference.npy"))
+    if side == "sbi":
+        record = sbi_side(args, task, pairs, seed)
+    else:
+        obs = torch.from_numpy(np.load(args.data / task / "observations.npy"))
+        record = probgen_side(args, side.removeprefix("probgen-"), task, pairs, obs, seed)
+    samples = record.pop("samples").double().numpy()
+    samples_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = samples_file.with_name(samples_file.name + ".tmp.npy")
+    np.save(tmp, samples)
+    os.replace(tmp, samples_file)
+    record["load_average"] = os.getloadavg()
+    write(record_file, record)
+    return record
+
+
+def gaussian_fit_kl(samples: np.ndarray, x_o: np.ndarray) -> float:
+    """KL(N(m, S) ‖ N(x_o/2, 0.05 I)) of the Gaussian fitted to samples (S, P) of gaussian_linear.
+
+    With prior N(0, 0.1 I) and x | θ ~ N(θ, 0.1 I) the posterior is N(x_o/2, 0.05 I):
+    KL = ½ [tr S / v + ‖m − μ‖² / v − P + P log v − log det S], v = 0.05.
+    """
+    v, mean, cov = 0.05, samples.mean(0), np.cov(samples.T)
+    p = len(mean)
+    gap = float(((mean - x_o / 2) ** 2).sum())
+    return 0.5 * (np.trace(cov) / v + gap / v - p + p * np.log(v) - np.linalg.slogdet(cov)[1])
+
+
+def score_side(args: argparse.Namespace, row: dict, side: str) -> None:
+    """The C2ST of one side's saved samples against the reference, into ``row[side]``."""
+    reference = torch.from_numpy(np.load(args.data / row["task"] / "reference.npy"))
+    samples_file, _ = side_files(args, row["task"], row["budget"], row["seed"], side)
+    start = time.process_time()
+    samples = torch.from_numpy(np.load(samples_file))
+    per_obs = score(samples, reference, args.c2st_samples, row["seed"])
+    record = row[side]
+    record["c2st_per_observation"] = per_obs
+    record["c2st"] = float(np.mean(per_obs))
+    record["c2st_samples"] = args.c2st_samples
+    record["c2st_cpu_seconds"] = time.process_time() - start
+    if row["task"] == "gaussian_linear":  # the closed-form posterior, beside the C2ST
+        obs = np.load(args.data / "gaussian_linear" / "observations.npy")
+        kls = [gaussian_fit_kl(s, o) for s, o in zip(samples.numpy(), obs, strict=True)]
+        record["gaussian_fit_kl"] = float(np.mean(kls))
+
+
+def run_pair(args: argparse.Namespace, task: str, budget: int, seed: int, flip: bool) -> dict:
+    """Both sides on one (task, budget, seed), in the order A B or B A; scored unless told not."""
     order = [f"probgen-{family}" for family in args.families] + ["sbi"]
     order = order[::-1] if flip else order
-    sides: dict[str, dict] = {}
-    for side in order:
-        if side == "sbi":
-            sides[side] = sbi_side(args, task, pairs, seed)
-        else:
-            sides[side] = probgen_side(args, side.removeprefix("probgen-"), task, pairs, obs, seed)
     row: dict[str, Any] = {"task": task, "budget": budget, "seed": seed, "order": order}
-    for side, record in sides.items():
-        start = time.process_time()
-        per_obs = score(record.pop("samples"), reference, args.c2st_samples, seed)
-        record["c2st_per_observation"] = per_obs
-        record["c2st"] = float(np.mean(per_obs))
-        record["c2st_cpu_seconds"] = time.process_time() - start
-        row[side] = record
+    for side in order:
+        row[side] = train_side(args, task, budget, seed, side)
+    if args.phase == "all":
+        for side in order:
+            score_side(args, row, side)
     return row
 
 
@@ -218,7 +275,7 @@ def table(rows: list[dict], families: list[str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["task"], f"{r['budget']:,}", str(r["seed"])]
-        cells += [f"{r[s]['c2st']:.3f}" for s in sides]
+        cells += [f"{r[s]['c2st']:.3f}" if "c2st" in r[s] else "—" for s in sides]
         cells += [
             f"{r[s]['train_cpu_seconds']:.1f} ({r[s]['train_wall_seconds']:.0f})" for s in sides
         ]
@@ -232,6 +289,19 @@ def write(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2))
     os.replace(tmp, path)
+
+
+def score_rows(args: argparse.Namespace) -> None:
+    """The C2ST of every side of every row in ``args.out`` not yet scored at this size."""
+    payload = json.loads(args.out.read_text())
+    for row in payload["rows"]:
+        for side in row["order"]:
+            if row[side].get("c2st_samples") != args.c2st_samples:
+                score_side(args, row, side)
+                payload["recipe"]["c2st_samples"] = args.c2st_samples
+                write(args.out, payload)  # after every side: a cut run keeps what it scored
+        print(table([row], payload["recipe"]["families"]).splitlines()[-1], flush=True)
+    print(f"wrote {args.out}")
 
 
 def main() -> None:
@@ -249,12 +319,33 @@ def main() -> None:
         default={},
         help='JSON per family, e.g. {"nsf": {"transforms": 5}}',
     )
+    parser.add_argument(
+        "--train-options",
+        type=json.loads,
+        default={},
+        help='JSON of probgen TrainConfig keys over the recipe, e.g. {"refit": false}',
+    )
     parser.add_argument("--samples", type=int, default=10_000, help="posterior draws per x_o")
     parser.add_argument("--c2st-samples", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=RESULTS / "sbi.json")
+    parser.add_argument(
+        "--phase",
+        choices=("all", "train", "score"),
+        default="all",
+        help="train: train and sample, save (no C2ST); score: the C2ST of the rows in --out",
+    )
+    parser.add_argument(
+        "--samples-dir",
+        type=Path,
+        default=Path("/work/sbi-bench/samples"),
+        help="each side's samples and training record; kept files are reused, not retrained",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float32)
+    if args.phase == "score":
+        score_rows(args)
+        return
     prepare(args)
     rows: list[dict] = []
     payload: dict[str, Any] = {
@@ -262,7 +353,8 @@ def main() -> None:
         "recipe": {
             "batch": BATCH, "lr": LR, "grad_clip": CLIP, "validation": VALIDATION,
             "patience_epochs": PATIENCE, "families": args.families,
-            "family_options": args.family_options, "samples": args.samples,
+            "family_options": args.family_options, "train_options": args.train_options,
+            "samples": args.samples,
             "c2st_samples": args.c2st_samples, "observations": 10,
             "command": " ".join(sys.argv),
         },

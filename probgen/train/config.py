@@ -92,7 +92,8 @@ class TrainConfig:
     split of at most ``SMALL_DATA`` examples and a model with a likelihood)
     stops after ``patience`` validations without a better validation NLL and
     keeps the best weights. ``refit`` (``auto``: whenever early stopping is on,
-    the training split is finite and there is no ``time_budget``) then trains a
+    the training split is finite with at most ``SMALL_DATA`` examples and there
+    is no ``time_budget``) then trains a
     fresh model for the chosen number of steps on ``splits`` = training and
     validation together (``probgen.train.refit``); ``splits`` lists the splits
     a run trains on, ``[train]`` by default.

@@ -179,6 +179,7 @@ def validation_nll(state: TrainState, max_examples: int, batch_size: int) -> dic
         return {}
     data = state.dataset.split("validation")[:max_examples]
     conditions = state.dataset.conditions("validation")
+    conditions = None if conditions is None else conditions[:max_examples]  # the rows of data
     rows = range(0, len(data), batch_size)
     was_training = model.training
     model.eval()

@@ -14,9 +14,13 @@ everything" of cross-validation; Hastie, Tibshirani & Friedman 2009, §7.10).
                          train.steps = S*, early stopping off; config.yaml reruns it
 
 ``train.refit: auto`` (the default) refits whenever early stopping is on, the
-training split is finite and the run has no ``time_budget`` (a budget is for
-the whole run; a second phase would overrun it). A resumed run skips a
-finished selection and resumes whichever phase was running.
+training split is finite and small (at most ``SMALL_DATA`` examples, where
+early stopping's ``auto`` is on too) and the run has no ``time_budget`` (a
+budget is for the whole run; a second phase would overrun it). On more data
+the held-out share adds little while the refit costs about as much as the
+selection (S* of its S* + patience · interval rounds), so ``auto`` stops there;
+``refit: true`` still refits. A resumed run skips a finished selection and
+resumes whichever phase was running.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from probgen.core import GenerativeModel, InvalidInput
 from probgen.data.base import Dataset
 from probgen.data.merged import MergedTraining
-from probgen.train.config import RunConfig, TrainConfig, atomic_write_text
+from probgen.train.config import SMALL_DATA, RunConfig, TrainConfig, atomic_write_text
 from probgen.train.early_stopping import early_stopping_for
 
 if TYPE_CHECKING:
@@ -51,11 +55,13 @@ def refits(config: TrainConfig, dataset: Dataset, model: GenerativeModel) -> boo
     if config.refit is False or tuple(config.splits) != ("train",):
         return False
     stops = early_stopping_for(config, dataset, model) is not None
-    finite = dataset.train_size is not None
-    if config.refit is True and not (stops and finite):
+    n = dataset.train_size
+    if config.refit is True and not (stops and n is not None):
         why = "early stopping is off" if not stops else "the training split is infinite"
         raise InvalidInput(f"train.refit: true needs early stopping on finite data; {why}")
-    return stops and finite and (config.refit is True or config.time_budget is None)
+    if config.refit is True:
+        return True
+    return stops and n is not None and n <= SMALL_DATA and config.time_budget is None
 
 
 def select_then_refit(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from probgen.core import DataSpec, InvalidInput, Likelihood, OutOfRangeWarning
+from probgen.core import DataSpec, InvalidInput, Likelihood, OutOfRangeWarning, UnknownPlayer
 from probgen.distributions import make_shape
 from probgen.models import Standardized, build_model, fit_standardization
 from probgen.models.gaussian import GaussianModel
@@ -168,3 +168,19 @@ def test_bounds_and_log_partition_follow_the_map() -> None:
     assert not hasattr(build_model("maf", SPEC, train_data=x), "iwae_bound")
     ebm = build_model("ebm", SPEC, train_data=x, hidden=(8,))
     assert ebm.partition_model is ebm.model
+
+
+def test_a_training_step_checks_the_player_without_listing_every_parameter(monkeypatch) -> None:
+    model = build_model("maf", SPEC, train_data=_data(), hidden=[8])
+    assert isinstance(model, Standardized)
+    x = _data(16)
+    expected = model.loss(x)
+
+    def listed(*args, **kwargs):
+        raise AssertionError("players() listed the parameters")
+
+    monkeypatch.setattr(type(model.model), "parameters", listed)
+    torch.testing.assert_close(model.loss(x), expected, rtol=0, atol=0)  # the step's loss
+    monkeypatch.undo()
+    with pytest.raises(UnknownPlayer, match="critic"):
+        model.loss(x, "critic")

@@ -7,7 +7,10 @@ import math
 import torch
 import yaml
 
-from probgen.models import Standardized
+from probgen.conditions import ConditionSpec
+from probgen.core import DataSpec
+from probgen.data.base import ArrayDataset
+from probgen.models import Standardized, build_model
 from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit, load_run
 from probgen.train.engine import validation_nll
 
@@ -87,3 +90,17 @@ def test_the_model_before_training_is_a_candidate(tmp_path) -> None:
     records = _val_records(result.history)
     assert records[0][0] == 0 and result.best_step == 0
     assert result.steps == 3 * 10 and result.stop_reason == "early_stopping"
+
+
+def test_validation_nll_of_the_first_rows_keeps_their_conditions() -> None:
+    spec = DataSpec((2,), condition=ConditionSpec(shape=(1,)))
+    g = torch.Generator().manual_seed(0)
+    x, c = torch.randn(100, 2, generator=g), torch.randn(100, 1, generator=g)
+    data = ArrayDataset(x[:10], x, x[:10], spec, conditions=(c[:10], c, c[:10]))
+    model = build_model("maf", spec, hidden=[4]).eval()
+    state = type("S", (), {"model": model, "dataset": data})
+    # 70 of the 100 rows in batches of 32: the last batch has 6 rows and their 6 conditions
+    value = validation_nll(state, 70, 32)["val_nll"]
+    with torch.no_grad():
+        expected = -model.log_prob(x[:70], condition=c[:70]).mean().item()
+    assert math.isclose(value, expected, rel_tol=64 * torch.finfo(x.dtype).eps)

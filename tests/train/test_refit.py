@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -11,9 +12,11 @@ import yaml
 from probgen.core import DataSpec, InvalidInput
 from probgen.data.base import ArrayDataset
 from probgen.data.merged import MergedTraining
+from probgen.models import build_model
 from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit, load_run
-from probgen.train.config import load_config
+from probgen.train.config import SMALL_DATA, load_config
 from probgen.train.engine import build
+from probgen.train.refit import refits
 
 SMALL = {"n_train": 64, "n_validation": 128, "n_test": 64}
 
@@ -116,3 +119,14 @@ def test_a_selection_that_keeps_the_start_refits_for_zero_rounds(tmp_path):
     x = result.dataset.split("test")[:16]
     torch.testing.assert_close(result.model.log_prob(x), fresh.log_prob(x), rtol=0, atol=0)
     torch.testing.assert_close(reloaded.log_prob(x), fresh.log_prob(x), rtol=0, atol=0)
+
+
+def test_auto_refits_only_small_data_and_true_refits_any_finite_data():
+    spec = DataSpec((1,), condition=None)
+    model = build_model("maf", spec, hidden=[4])
+    forced = TrainConfig(early_stopping=True)
+    for n, expected in ((SMALL_DATA, True), (SMALL_DATA + 1, False)):
+        data = ArrayDataset(torch.zeros(n, 1), torch.zeros(8, 1), torch.zeros(8, 1), spec)
+        assert refits(forced, data, model) is expected
+        assert refits(dataclasses.replace(forced, refit=True), data, model) is True
+        assert refits(dataclasses.replace(forced, refit=False), data, model) is False
