@@ -90,7 +90,7 @@ from probgen.models.diffusion import (
 )
 from probgen.models.diffusion.samplers import solve_probability_flow
 from probgen.models.standardize import fit_standardization
-from probgen.train.config import TrainConfig
+from probgen.train.config import TrainConfig, atomic_write_text
 from probgen.train.optim import make_optimizers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -291,10 +291,7 @@ def write_result(runs: list[dict], versions: dict, args: argparse.Namespace) -> 
         "table": table_rows(runs, args.shapes, args.rows),
         "speed_ratios": speed_ratios(runs),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(args.out)
+    atomic_write_text(args.out, json.dumps(result, indent=1))
     return result
 
 

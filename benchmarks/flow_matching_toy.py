@@ -46,6 +46,7 @@ from probgen.divergences import MMD_SCALES, median_bandwidth, mmd
 from probgen.models import build_model
 from probgen.models.diffusion import distil, reflow, straightness
 from probgen.registry import DATASETS
+from probgen.train.config import atomic_write_text
 
 CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     "ddpm": ("ddpm", {}),
@@ -221,10 +222,7 @@ def main() -> None:
         "runs": runs,
         "table": table,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(args.out)
+    atomic_write_text(args.out, json.dumps(result, indent=1))
     print(f"wrote {args.out}")
 
 

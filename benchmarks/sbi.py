@@ -76,7 +76,7 @@ from torch import Tensor
 
 from probgen.evaluate.two_sample import c2st
 from probgen.train import fit
-from probgen.train.config import ComponentConfig, RunConfig, TrainConfig
+from probgen.train.config import ComponentConfig, RunConfig, TrainConfig, atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -285,10 +285,7 @@ def table(rows: list[dict], families: list[str]) -> str:
 
 def write(path: Path, payload: dict) -> None:
     """JSON written atomically (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2))
 
 
 def score_rows(args: argparse.Namespace) -> None:

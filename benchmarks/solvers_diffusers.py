@@ -51,6 +51,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from probgen.nn.time_embedding import TimeMLP
+from probgen.train.config import atomic_write_text
 
 HIDDEN = (128, 128, 128)
 CHAIN = 1000
@@ -354,10 +355,7 @@ def main() -> None:
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
         "timestamp": datetime.now(timezone.utc).isoformat(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(args.out)
+    atomic_write_text(args.out, json.dumps(report, indent=1))
     print(f"wrote {args.out}")
 
 

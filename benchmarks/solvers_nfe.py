@@ -67,6 +67,7 @@ from probgen.models.diffusion import (
     ProbabilityFlow,
 )
 from probgen.registry import DATASETS
+from probgen.train.config import atomic_write_text
 
 ROWS: list[tuple[str, DiffusionSampler, tuple[int, ...]]] = [
     ("ancestral", Ancestral(), (1000,)),
@@ -328,10 +329,7 @@ def write(args: argparse.Namespace, recipe: dict, table: list[dict], runs: list[
         "threads": torch.get_num_threads(),
         "timestamp": datetime.now(timezone.utc).isoformat(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(args.out)
+    atomic_write_text(args.out, json.dumps(report, indent=1))
     print(f"wrote {args.out}")
 
 
