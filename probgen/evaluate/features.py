@@ -66,15 +66,56 @@ def _check_levels(levels: object, name: str = "levels") -> int:
 
 
 class FlatFeatures(nn.Module):
-    """φ(x) = x flattened: (B, *event_shape) -> (B, D); ``num_features`` = D."""
+    """φ(x) = (flatten(x) − m) / s: (B, *event_shape) -> (B, D); ``num_features`` = D.
 
-    def __init__(self, event_shape: Sequence[int]) -> None:
+    With the default m = 0, s = 1 the features are the raw values. ``fitted``
+    sets m and s to a reference set's coordinate means and standard deviations,
+    which makes every feature metric of continuous vectors free of the data's
+    units: the Fréchet distance and KID of raw values change as s² and s⁶ when
+    the data are multiplied by s (KID's cubic kernel (aᵀb/D + 1)³ mixes powers
+    of the scale), and the k-NN balls of precision/recall are dominated by the
+    coordinate with the largest range. On standardised coordinates the
+    Fréchet distance is the W₂ between the Gaussian fits in units of the
+    reference's spread, and all three are unchanged by any per-coordinate
+    affine map applied to samples and reference alike.
+    """
+
+    def __init__(
+        self, event_shape: Sequence[int], loc: Tensor | None = None, scale: Tensor | None = None
+    ) -> None:
         super().__init__()
         self.event_shape = tuple(int(s) for s in event_shape)
         self.num_features = math.prod(self.event_shape)
+        d = self.num_features
+        loc = torch.zeros(d, dtype=torch.float64) if loc is None else loc
+        scale = torch.ones(d, dtype=torch.float64) if scale is None else scale
+        if loc.shape != (d,) or scale.shape != (d,):
+            raise InvalidInput(f"FlatFeatures: loc and scale must have shape ({d},)")
+        self.register_buffer("loc", loc.double())
+        self.register_buffer("scale", scale.double())
+
+    @classmethod
+    def fitted(cls, reference: Tensor) -> FlatFeatures:
+        """Standardised by ``reference`` (N, *event_shape): its coordinate means and sds.
+
+        A coordinate constant in the reference keeps s = 1 (it is only centred).
+        """
+        flat = flatten_events(reference).double()
+        if len(flat) < 2:
+            raise InvalidInput("FlatFeatures.fitted needs at least 2 reference rows")
+        scale = flat.std(dim=0)
+        return cls(reference.shape[1:], flat.mean(dim=0), torch.where(scale > 0, scale, 1.0))
+
+    @property
+    def standardized(self) -> bool:
+        """Whether m, s differ from 0, 1 (the features are not the raw values)."""
+        return bool((self.loc != 0).any() or (self.scale != 1).any())
 
     def forward(self, x: Tensor) -> Tensor:
-        return flatten_events(x)
+        flat = flatten_events(x)
+        if not self.standardized:
+            return flat
+        return ((flat.double() - self.loc) / self.scale).to(flat.dtype)
 
 
 class ClassifierFeatures(nn.Module):
@@ -254,5 +295,7 @@ def describe_features(net: nn.Module) -> str:
             f"(trained on {net.levels} levels, reading {net.input_levels})"
         )
     if isinstance(net, FlatFeatures):
+        if net.standardized:
+            return "the raw values, standardised by the reference's coordinate means and sds"
         return "the raw values"
     return f"{type(net).__name__}'s {getattr(net, 'num_features', '?')} features"

@@ -203,6 +203,10 @@ class Context:
 
         ``net`` None means ``default_features`` for the data: the data set's
         ``feature_net`` (or one chosen by event shape), reading the data's levels.
+        Where none ships and the data are continuous, the raw values are
+        standardised by the reference's coordinate means and standard deviations
+        (``FlatFeatures.fitted``), so the feature metrics do not depend on the
+        data's units; pixels with levels keep their common scale.
         """
         key = f"features:{id(net)}"
         if key not in self.cache:
@@ -210,6 +214,8 @@ class Context:
             if net is None:
                 spec, trained = self.dataset.spec, self.dataset.feature_net
                 net = default_features(spec.event_shape, levels=spec.levels, name=trained)
+                if isinstance(net, FlatFeatures) and spec.levels is None:
+                    net = FlatFeatures.fitted(self.reference)
                 provenance = _provenance(net, trained)
             note = f"features: {describe_features(net)}{provenance}"
             self.cache[key] = (

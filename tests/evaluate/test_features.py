@@ -136,7 +136,55 @@ def test_notes_for_raw_values_and_given_features() -> None:
     toy = ToyDataset("8gaussians", n_test=500)
     images = toy.split("test")
     assert _scores(toy, images).notes["fid"] == (
-        "features: the raw values (no feature network ships for this event shape)"
+        "features: the raw values, standardised by the reference's coordinate means and sds "
+        "(no feature network ships for this event shape)"
     )
     given = _scores(toy, images, features=FlatFeatures((2,)))
     assert given.notes["precision"] == "features: the raw values (given)"
+
+
+def test_fitted_flat_features_standardise_by_the_reference() -> None:
+    g = torch.Generator().manual_seed(0)
+    reference = torch.randn(400, 3, generator=g, dtype=torch.float64) * torch.tensor(
+        [2.0, 5.0, 0.0]
+    )
+    net = FlatFeatures.fitted(reference + torch.tensor([1.0, -3.0, 7.0]))
+    x = torch.randn(10, 3, generator=g, dtype=torch.float64)
+    m, s = reference.mean(0) + torch.tensor([1.0, -3.0, 7.0]), reference.std(0)
+    expected = (x - m) / torch.where(s > 0, s, torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(net(x), expected, rtol=0, atol=1e-14)
+    assert net.scale[2] == 1.0 and net.standardized and not FlatFeatures((3,)).standardized
+    torch.testing.assert_close(FlatFeatures((3,))(x), x, rtol=0, atol=0)
+    with pytest.raises(InvalidInput, match="at least 2 reference rows"):
+        FlatFeatures.fitted(reference[:1])
+
+
+@pytest.mark.parametrize(("scale", "shift"), [(1e-3, 0.0), (1e3, 0.0), (1.0, 1e3), (40.0, -5.0)])
+def test_feature_metrics_of_continuous_vectors_do_not_depend_on_units(
+    scale: float, shift: float
+) -> None:
+    """FID, KID and PRDC of raw 2-D vectors: a per-coordinate affine map of data and
+    samples alike leaves every figure unchanged (to rounding), as it does on the
+    standardised coordinates they are computed on. Raw, KID would change as scale⁶."""
+    toy = ToyDataset("8gaussians", n_train=500, n_validation=100, n_test=500)
+    samples = toy.split("test") + 1.0 * torch.randn(
+        500, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    )
+    a = torch.tensor([scale, 3 * scale], dtype=torch.float64)
+    moved = ArrayDataset(
+        *(a * toy.split(s) + shift for s in ("train", "validation", "test")), DataSpec((2,))
+    )
+    base = _scores(
+        ArrayDataset(*(toy.split(s) for s in ("train", "validation", "test")), DataSpec((2,))),
+        samples,
+    )
+    other = _scores(moved, a * samples + shift)
+    assert base["fid"].value > 0.02  # the samples are visibly noisier than the data
+    for key in FEATURE_KEYS:
+        torch.testing.assert_close(
+            torch.tensor(_value(other[key])), torch.tensor(_value(base[key])), rtol=1e-9, atol=1e-12
+        )
+
+
+def _value(result: object) -> float:
+    return float(getattr(result, "value", result))
