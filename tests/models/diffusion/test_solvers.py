@@ -74,6 +74,7 @@ class Calls(Denoiser):
         (Heun(), 19),  # the last step into t = 0 is Euler's
         (DPMSolver2M(), 10),
         (DPMSolver3M(), 10),
+        (DPMSolver3M(warm_start=True), 11),  # the 2S first step evaluates at its midpoint
         (Heun(KarrasGrid()), 19),
         (Midpoint(), 20),  # the last stage, at σ̃(0.1)/2, lies above t_min
         (Midpoint(LogSNRGrid()), 19),  # from t_min the stage would lie below it: Euler
@@ -84,6 +85,18 @@ def test_solvers_count_their_network_evaluations(solver, expected):
     result = solver.run(den, torch.randn(8, 2), 10, record_every=5)
     assert result.n_evaluations == den.calls == expected
     assert result.samples.shape == (8, 2) and result.trajectory.shape == (2, 8, 2)
+
+
+def test_warm_start_is_checked_and_leaves_the_first_order_cases_alone():
+    """``warm_start`` must be a bool; a one-step grid (below ``lower_order_final`` its
+    only step has order 1) stays DDIM with it."""
+    with pytest.raises(InvalidInput, match="warm_start: expected True or False"):
+        DPMSolver3M(warm_start=1)
+    den = gaussian(VarianceExploding())
+    x = 10 * torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(
+        DPMSolver3M(warm_start=True).run(den, x, 1).samples, DDIM().run(den, x, 1).samples
+    )
 
 
 def test_euler_and_first_order_dpm_solver_are_ddim():
