@@ -31,7 +31,6 @@ from probgen.models.diffusion import (
     ode_log_likelihood,
 )
 from probgen.models.diffusion.reference import MixtureReference
-from probgen.models.diffusion.samplers import probability_flow_velocity
 from probgen.nn.time_embedding import TimeMLP
 
 WEIGHTS = (0.3, 0.7)
@@ -70,13 +69,18 @@ def reference() -> MixtureReference:
 
 def noised(alpha: Tensor, sigma: Tensor) -> torch.distributions.MixtureSameFamily:
     """p_t in float64 for per-example α, σ (B,): a batch of B two-component mixtures."""
-    mu, cov = torch.tensor(MEANS, dtype=torch.float64), torch.tensor(COVARIANCES, dtype=torch.float64)
+    mu, cov = (
+        torch.tensor(MEANS, dtype=torch.float64),
+        torch.tensor(COVARIANCES, dtype=torch.float64),
+    )
     a, s = alpha.double()[:, None, None], sigma.double()[:, None, None]
     components = torch.distributions.MultivariateNormal(
         a * mu, a[..., None] ** 2 * cov + s[..., None] ** 2 * torch.eye(2, dtype=torch.float64)
     )
     weights = torch.tensor(WEIGHTS, dtype=torch.float64).expand(len(alpha), 2)
-    return torch.distributions.MixtureSameFamily(torch.distributions.Categorical(weights), components)
+    return torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(weights), components
+    )
 
 
 def exact_score(x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:

@@ -49,7 +49,6 @@ from probgen.models.diffusion.parametrizations import (
     ScorePrediction,
     VelocityPrediction,
 )
-from probgen.models.diffusion.reference import MixtureReference
 from probgen.models.diffusion.processes import (
     DDPMChain,
     ForwardProcess,
@@ -58,6 +57,7 @@ from probgen.models.diffusion.processes import (
     VarianceExploding,
     VariancePreserving,
 )
+from probgen.models.diffusion.reference import MixtureReference
 from probgen.models.diffusion.samplers import sampler_by_name
 from probgen.nn.time_embedding import TimeMLP
 from probgen.nn.unet import UNet

@@ -68,8 +68,7 @@ class MixtureReference(nn.Module):
         (a conditional model's reference is the mixture of the marginal p(x))."""
         if tuple(x.shape[1:]) != self.event_shape:
             raise InvalidInput(
-                f"MixtureReference: expected examples (N, {self.event_shape}), got "
-                f"{tuple(x.shape)}"
+                f"MixtureReference: expected examples (N, {self.event_shape}), got {tuple(x.shape)}"
             )
         self.mixture.initialize_from_data(x.flatten(1))
 
