@@ -23,6 +23,10 @@ random_state=0)``), the held-out log-likelihood per point averaged over all
 - ``realnvp+mixture``, ``maf+mixture``, ``nsf+mixture``: the flow over a learned
   Gaussian-mixture base started by EM with BIC's number of components
   (``base: mixture``); ``ensemble``: five of the MAF ones trained side by side.
+- ``ddpm+mixture``, ``score_sde+mixture``, ``flow_matching+mixture``: the network
+  predicts a residual on the exact prediction of a Gaussian mixture fitted by EM
+  with BIC's number of components (``reference: mixture``), so training starts at
+  the mixture's density (probability-flow ODE likelihood, exact divergence).
 - scikit-learn: ``GaussianMixture`` (full covariances) with k = 1..5 chosen by
   BIC on the whole training fold; SciPy: ``gaussian_kde`` with Scott's rule.
 
@@ -59,16 +63,21 @@ from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit
 
 FAMILIES = (
     "gaussian", "realnvp", "maf", "nsf", "realnvp+mixture", "maf+mixture", "nsf+mixture",
-    "ensemble", "made", "vae", "ddpm", "score_sde",
+    "ensemble", "made", "vae", "ddpm", "score_sde", "flow_matching", "ddpm+mixture",
+    "score_sde+mixture", "flow_matching+mixture",
 )  # fmt: skip
 VARIANTS: dict[str, tuple[str, dict]] = {
     "nsf+mixture": ("nsf", {"base": "mixture"}),
     "maf+mixture": ("maf", {"base": "mixture"}),
     "realnvp+mixture": ("realnvp", {"base": "mixture"}),
     "ensemble": ("ensemble", {"family": "maf", "members": 5, "base": "mixture"}),
+    "ddpm+mixture": ("ddpm", {"reference": "mixture"}),
+    "score_sde+mixture": ("score_sde", {"reference": "mixture"}),
+    "flow_matching+mixture": ("flow_matching", {"reference": "mixture"}),
 }
-"""Rows that are a registered model with options: flows over a Gaussian-mixture base, and an
-ensemble of five of them; any other row is the family with its defaults."""
+"""Rows that are a registered model with options: flows over a Gaussian-mixture base, an
+ensemble of five of them, and the diffusion families predicting a residual on a Gaussian
+mixture's exact denoiser; any other row is the family with its defaults."""
 DATA = Path(os.environ.get("PROBGEN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 

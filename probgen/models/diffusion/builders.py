@@ -57,6 +57,7 @@ from probgen.models.diffusion.processes import (
     VarianceExploding,
     VariancePreserving,
 )
+from probgen.models.diffusion.reference import MixtureReference
 from probgen.models.diffusion.samplers import sampler_by_name
 from probgen.nn.time_embedding import TimeMLP
 from probgen.nn.unet import UNet
@@ -68,6 +69,7 @@ __all__ = [
     "LIKELIHOODS",
     "OBJECTIVES",
     "PARAMETRIZATIONS",
+    "REFERENCES",
     "SDE_PROCESSES",
     "FlowMatchingModel",
     "ScoreSDE",
@@ -100,6 +102,12 @@ COUPLINGS: dict[str, Callable[[float], tuple[Coupling, float]]] = {
     "schrodinger_bridge": lambda s: (EntropicOTCoupling(2.0 * s * s), s),
 }
 """Coupling names -> (coupling, Brownian-bridge noise) given the bridge noise s."""
+REFERENCES: dict[str, Callable[[tuple[int, ...], int], nn.Module | None]] = {
+    "none": lambda shape, components: None,
+    "mixture": MixtureReference,
+}
+"""Reference names -> the reference prediction the network corrects (or None), given the
+event shape and the most mixture components."""
 LIKELIHOODS: dict[str, Callable[[int], LikelihoodMethod]] = {
     "ode": lambda steps: ODELikelihood(),
     "hutchinson": lambda steps: ODELikelihood(HutchinsonDivergence()),
@@ -148,10 +156,20 @@ class _Configured(Diffusion):
         levels: int | None,
         condition: ConditionSpec | None,
         p_uncond: float,
+        reference: str,
+        components: int,
     ) -> None:
         shape = tuple(int(s) for s in event_shape)
+        make_reference = _choose(REFERENCES, reference, "reference")
+        if reference != "none" and levels is not None:
+            raise InvalidInput(
+                f"reference: {reference!r} is for continuous data; data with levels are "
+                f"dequantized inside the model (use reference: none)"
+            )
         net = default_network(shape, hidden, 0 if condition is None else condition.width + 1)
-        denoiser = _choose(PARAMETRIZATIONS, parametrization, "parametrization")(net, process)
+        denoiser = _choose(PARAMETRIZATIONS, parametrization, "parametrization")(
+            net, process, make_reference(shape, components)
+        )
         super().__init__(
             shape,
             denoiser,
@@ -192,6 +210,10 @@ class DDPM(_Configured):
         levels: K for discrete data (set by ``for_data``).
         condition: the ``ConditionSpec`` of p(x | c) (set by ``for_data``), or None.
         p_uncond: condition dropout of a conditional model (Ho & Salimans 2022).
+        reference: ``"none"`` or ``"mixture"``: the network predicts a residual on the
+            exact prediction of a Gaussian mixture fitted by EM to the training data
+            (``reference.MixtureReference``; continuous data).
+        components: the most mixture components of ``"mixture"`` (chosen by BIC).
 
     Reference: Ho, Jain & Abbeel (2020), "Denoising diffusion probabilistic models".
     """
@@ -210,6 +232,8 @@ class DDPM(_Configured):
         levels: int | None = None,
         condition: ConditionSpec | None = None,
         p_uncond: float = 0.1,
+        reference: str = "none",
+        components: int = 5,
     ) -> None:
         chains = {"linear": DDPMChain.linear, "cosine": DDPMChain.cosine}
         process = _choose(chains, schedule, "schedule")(chain_steps)
@@ -226,6 +250,8 @@ class DDPM(_Configured):
             levels,
             condition,
             p_uncond,
+            reference,
+            components,
         )
 
 
@@ -245,6 +271,10 @@ class ScoreSDE(_Configured):
         levels: K for discrete data (set by ``for_data``).
         condition: the ``ConditionSpec`` of p(x | c) (set by ``for_data``), or None.
         p_uncond: condition dropout of a conditional model (Ho & Salimans 2022).
+        reference: ``"none"`` or ``"mixture"``: the network predicts a residual on the
+            exact prediction of a Gaussian mixture fitted by EM to the training data
+            (``reference.MixtureReference``; continuous data).
+        components: the most mixture components of ``"mixture"`` (chosen by BIC).
 
     Reference: Song et al. (2021), "Score-based generative modeling through SDEs".
     """
@@ -263,6 +293,8 @@ class ScoreSDE(_Configured):
         levels: int | None = None,
         condition: ConditionSpec | None = None,
         p_uncond: float = 0.1,
+        reference: str = "none",
+        components: int = 5,
     ) -> None:
         super().__init__(
             event_shape,
@@ -277,6 +309,8 @@ class ScoreSDE(_Configured):
             levels,
             condition,
             p_uncond,
+            reference,
+            components,
         )
 
 
@@ -306,6 +340,10 @@ class FlowMatchingModel(_Configured):
         levels: K for discrete data (set by ``for_data``).
         condition: the ``ConditionSpec`` of p(x | c) (set by ``for_data``), or None.
         p_uncond: condition dropout of a conditional model (Ho & Salimans 2022).
+        reference: ``"none"`` or ``"mixture"``: the network predicts a residual on the
+            exact prediction of a Gaussian mixture fitted by EM to the training data
+            (``reference.MixtureReference``; continuous data).
+        components: the most mixture components of ``"mixture"`` (chosen by BIC).
 
     Reference: Lipman et al. (2023), "Flow matching for generative modeling";
     Liu, Gong & Liu (2023), "Flow straight and fast"; Tong et al. (2024),
@@ -327,6 +365,8 @@ class FlowMatchingModel(_Configured):
         levels: int | None = None,
         condition: ConditionSpec | None = None,
         p_uncond: float = 0.1,
+        reference: str = "none",
+        components: int = 5,
     ) -> None:
         if parametrization not in ("velocity", "data"):
             raise InvalidInput(
@@ -352,4 +392,6 @@ class FlowMatchingModel(_Configured):
             levels,
             condition,
             p_uncond,
+            reference,
+            components,
         )

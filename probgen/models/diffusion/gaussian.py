@@ -12,7 +12,9 @@ For Gaussian classes x_0 | k ~ N(μ_k, Σ_k) with weights π_k, the marginal is
 the mixture p_t = Σ_k π_k N(α_t μ_k, C_{k,t}), the exact noisy classifier is
 p(k | x_t) = softmax_k(log π_k + log N(x_t; α_t μ_k, C_{k,t})) and the mixture's
 score is Σ_k p(k | x_t) ∇ log p_t(x_t | k) (``ExactGaussianMixtureDenoiser``).
-``PerClassDenoiser`` makes a conditional denoiser (condition features of
+``mixture_posterior`` computes all of it for K components at once (the
+reference of ``probgen.models.diffusion.reference`` and the exact mixture
+denoiser both read it). ``PerClassDenoiser`` makes a conditional denoiser (condition features of
 ``guidance.condition_features``) from one exact denoiser per class and one for
 the null condition: the ground truth of classifier-free guidance.
 
@@ -24,15 +26,85 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from probgen.core import InvalidInput
-from probgen.models.diffusion.parametrizations import Denoiser, Prediction
+from probgen.models.diffusion.parametrizations import Coefficient, Denoiser, Prediction
 from probgen.models.diffusion.processes import ForwardProcess
 
-__all__ = ["ExactGaussianDenoiser", "ExactGaussianMixtureDenoiser", "PerClassDenoiser"]
+__all__ = [
+    "ExactGaussianDenoiser",
+    "ExactGaussianMixtureDenoiser",
+    "MixturePosterior",
+    "PerClassDenoiser",
+    "mixture_posterior",
+]
+
+
+class MixturePosterior(NamedTuple):
+    """What x_t says about x_0 when x_0 ~ Σ_k π_k N(μ_k, Σ_k): every field for x_t (B, D).
+
+    Attributes:
+        log_joint: log π_k + log N(x_t; α_t μ_k, C_k) (B, K); its logsumexp is log p_t(x_t).
+        data: E[x_0 | x_t] (B, D).
+        noise: E[ε | x_t] (B, D).
+        score: ∇ log p_t(x_t) (B, D).
+    """
+
+    log_joint: Tensor
+    data: Tensor
+    noise: Tensor
+    score: Tensor
+
+
+def mixture_posterior(
+    x: Tensor,
+    alpha: Coefficient,
+    sigma: Coefficient,
+    log_weights: Tensor,
+    means: Tensor,
+    eigenvalues: Tensor,
+    eigenvectors: Tensor,
+) -> MixturePosterior:
+    """The exact posterior of x_t = α_t x_0 + σ_t ε for Gaussian-mixture data, K components.
+
+    With Σ_k = U_k diag(λ_k) U_kᵀ, C_k = α² Σ_k + σ² I = U_k diag(α² λ_k + σ²) U_kᵀ,
+    d_k = x − α μ_k and r_k = p(k | x_t) = softmax_k(log π_k + log N(x; α μ_k, C_k)),
+
+        ∇ log p_t(x) = −Σ_k r_k C_k⁻¹ d_k,          E[ε | x_t] = σ Σ_k r_k C_k⁻¹ d_k,
+        E[x_0 | x_t] = Σ_k r_k (μ_k + α Σ_k C_k⁻¹ d_k),
+
+    so α E[x_0 | x_t] + σ E[ε | x_t] = x. Every field is regular wherever each
+    C_k is positive definite (σ > 0, or α > 0 with Σ_k positive definite),
+    also at α = 0, where the Tweedie form x̂_0 = (x + σ² ŝ)/α divides by zero.
+
+    Args:
+        x: x_t (B, D).
+        alpha, sigma: α_t and σ_t, Python floats or tensors of B (or 1) elements.
+        log_weights: log π (K,); means: μ (K, D); eigenvalues: λ (K, D);
+            eigenvectors: U (K, D, D), orthonormal columns.
+
+    Reference: Wang & Vastola (2023), "The hidden linear structure in score-based
+    models and its application"; Efron (2011), "Tweedie's formula and selection bias".
+    """
+    a = torch.as_tensor(alpha, dtype=x.dtype, device=x.device).reshape(-1, 1, 1)  # (B|1, 1, 1)
+    s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1, 1)
+    centred = x[:, None, :] - a * means  # d_k (B, K, D)
+    rotated = torch.einsum("bkd,kde->bke", centred, eigenvectors)  # U_kᵀ d_k
+    variances = a.square() * eigenvalues + s.square()  # eigenvalues of C_k (B|1, K, D)
+    whitened = rotated / variances  # U_kᵀ C_k⁻¹ d_k
+    log_joint = log_weights - 0.5 * (
+        (rotated * whitened).sum(-1) + variances.log().sum(-1) + x.shape[-1] * math.log(2 * math.pi)
+    )  # (B, K)
+    r = torch.softmax(log_joint, dim=-1)[..., None]  # (B, K, 1)
+    precision_d = torch.einsum("bke,kde->bkd", whitened, eigenvectors)  # C_k⁻¹ d_k
+    shrunk = torch.einsum("bke,kde->bkd", eigenvalues * whitened, eigenvectors)  # Σ_k C_k⁻¹ d_k
+    pull = (r * precision_d).sum(1)  # Σ_k r_k C_k⁻¹ d_k (B, D)
+    data = (r * (means + a * shrunk)).sum(1)
+    return MixturePosterior(log_joint, data, s[:, :, 0] * pull, -pull)
 
 
 class ExactGaussianDenoiser(Denoiser):
@@ -110,16 +182,22 @@ class ExactGaussianMixtureDenoiser(Denoiser):
         self.components = nn.ModuleList(components)
         self.register_buffer("log_weights", (weights / weights.sum()).log())
 
+    def posterior(self, x: Tensor, t: Tensor) -> MixturePosterior:
+        """``mixture_posterior`` of x (B, D) at times t (B,) or 0-dim."""
+        alpha, sigma = self.process.alpha_sigma(t.expand(x.shape[0]))
+        stacked = (torch.stack([getattr(c, k) for c in self.components]) for k in _BUFFERS)
+        return mixture_posterior(x, alpha, sigma, self.log_weights, *stacked)
+
     def class_log_posterior(self, x: Tensor, t: Tensor) -> Tensor:
         """log p(k | x_t) (B, K) for x (B, D), t (B,) or 0-dim: the exact noisy classifier."""
-        t = t.expand(x.shape[0])
-        joint = torch.stack([c.log_prob(x, t) for c in self.components], dim=-1)  # (B, K)
-        return torch.log_softmax(joint + self.log_weights, dim=-1)
+        return torch.log_softmax(self.posterior(x, t).log_joint, dim=-1)
 
     def forward(self, x: Tensor, t: Tensor) -> Prediction:
-        posterior = self.class_log_posterior(x, t).exp()  # (B, K)
-        scores = torch.stack([c(x, t).score for c in self.components], dim=1)  # (B, K, D)
-        return self.from_score(x, t, (posterior[..., None] * scores).sum(1))
+        return self.from_score(x, t, self.posterior(x, t).score)
+
+
+_BUFFERS = ("mean", "eigenvalues", "eigenvectors")
+"""The buffers of ``ExactGaussianDenoiser`` that ``mixture_posterior`` reads, in its order."""
 
 
 class PerClassDenoiser(Denoiser):

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from probgen.conditions import ConditionSpec
-from probgen.core import GenerativeModel, InvalidInput, Likelihood
+from probgen.core import DataInitialized, GenerativeModel, InvalidInput, Likelihood
 from probgen.data.dequantize import uniform_dequantize
 from probgen.models.diffusion.guidance import (
     Classifier,
@@ -56,7 +56,7 @@ from probgen.models.diffusion.likelihood import (
     variational_bound,
 )
 from probgen.models.diffusion.objectives import NoiseMatching, Objective
-from probgen.models.diffusion.parametrizations import Denoiser
+from probgen.models.diffusion.parametrizations import Denoiser, NetworkDenoiser
 from probgen.models.diffusion.processes import ForwardProcess
 from probgen.models.diffusion.samplers import Ancestral, DiffusionSampler, sampler_by_name
 from probgen.sampling import SampleResult
@@ -219,6 +219,19 @@ class Diffusion(GenerativeModel):
         if self.levels is None:
             return x
         return 2.0 * uniform_dequantize(x, self.levels, generator) - 1.0
+
+    @torch.no_grad()
+    def initialize_from_data(self, x: Tensor, condition: Tensor | None = None) -> None:
+        """Fit a data-initialised reference of the denoiser (``reference.MixtureReference``)
+        to training examples x (N, *event_shape) in the model's scale; without one, nothing.
+
+        ``DataInitialized``, called once by ``build_model``; conditions are passed on.
+        """
+        reference = self.denoiser.reference if isinstance(self.denoiser, NetworkDenoiser) else None
+        if not isinstance(reference, DataInitialized):
+            return
+        x = self._to_model_scale(self._check(x)).to(self._like())
+        reference.initialize_from_data(x, self._condition(condition, len(x)))
 
     def conditioned(self, c: Tensor | None, rows: int, like: Tensor) -> Denoiser:
         """The denoiser of p_t(x | c) for ``rows`` rows, of p_t(x) for c = None (the null

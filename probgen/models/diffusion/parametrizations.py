@@ -224,38 +224,53 @@ class Denoiser(nn.Module, abc.ABC):
 class NetworkDenoiser(Denoiser):
     """A denoiser around a network ``net(x_t, t[, h]) -> (B, *event)``, times (B,).
 
-    ``forward(x, t, condition=h)`` passes condition features h (B, F) to a
-    conditional network; ``condition=None`` calls ``net(x_t, t)``.
+    The network's output is the quantity ``kind`` (one of ``Prediction.KINDS``),
+    set by each parametrization below. ``forward(x, t, condition=h)`` passes
+    condition features h (B, F) to a conditional network; ``condition=None``
+    calls ``net(x_t, t)``. With a ``reference`` (a module called as
+    ``reference(x_t, kind, α_t, σ_t, α̇_t, σ̇_t)``, e.g.
+    ``reference.MixtureReference``) the prediction is the reference's plus the
+    network's output: the network learns a residual.
     """
 
-    def __init__(self, net: nn.Module, process: ForwardProcess) -> None:
+    kind: str
+
+    def __init__(
+        self, net: nn.Module, process: ForwardProcess, reference: nn.Module | None = None
+    ) -> None:
         super().__init__(process)
         self.net = net
+        self.reference = reference
 
     def _output(self, x: Tensor, t: Tensor, condition: Tensor | None) -> Tensor:
         t = t.expand(x.shape[0])
         return self.net(x, t) if condition is None else self.net(x, t, condition)
 
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Prediction:
+        value = self._output(x, t, condition)
+        coefficients = self._coefficients(x, t)
+        if self.reference is not None:
+            value = value + self.reference(x, self.kind, **coefficients)
+        alpha, sigma = coefficients.pop("alpha"), coefficients.pop("sigma")
+        return Prediction(x, alpha, sigma, **coefficients, **{self.kind: value})
+
 
 class NoisePrediction(NetworkDenoiser):
     """The network predicts the noise, ε̂ = net(x_t, t) (Ho et al. 2020)."""
 
-    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Prediction:
-        return self.from_noise(x, t, self._output(x, t, condition))
+    kind = "noise"
 
 
 class ScorePrediction(NetworkDenoiser):
     """The network predicts the score, ŝ = net(x_t, t) (Song & Ermon 2019)."""
 
-    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Prediction:
-        return self.from_score(x, t, self._output(x, t, condition))
+    kind = "score"
 
 
 class DataPrediction(NetworkDenoiser):
     """The network predicts the clean data, x̂_0 = net(x_t, t) (Karras et al. 2022)."""
 
-    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Prediction:
-        return self.from_data(x, t, self._output(x, t, condition))
+    kind = "data"
 
 
 class VelocityPrediction(NetworkDenoiser):
@@ -268,8 +283,7 @@ class VelocityPrediction(NetworkDenoiser):
     Liu, Gong & Liu (2023), "Flow straight and fast".
     """
 
-    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Prediction:
-        return self.from_velocity(x, t, self._output(x, t, condition))
+    kind = "velocity"
 
 
 class TimeReversed(nn.Module):

@@ -40,6 +40,8 @@ class EDMPreconditioning(NetworkDenoiser):
         sigma_data: σ_d, the standard deviation of the data (0.5 in Karras et al.).
     """
 
+    kind = "data"
+
     def __init__(self, net: nn.Module, process: ForwardProcess, sigma_data: float = 0.5) -> None:
         if not sigma_data > 0:
             raise InvalidInput(f"sigma_data: expected a positive number, got {sigma_data}")
