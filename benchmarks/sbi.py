@@ -309,7 +309,12 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--budgets", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--families", nargs="+", default=["nsf", "maf"])
+    parser.add_argument(
+        "--families",
+        nargs="*",
+        default=["nsf", "maf"],
+        help="probgen families; none: sbi alone (its files then serve later probgen runs)",
+    )
     parser.add_argument(
         "--family-options",
         type=json.loads,

@@ -96,7 +96,10 @@ class TrainConfig:
     is no ``time_budget``) then trains a
     fresh model for the chosen number of steps on ``splits`` = training and
     validation together (``probgen.train.refit``); ``splits`` lists the splits
-    a run trains on, ``[train]`` by default.
+    a run trains on, ``[train]`` by default. ``eval_examples`` is how many
+    validation examples ``val_nll`` averages (``auto``:
+    ``probgen.train.early_stopping.validation_examples``, the whole split when
+    validation is once per epoch).
     """
 
     steps: int = 1000
@@ -114,7 +117,7 @@ class TrainConfig:
     grad_clip: float | None = None
     ema_decay: float | None = None
     eval_every: int = 0
-    eval_examples: int = 2048
+    eval_examples: int | str = "auto"
     standardize: Any = "mean_std"
     early_stopping: Any = "auto"
     patience: int = 20
@@ -437,8 +440,14 @@ def _validate(config: RunConfig) -> None:
     _choice("train.device", t.device, DEVICES)
     _choice("train.precision", t.precision, PRECISIONS)
     _choice("train.strategy", t.strategy, STRATEGIES)
-    for key in ("batch_size", "lr", "log_every", "devices", "num_nodes", "eval_examples"):
+    for key in ("batch_size", "lr", "log_every", "devices", "num_nodes"):
         _positive(f"train.{key}", getattr(t, key))
+    if t.eval_examples != "auto" and not (
+        isinstance(t.eval_examples, int) and t.eval_examples >= 1
+    ):
+        raise ConfigError(
+            f"train.eval_examples: expected 'auto' or an integer ≥ 1, got {t.eval_examples!r}"
+        )
     # steps: 0 is the model as built (a refit whose selection kept the data-initialised start)
     for key in ("steps", "weight_decay", "warmup_steps", "eval_every", "checkpoint_every"):
         _positive(f"train.{key}", getattr(t, key), allow_zero=True)

@@ -38,7 +38,7 @@ from probgen.models import Standardized, build_model
 from probgen.registry import DATASETS
 from probgen.train.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from probgen.train.config import RunConfig, atomic_write_text, load_config, save_config
-from probgen.train.early_stopping import early_stopping_for
+from probgen.train.early_stopping import early_stopping_for, validation_examples
 from probgen.train.optim import make_optimizers, make_schedule, set_lr
 from probgen.train.progress import TrainingProgress
 from probgen.train.refit import refits, select_then_refit
@@ -343,6 +343,7 @@ class _Run:
         self.checkpoint_step: int | None = None
         self.early = early_stopping_for(t, dataset, model)
         self.eval_every = self.early.interval if self.early is not None else t.eval_every
+        self.eval_examples = validation_examples(t, dataset, self.eval_every)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -478,7 +479,7 @@ class _Run:
                 self.step, self.eval_model, self.dataset, self.fabric.global_rank, self.history
             )
             if self.eval_every:
-                record.update(validation_nll(state, t.eval_examples, t.batch_size))
+                record.update(validation_nll(state, self.eval_examples, t.batch_size))
             for callback in self.callbacks:
                 record.update(callback(state) or {})
         if not record:
@@ -492,8 +493,8 @@ class _Run:
         can be best before training: round 0 is then the one kept.
         """
         state = TrainState(0, self.eval_model, self.dataset, self.fabric.global_rank, self.history)
-        t = self.config.train
-        record = {"step": 0, **validation_nll(state, t.eval_examples, t.batch_size), "elapsed": 0.0}
+        nll = validation_nll(state, self.eval_examples, self.config.train.batch_size)
+        record = {"step": 0, **nll, "elapsed": 0.0}
         self.history.append(record)
         self._no_longer_improving(record)
 
