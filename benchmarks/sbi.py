@@ -168,6 +168,7 @@ def probgen_side(
         "best_step": result.best_step,
         "stop_reason": result.stop_reason,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "validation": [[r["step"], r["val_nll"]] for r in result.history if "val_nll" in r],
     }
 
 

@@ -47,7 +47,7 @@ __all__ = [
 OPTIMIZERS = ("adam", "adamw", "sgd")
 """Optimizer names a config may choose (torch.optim classes, see ``probgen.train.optim``)."""
 
-SCHEDULES = ("constant", "cosine", "warmup")
+SCHEDULES = ("constant", "cosine", "warmup", "multistep", "plateau")
 """Learning-rate schedule names (see ``probgen.train.optim``)."""
 
 CLOCKS = ("wall", "cpu")
@@ -114,6 +114,9 @@ class TrainConfig:
     steps_per_round: dict[str, int] = field(default_factory=dict)
     lr_schedule: str = "constant"
     warmup_steps: int = 0
+    lr_factor: float = 0.5
+    lr_patience: int = 5
+    lr_milestones: tuple[int, ...] = ()
     grad_clip: float | None = None
     ema_decay: float | None = None
     eval_every: int = 0
@@ -455,6 +458,14 @@ def _validate(config: RunConfig) -> None:
         raise ConfigError(f"train.threads: expected 'auto' or an integer ≥ 1, got {t.threads!r}")
     _positive("train.time_budget", t.time_budget)
     _positive("train.patience", t.patience)
+    _positive("train.lr_patience", t.lr_patience)
+    if not 0.0 < t.lr_factor < 1.0:
+        raise ConfigError(f"train.lr_factor: must be in (0, 1), got {t.lr_factor!r}")
+    milestones = list(t.lr_milestones)
+    if milestones != sorted(milestones) or any(m < 0 for m in milestones):
+        raise ConfigError(
+            f"train.lr_milestones: expected rounds ≥ 0 in increasing order, got {milestones}"
+        )
     if t.early_stopping not in ("auto", True, False):
         raise ConfigError(
             f"train.early_stopping: expected auto, true or false, got {t.early_stopping!r}"
