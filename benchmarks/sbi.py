@@ -238,21 +238,33 @@ def gaussian_fit_kl(samples: np.ndarray, x_o: np.ndarray) -> float:
 
 
 def score_side(args: argparse.Namespace, row: dict, side: str) -> None:
-    """The C2ST of one side's saved samples against the reference, into ``row[side]``."""
+    """The C2ST of one side's saved samples against the reference, into ``row[side]``.
+
+    The figures also go into the side's record in ``--samples-dir``, so a side
+    scored once at this size (e.g. sbi's, shared by several probgen runs) is not
+    scored again.
+    """
+    samples_file, record_file = side_files(args, row["task"], row["budget"], row["seed"], side)
+    kept = json.loads(record_file.read_text())
+    if kept.get("c2st_samples") == args.c2st_samples:
+        row[side].update({k: v for k, v in kept.items() if k.startswith(("c2st", "gaussian"))})
+        return
     reference = torch.from_numpy(np.load(args.data / row["task"] / "reference.npy"))
-    samples_file, _ = side_files(args, row["task"], row["budget"], row["seed"], side)
     start = time.process_time()
     samples = torch.from_numpy(np.load(samples_file))
     per_obs = score(samples, reference, args.c2st_samples, row["seed"])
-    record = row[side]
-    record["c2st_per_observation"] = per_obs
-    record["c2st"] = float(np.mean(per_obs))
-    record["c2st_samples"] = args.c2st_samples
-    record["c2st_cpu_seconds"] = time.process_time() - start
+    scored: dict[str, Any] = {
+        "c2st_per_observation": per_obs,
+        "c2st": float(np.mean(per_obs)),
+        "c2st_samples": args.c2st_samples,
+        "c2st_cpu_seconds": time.process_time() - start,
+    }
     if row["task"] == "gaussian_linear":  # the closed-form posterior, beside the C2ST
         obs = np.load(args.data / "gaussian_linear" / "observations.npy")
         kls = [gaussian_fit_kl(s, o) for s, o in zip(samples.numpy(), obs, strict=True)]
-        record["gaussian_fit_kl"] = float(np.mean(kls))
+        scored["gaussian_fit_kl"] = float(np.mean(kls))
+    row[side].update(scored)
+    write(record_file, {**kept, **scored})
 
 
 def run_pair(args: argparse.Namespace, task: str, budget: int, seed: int, flip: bool) -> dict:
