@@ -168,6 +168,7 @@ def probgen_side(
         "best_step": result.best_step,
         "stop_reason": result.stop_reason,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "validation": [[r["step"], r["val_nll"]] for r in result.history if "val_nll" in r],
     }
 
 
@@ -237,21 +238,33 @@ def gaussian_fit_kl(samples: np.ndarray, x_o: np.ndarray) -> float:
 
 
 def score_side(args: argparse.Namespace, row: dict, side: str) -> None:
-    """The C2ST of one side's saved samples against the reference, into ``row[side]``."""
+    """The C2ST of one side's saved samples against the reference, into ``row[side]``.
+
+    The figures also go into the side's record in ``--samples-dir``, so a side
+    scored once at this size (e.g. sbi's, shared by several probgen runs) is not
+    scored again.
+    """
+    samples_file, record_file = side_files(args, row["task"], row["budget"], row["seed"], side)
+    kept = json.loads(record_file.read_text())
+    if kept.get("c2st_samples") == args.c2st_samples:
+        row[side].update({k: v for k, v in kept.items() if k.startswith(("c2st", "gaussian"))})
+        return
     reference = torch.from_numpy(np.load(args.data / row["task"] / "reference.npy"))
-    samples_file, _ = side_files(args, row["task"], row["budget"], row["seed"], side)
     start = time.process_time()
     samples = torch.from_numpy(np.load(samples_file))
     per_obs = score(samples, reference, args.c2st_samples, row["seed"])
-    record = row[side]
-    record["c2st_per_observation"] = per_obs
-    record["c2st"] = float(np.mean(per_obs))
-    record["c2st_samples"] = args.c2st_samples
-    record["c2st_cpu_seconds"] = time.process_time() - start
+    scored: dict[str, Any] = {
+        "c2st_per_observation": per_obs,
+        "c2st": float(np.mean(per_obs)),
+        "c2st_samples": args.c2st_samples,
+        "c2st_cpu_seconds": time.process_time() - start,
+    }
     if row["task"] == "gaussian_linear":  # the closed-form posterior, beside the C2ST
         obs = np.load(args.data / "gaussian_linear" / "observations.npy")
         kls = [gaussian_fit_kl(s, o) for s, o in zip(samples.numpy(), obs, strict=True)]
-        record["gaussian_fit_kl"] = float(np.mean(kls))
+        scored["gaussian_fit_kl"] = float(np.mean(kls))
+    row[side].update(scored)
+    write(record_file, {**kept, **scored})
 
 
 def run_pair(args: argparse.Namespace, task: str, budget: int, seed: int, flip: bool) -> dict:
@@ -309,7 +322,12 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--budgets", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--families", nargs="+", default=["nsf", "maf"])
+    parser.add_argument(
+        "--families",
+        nargs="*",
+        default=["nsf", "maf"],
+        help="probgen families; none: sbi alone (its files then serve later probgen runs)",
+    )
     parser.add_argument(
         "--family-options",
         type=json.loads,

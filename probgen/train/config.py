@@ -47,7 +47,7 @@ __all__ = [
 OPTIMIZERS = ("adam", "adamw", "sgd")
 """Optimizer names a config may choose (torch.optim classes, see ``probgen.train.optim``)."""
 
-SCHEDULES = ("constant", "cosine", "warmup")
+SCHEDULES = ("constant", "cosine", "warmup", "multistep", "plateau")
 """Learning-rate schedule names (see ``probgen.train.optim``)."""
 
 CLOCKS = ("wall", "cpu")
@@ -96,7 +96,10 @@ class TrainConfig:
     is no ``time_budget``) then trains a
     fresh model for the chosen number of steps on ``splits`` = training and
     validation together (``probgen.train.refit``); ``splits`` lists the splits
-    a run trains on, ``[train]`` by default.
+    a run trains on, ``[train]`` by default. ``eval_examples`` is how many
+    validation examples ``val_nll`` averages (``auto``:
+    ``probgen.train.early_stopping.validation_examples``, the whole split when
+    validation is once per epoch).
     """
 
     steps: int = 1000
@@ -111,10 +114,13 @@ class TrainConfig:
     steps_per_round: dict[str, int] = field(default_factory=dict)
     lr_schedule: str = "constant"
     warmup_steps: int = 0
+    lr_factor: float = 0.5
+    lr_patience: int = 5
+    lr_milestones: tuple[int, ...] = ()
     grad_clip: float | None = None
     ema_decay: float | None = None
     eval_every: int = 0
-    eval_examples: int = 2048
+    eval_examples: int | str = "auto"
     standardize: Any = "mean_std"
     early_stopping: Any = "auto"
     patience: int = 20
@@ -437,8 +443,14 @@ def _validate(config: RunConfig) -> None:
     _choice("train.device", t.device, DEVICES)
     _choice("train.precision", t.precision, PRECISIONS)
     _choice("train.strategy", t.strategy, STRATEGIES)
-    for key in ("batch_size", "lr", "log_every", "devices", "num_nodes", "eval_examples"):
+    for key in ("batch_size", "lr", "log_every", "devices", "num_nodes"):
         _positive(f"train.{key}", getattr(t, key))
+    if t.eval_examples != "auto" and not (
+        isinstance(t.eval_examples, int) and t.eval_examples >= 1
+    ):
+        raise ConfigError(
+            f"train.eval_examples: expected 'auto' or an integer ≥ 1, got {t.eval_examples!r}"
+        )
     # steps: 0 is the model as built (a refit whose selection kept the data-initialised start)
     for key in ("steps", "weight_decay", "warmup_steps", "eval_every", "checkpoint_every"):
         _positive(f"train.{key}", getattr(t, key), allow_zero=True)
@@ -446,6 +458,14 @@ def _validate(config: RunConfig) -> None:
         raise ConfigError(f"train.threads: expected 'auto' or an integer ≥ 1, got {t.threads!r}")
     _positive("train.time_budget", t.time_budget)
     _positive("train.patience", t.patience)
+    _positive("train.lr_patience", t.lr_patience)
+    if not 0.0 < t.lr_factor < 1.0:
+        raise ConfigError(f"train.lr_factor: must be in (0, 1), got {t.lr_factor!r}")
+    milestones = list(t.lr_milestones)
+    if milestones != sorted(milestones) or any(m < 0 for m in milestones):
+        raise ConfigError(
+            f"train.lr_milestones: expected rounds ≥ 0 in increasing order, got {milestones}"
+        )
     if t.early_stopping not in ("auto", True, False):
         raise ConfigError(
             f"train.early_stopping: expected auto, true or false, got {t.early_stopping!r}"

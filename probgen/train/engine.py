@@ -37,8 +37,14 @@ from probgen.data.merged import MergedTraining
 from probgen.models import Standardized, build_model
 from probgen.registry import DATASETS
 from probgen.train.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from probgen.train.config import RunConfig, atomic_write_text, load_config, save_config
-from probgen.train.early_stopping import early_stopping_for
+from probgen.train.config import (
+    ConfigError,
+    RunConfig,
+    atomic_write_text,
+    load_config,
+    save_config,
+)
+from probgen.train.early_stopping import early_stopping_for, validation_examples
 from probgen.train.optim import make_optimizers, make_schedule, set_lr
 from probgen.train.progress import TrainingProgress
 from probgen.train.refit import refits, select_then_refit
@@ -88,7 +94,8 @@ class TrainResult:
     ``"time_budget"`` or ``"early_stopping"``; ``best_step`` is the round whose
     weights ``model`` holds when early stopping was on (else None); ``threads``
     the intra-op threads it ran with (``probgen.train.threads``; None: torch's
-    setting was left alone).
+    setting was left alone); ``lr_milestones`` the rounds from which
+    ``lr_schedule: plateau`` cut the rate.
     """
 
     model: GenerativeModel
@@ -100,6 +107,7 @@ class TrainResult:
     global_rank: int = 0
     best_step: int | None = None
     threads: int | None = None
+    lr_milestones: tuple[int, ...] = ()
 
 
 def resolve_device(device: str) -> str:
@@ -343,6 +351,9 @@ class _Run:
         self.checkpoint_step: int | None = None
         self.early = early_stopping_for(t, dataset, model)
         self.eval_every = self.early.interval if self.early is not None else t.eval_every
+        self.eval_examples = validation_examples(t, dataset, self.eval_every)
+        if t.lr_schedule == "plateau" and self.early is None:
+            raise ConfigError("train.lr_schedule: plateau needs early stopping (its validations)")
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -410,6 +421,7 @@ class _Run:
             global_rank=self.fabric.global_rank,
             best_step=None if self.early is None else self.early.best_step,
             threads=self.threads,
+            lr_milestones=tuple(self.schedule.state().get("milestones", ())),
         )
 
     def _round(self) -> dict[str, float]:
@@ -478,7 +490,7 @@ class _Run:
                 self.step, self.eval_model, self.dataset, self.fabric.global_rank, self.history
             )
             if self.eval_every:
-                record.update(validation_nll(state, t.eval_examples, t.batch_size))
+                record.update(validation_nll(state, self.eval_examples, t.batch_size))
             for callback in self.callbacks:
                 record.update(callback(state) or {})
         if not record:
@@ -492,8 +504,8 @@ class _Run:
         can be best before training: round 0 is then the one kept.
         """
         state = TrainState(0, self.eval_model, self.dataset, self.fabric.global_rank, self.history)
-        t = self.config.train
-        record = {"step": 0, **validation_nll(state, t.eval_examples, t.batch_size), "elapsed": 0.0}
+        nll = validation_nll(state, self.eval_examples, self.config.train.batch_size)
+        record = {"step": 0, **nll, "elapsed": 0.0}
         self.history.append(record)
         self._no_longer_improving(record)
 
@@ -505,6 +517,8 @@ class _Run:
         stop = value is not None and self.early.update(self.step, value, self.eval_model)
         if self.fabric.world_size > 1:
             stop = self.fabric.broadcast(stop, src=0)
+        if value is not None and not stop:  # a plateau schedule may cut the rate from here on
+            self.schedule.observe(self.step, self.early.since_best)
         return stop
 
     # ------------------------------------------------------------------ checkpoints
@@ -527,6 +541,7 @@ class _Run:
                 "step": self.step,
                 "elapsed": self.elapsed,
                 "history": self.history,
+                "schedule": self.schedule.state(),
             }
             if self.early is not None:
                 tensors.update(self.early.tensors())
@@ -561,6 +576,7 @@ class _Run:
             torch.cuda.set_rng_state(tensors["rng/cuda"], self.fabric.device)
         meta = checkpoint.meta
         self.step, self.elapsed, self.history = meta["step"], meta["elapsed"], meta["history"]
+        self.schedule.load(meta.get("schedule", {}))
         if self.early is not None and "early_stopping" in meta:
             self.early.load(meta["early_stopping"], tensors)
         self.checkpoint_step = self.step

@@ -2,14 +2,19 @@
 
 A schedule is a small object ``step -> factor``; the engine sets each player's
 learning rate to ``lr_player · factor(step)`` before every round, so the rate
-is a pure function of the step and needs no state of its own in a checkpoint.
+is a pure function of the step. The one exception, ``PlateauSchedule``, is a
+step decay whose milestones validations decide during the run
+(``observe``); they are its only state (``state``/``load``, in a checkpoint),
+and a refit replays them as a fixed ``MultiStepSchedule``.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,6 +25,8 @@ from probgen.train.config import ConfigError, TrainConfig
 __all__ = [
     "ConstantSchedule",
     "CosineSchedule",
+    "MultiStepSchedule",
+    "PlateauSchedule",
     "Schedule",
     "WarmupSchedule",
     "make_optimizers",
@@ -33,6 +40,19 @@ class Schedule:
 
     def __call__(self, step: int) -> float:
         return 1.0
+
+    def observe(self, step: int, since_best: int) -> None:
+        """A validation after round ``step``, ``since_best`` validations after the best one.
+
+        Fixed schedules ignore it.
+        """
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint must keep to resume the schedule (fixed schedules: nothing)."""
+        return {}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Restore what ``state`` returned."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,60 @@ class CosineSchedule(Schedule):
             return (step + 1) / self.warmup
         progress = (step - self.warmup) / max(1, self.total - self.warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _decay(factor: float, milestones: list[int] | tuple[int, ...], step: int) -> float:
+    """γ^k with k = #{m ∈ milestones : m ≤ step} (``milestones`` sorted)."""
+    return factor ** bisect.bisect_right(milestones, step)
+
+
+@dataclass(frozen=True)
+class MultiStepSchedule(Schedule):
+    """Step decay: factor(t) = γ^k, k = #{m ∈ milestones : m ≤ t} (torch's ``MultiStepLR``).
+
+    The rate is cut by γ = ``factor`` from each milestone round on; a refit
+    replays the milestones a ``PlateauSchedule`` chose.
+    """
+
+    milestones: tuple[int, ...]
+    factor: float = 0.5
+
+    def __call__(self, step: int) -> float:
+        return _decay(self.factor, self.milestones, step)
+
+
+@dataclass
+class PlateauSchedule(Schedule):
+    """Reduce on plateau: cut the rate by γ after every ``patience`` validations without a
+    better validation NLL, factor(t) = γ^k with k the cuts decided before round t.
+
+    A validation after round s that is the j-th since the best (j > 0 and
+    j ≡ 0 mod ``patience``) adds the milestone s, so rounds t ≥ s run at the
+    lower rate; a better validation resets j to 0, the rate stays where it
+    is. With early stopping's patience P, a run that stops has cut the rate
+    ⌈P / patience⌉ − 1 times in its last P validations: a plateau that a lower
+    rate (less gradient noise at the same optimum) would break is tried
+    before the run gives up. As Keras' and torch's ``ReduceLROnPlateau``
+    with threshold 0, no cooldown and no minimum rate, the cuts counted by
+    early stopping's own validations (so a refit can replay them).
+    """
+
+    factor: float = 0.5
+    patience: int = 5
+    milestones: list[int] = field(default_factory=list)
+
+    def __call__(self, step: int) -> float:
+        return _decay(self.factor, self.milestones, step)
+
+    def observe(self, step: int, since_best: int) -> None:
+        if since_best > 0 and since_best % self.patience == 0:
+            self.milestones.append(step)
+
+    def state(self) -> dict[str, Any]:
+        return {"milestones": list(self.milestones)}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.milestones = [int(m) for m in state.get("milestones", [])]
 
 
 _FUSED_DEVICES = ("cpu", "cuda")
@@ -121,7 +195,14 @@ def make_optimizers(
 
 
 def make_schedule(train: TrainConfig) -> Schedule:
-    """The schedule named by ``train.lr_schedule`` (``warmup_steps`` applies to warmup/cosine)."""
+    """The schedule named by ``train.lr_schedule`` (``warmup_steps`` applies to warmup/cosine;
+    ``lr_factor`` to multistep, with ``lr_milestones``, and to plateau, with ``lr_patience``)."""
+    if train.lr_milestones and train.lr_schedule != "multistep":
+        raise ConfigError("train.lr_milestones: needs lr_schedule multistep")
+    if train.lr_schedule == "multistep":
+        return MultiStepSchedule(tuple(train.lr_milestones), train.lr_factor)
+    if train.lr_schedule == "plateau":
+        return PlateauSchedule(train.lr_factor, train.lr_patience)
     if train.lr_schedule == "cosine":
         return CosineSchedule(total=train.steps, warmup=train.warmup_steps)
     if train.warmup_steps and train.lr_schedule == "constant":

@@ -20,7 +20,9 @@ budget is for the whole run; a second phase would overrun it). On more data
 the held-out share adds little while the refit costs about as much as the
 selection (S* of its S* + patience · interval rounds), so ``auto`` stops there;
 ``refit: true`` still refits. A resumed run skips a finished selection and
-resumes whichever phase was running.
+resumes whichever phase was running. With ``lr_schedule: plateau`` the refit
+runs its S* rounds at the selection's rates: the cuts before S* as a
+``multistep`` schedule (``lr_milestones``, in the refit's config.yaml).
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ def select_then_refit(
     initial = copy.deepcopy(model)
     selection_dir, marker = run_dir / SELECTION, run_dir / SELECTION / "result.json"
     if resume and marker.is_file():
-        best_step = int(json.loads(marker.read_text())["best_step"])
+        record = json.loads(marker.read_text())
+        best_step, milestones = int(record["best_step"]), record.get("lr_milestones", [])
     else:
         selection = fit(
             _with(config, refit=False),
@@ -99,11 +102,14 @@ def select_then_refit(
         )
         # S* = 0 when the model as built (e.g. a flow's EM-started mixture base) was best
         best_step = selection.steps if selection.best_step is None else selection.best_step
+        milestones = [m for m in selection.lr_milestones if m < best_step]
         record = {"best_step": best_step, "steps": selection.steps, "stop": selection.stop_reason}
-        atomic_write_text(marker, json.dumps(record))
+        atomic_write_text(marker, json.dumps({**record, "lr_milestones": milestones}))
     final = _with(
         config, steps=best_step, early_stopping=False, refit=False, splits=("train", "validation")
     )
+    if config.train.lr_schedule == "plateau":  # the rates the selection ran its S* rounds at
+        final = _with(final, lr_schedule="multistep", lr_milestones=tuple(milestones))
     merged = MergedTraining(dataset, final.train.splits)
     result = fit(
         final,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import yaml
 
@@ -11,7 +12,9 @@ from probgen.conditions import ConditionSpec
 from probgen.core import DataSpec
 from probgen.data.base import ArrayDataset
 from probgen.models import Standardized, build_model
+from probgen.models.gaussian import GaussianModel
 from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit, load_run
+from probgen.train.early_stopping import EVAL_EXAMPLES, validation_examples
 from probgen.train.engine import validation_nll
 
 
@@ -104,3 +107,39 @@ def test_validation_nll_of_the_first_rows_keeps_their_conditions() -> None:
     with torch.no_grad():
         expected = -model.log_prob(x[:70], condition=c[:70]).mean().item()
     assert math.isclose(value, expected, rel_tol=64 * torch.finfo(x.dtype).eps)
+
+
+def _gaussian_pairs(n_train: int, n_validation: int) -> ArrayDataset:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(n_train + n_validation + 8, 2, generator=g, dtype=torch.float64)
+    x = x @ torch.tensor([[1.5, 0.0], [0.8, 0.4]], dtype=torch.float64)
+    splits = x[:n_train], x[n_train : n_train + n_validation], x[n_train + n_validation :]
+    return ArrayDataset(*splits, DataSpec((2,)))
+
+
+def test_auto_validation_examples_follow_the_rule() -> None:
+    data = _gaussian_pairs(64, 3000)
+    assert validation_examples(TrainConfig(batch_size=32), data, 125) == 3000  # once per epoch
+    assert validation_examples(TrainConfig(batch_size=32), data, 80) == 2560  # 80 · 32 rows
+    assert validation_examples(TrainConfig(batch_size=32), data, 10) == EVAL_EXAMPLES
+    assert validation_examples(TrainConfig(eval_examples=100), data, 125) == 100
+    assert validation_examples(TrainConfig(), _gaussian_pairs(64, 500), 1) == 500
+
+
+def test_once_per_epoch_validation_averages_the_whole_split(tmp_path) -> None:
+    data = _gaussian_pairs(4000, 3000)
+    config = RunConfig(
+        model=ComponentConfig("gaussian"),
+        data=ComponentConfig("8gaussians"),
+        train=TrainConfig(steps=130, batch_size=32, device="cpu", refit=False,
+                          early_stopping=True),
+    )  # fmt: skip
+    result = fit(config, tmp_path, model=GaussianModel((2,)).double(), dataset=data, progress=False)
+    records = _val_records(result.history)
+    assert [s for s, _ in records] == [0, 125, 130]  # once per ⌈4000 / 32⌉ rounds, and the last
+    best = min(v for _, v in records)  # the weights the result holds
+    nll = -result.model.log_prob(data.split("validation"))
+    # float64 sums of 3000 terms in another order: ~1e-16 relative; the first 2048 rows
+    # (the old default) give a different mean, by ~1/√2048 of the NLL's spread
+    assert best == pytest.approx(nll.mean().item(), rel=1e-12)
+    assert abs(nll[:2048].mean().item() - best) > 1e-3
