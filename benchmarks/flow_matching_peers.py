@@ -78,6 +78,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from probgen.core import DataSpec, Estimate
 from probgen.data.toy import ToyDataset
@@ -110,6 +111,11 @@ ROWS: dict[str, tuple[str, str]] = {
 }
 """Row -> (side, coupling), in the order they run (A B A B …)."""
 PEERS = ("torchcfm", "flow_matching")
+EMA_DECAY = 0.999
+EMA_ROWS = ("probgen_fm",)
+"""Rows that also keep an EMA of the weights (updated every step, its cost in the row's
+steps/CPU-s) and score it beside the raw weights: time constant 1/(1 − decay) = 1000
+steps, about 5 % of a 60 CPU-s run (Karras et al. 2024's relative EMA width 0.05)."""
 
 
 def write_data(shape: str, folder: Path, pool: int, n_check: int) -> tuple[ToyDataset, Path]:
@@ -136,9 +142,15 @@ def _data_map(file: dict[str, Tensor]) -> dict[str, list[float]]:
 
 
 def probgen_train(
-    file: dict[str, Tensor], coupling: str, seed: int, budget: float, torch_adam: bool
-) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """probgen's flow matching as the CLI builds it, on the file's pool; its net's weights."""
+    file: dict[str, Tensor],
+    coupling: str,
+    seed: int,
+    budget: float,
+    torch_adam: bool,
+    ema_decay: float | None = None,
+) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, Tensor] | None]:
+    """probgen's flow matching as the CLI builds it, on the file's pool; its net's weights
+    and, with ``ema_decay``, those of the EMA the engine keeps (``train.ema_decay``)."""
     torch.manual_seed(seed)
     pool = file["train"]
     model = build_model(
@@ -149,6 +161,9 @@ def probgen_train(
     else:
         opt = make_optimizers(model.players(), TrainConfig(lr=LR))["model"]
     g = torch.Generator().manual_seed(seed)
+    ema = None
+    if ema_decay is not None:  # as probgen.train.engine builds it
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
     steps, start = 0, time.process_time()
     model.train()
     while (spent := time.process_time() - start) < budget:
@@ -158,13 +173,19 @@ def probgen_train(
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if ema is not None:
+            ema.update_parameters(model)
         steps += 1
     spent = time.process_time() - start
-    net = model.model.denoiser.net
-    state = {f"net.{k}": v.detach().clone() for k, v in net.state_dict().items()}
+
+    def weights(m: torch.nn.Module) -> dict[str, Tensor]:
+        net = m.model.denoiser.net
+        return {f"net.{k}": v.detach().clone() for k, v in net.state_dict().items()}
+
     fit = {"steps": steps, "train_cpu_seconds": spent, "steps_per_cpu_second": steps / spent}
     fit["optimizer"] = type(opt).__name__ + ("" if torch_adam else " (fused)")
-    return state, fit
+    fit["ema_decay"] = ema_decay
+    return weights(model), fit, None if ema is None else weights(ema.module)
 
 
 def peer_train(
@@ -245,6 +266,9 @@ def table_rows(runs: list[dict], shapes: list[str], rows: list[str]) -> list[dic
             }
             if "gap_minus_probgen" in mine[0]:
                 entry["gap_minus_probgen"] = summary([r["gap_minus_probgen"] for r in mine])
+            if "ema" in mine[0]:
+                entry["ema_kl_gap"] = summary([r["ema"]["kl_gap"]["value"] for r in mine])
+                entry["ema_gap_minus_raw"] = summary([r["ema"]["gap_minus_raw"] for r in mine])
             table.append(entry)
     return table
 
@@ -302,6 +326,11 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", default=default_rows, choices=list(ROWS))
     parser.add_argument("--budget", type=float, default=60.0, help="CPU-s of training per run")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first, first + 1, …")
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, default=None,
+        help="only merge the runs of these result files (one per shape or seed) into --out",
+    )  # fmt: skip
     parser.add_argument("--pool", type=int, default=1_000_000)
     parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--n-check", type=int, default=200)
@@ -313,29 +342,44 @@ def main() -> None:
     torch.set_num_threads(1)
     runs: list[dict] = []
     versions: dict[str, Any] = {"torch": torch.__version__, "python": platform.python_version()}
+    if args.merge:
+        for path in args.merge:
+            part = json.loads(path.read_text())
+            runs += part["runs"]
+            versions |= part["versions"]
+        report(write_result(runs, versions, args), args)
+        return
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         for shape in args.shapes:
             data, data_path = write_data(shape, folder, args.pool, args.n_check)
             file = load_file(str(data_path))
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 args.seed_now = seed
                 ours: dict[str, Tensor] = {}
                 for row in args.rows:
                     side, coupling = ROWS[row]
+                    ema_state = None
                     if side in PEERS:
                         python = str(args.venvs / side / "bin" / "python")
                         out = folder / f"{shape}_{seed}_{row}.safetensors"
                         state, fit = peer_train(python, side, coupling, data_path, out, args)
                         versions |= fit.pop("versions")
                     else:
-                        state, fit = probgen_train(
-                            file, coupling, seed, args.budget, side == "probgen_torch_adam"
+                        decay = EMA_DECAY if row in EMA_ROWS else None
+                        state, fit, ema_state = probgen_train(
+                            file, coupling, seed, args.budget, side == "probgen_torch_adam", decay
                         )
                     model = scoring_model(state, file, reversed_time=side in PEERS)
                     run: dict[str, Any] = {"shape": shape, "seed": seed, "row": row} | fit
                     figures, log_q = score(model, data, args.n_test, seed)
                     run |= figures
+                    if side not in PEERS and ema_state is not None:
+                        ema_model = scoring_model(ema_state, file, reversed_time=False)
+                        run["ema"], log_q_ema = score(ema_model, data, args.n_test, seed)
+                        diff = Estimate.from_samples(log_q - log_q_ema, kind="exact")
+                        run["ema"]["gap_minus_raw"] = diff.value
+                        run["ema"]["gap_minus_raw_stderr"] = diff.stderr
                     if side in PEERS:
                         run["conversion_check"] = conversion_check(model, state, file)
                     if side == "probgen":
@@ -359,14 +403,20 @@ def main() -> None:
                         f"MMD² {run['mmd']['mmd2']:.5f}{extra}",
                         flush=True,
                     )
-    result = write_result(runs, versions, args)
-    print(f"\n| shape | row | steps/CPU-s | KL gap, median (min–max), {args.seeds} seeds | MMD² |")
-    print("|---|---|---|---|---|")
+    report(write_result(runs, versions, args), args)
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """The table of medians over seeds and the speed ratios, printed."""
+    print("\n| shape | row | steps/CPU-s | KL gap, median (min–max) over seeds | MMD² | EMA gap |")
+    print("|---|---|---|---|---|---|")
     for t in result["table"]:
         s, g, m = t["steps_per_cpu_s"], t["kl_gap"], t["mmd2"]
+        e = t.get("ema_kl_gap")
+        ema = "—" if e is None else f"{e['median']:.4f} ({e['min']:.4f}–{e['max']:.4f})"
         print(
             f"| {t['shape']} | {t['row']} | {s['median']:.0f} ({s['min']:.0f}–{s['max']:.0f}) | "
-            f"{g['median']:.4f} ({g['min']:.4f}–{g['max']:.4f}) | {m['median']:.5f} |"
+            f"{g['median']:.4f} ({g['min']:.4f}–{g['max']:.4f}) | {m['median']:.5f} | {ema} |"
         )
     for name, r in result["speed_ratios"].items():
         print(f"steps/CPU-s {name}: median {r['median']:.2f} over {len(r['per_pair'])} pairs")

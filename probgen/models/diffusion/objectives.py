@@ -206,13 +206,10 @@ class FlowMatching(Objective):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """The loss (B,) on given pairs (x_0, ε), both (B, *event): the reflow objective."""
-        process = denoiser.process
-        t = process.sample_times(x0.shape[0], generator, like=x0)
-        n = x0.dim()
-        d_alpha, d_sigma = (append_dims(r, n) for r in process.rates(t))
-        x_t = process.marginal(x0, t, noise)
-        target = d_alpha * x0 + d_sigma * noise
+        t = denoiser.process.sample_times(x0.shape[0], generator, like=x0)
+        x_t, target = denoiser.process.marginal_and_velocity(x0, t, noise)
         if self.bridge_noise > 0:
+            n = x0.dim()
             z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
             root = (t * (1.0 - t)).clamp_min(torch.finfo(x0.dtype).tiny).sqrt()
             x_t = x_t + append_dims(self.bridge_noise * root, n) * z

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import abc
 import functools
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -54,6 +55,9 @@ __all__ = [
 Coefficient = Tensor | float
 """α_t or σ_t: a tensor broadcastable over (B, *event), or one Python float for the batch."""
 
+PathCoefficients = tuple[Coefficient, Coefficient, Coefficient | None, Coefficient | None]
+"""(α_t, σ_t, α̇_t, σ̇_t) of one call; the rates may be None where no velocity is read."""
+
 
 def _combine(a: Coefficient, x: Tensor, b: Coefficient, y: Tensor) -> Tensor:
     """a x + b y; two kernels (a multiply and a fused add) when a and b are Python floats."""
@@ -68,7 +72,10 @@ class Prediction:
     Built from the one quantity the network outputs; the others follow from
     x_t = α_t x_0 + σ_t ε and v = α̇_t x_0 + σ̇_t ε when first read (and are then
     kept), so a sampler pays only for what it uses. The rates (α̇_t, σ̇_t) are
-    needed only to read or give a velocity.
+    needed only to read or give a velocity. ``Prediction.deferred`` takes the
+    coefficients as a function called on the first conversion: reading the
+    quantity the network gave (a velocity network's velocity, what flow matching
+    trains on) then costs nothing beyond the network.
 
     Attributes:
         noise: ε̂, the predicted noise.
@@ -97,17 +104,46 @@ class Prediction:
         kinds = [k for k, v in given.items() if v is not None]
         if len(kinds) != 1:
             raise InvalidInput("Prediction: give exactly one of noise, data, score and velocity")
-        self._x, self._alpha, self._sigma = x, alpha, sigma
-        self._d_alpha, self._d_sigma = d_alpha, d_sigma
-        self.kind = kinds[0]
-        self._given = given
-        if self.kind == "velocity":
-            self._rates()  # fail now, not at first read
+        if kinds[0] == "velocity" and (d_alpha is None or d_sigma is None):  # fail now
+            raise InvalidInput("Prediction: a velocity needs the rates d_alpha and d_sigma")
+        self._set(x, kinds[0], given[kinds[0]], lambda: (alpha, sigma, d_alpha, d_sigma))
+
+    @classmethod
+    def deferred(
+        cls, x: Tensor, kind: str, value: Tensor, coefficients: Callable[[], PathCoefficients]
+    ) -> Prediction:
+        """The prediction of ``kind`` = ``value`` whose (α_t, σ_t, α̇_t, σ̇_t) are
+        ``coefficients()``, called once, at the first read of another quantity."""
+        if kind not in cls.KINDS:
+            raise InvalidInput(f"kind: expected one of {', '.join(cls.KINDS)}, got {kind!r}")
+        prediction = cls.__new__(cls)
+        prediction._set(x, kind, value, coefficients)
+        return prediction
+
+    def _set(
+        self, x: Tensor, kind: str, value: Tensor, coefficients: Callable[[], PathCoefficients]
+    ) -> None:
+        self._x, self.kind, self._coefficients = x, kind, coefficients
+        self._given = dict.fromkeys(self.KINDS)
+        self._given[kind] = value
+
+    @functools.cached_property
+    def _path(self) -> PathCoefficients:
+        return self._coefficients()
+
+    @property
+    def _alpha(self) -> Coefficient:
+        return self._path[0]
+
+    @property
+    def _sigma(self) -> Coefficient:
+        return self._path[1]
 
     def _rates(self) -> tuple[Coefficient, Coefficient]:
-        if self._d_alpha is None or self._d_sigma is None:
+        d_alpha, d_sigma = self._path[2:]
+        if d_alpha is None or d_sigma is None:
             raise InvalidInput("Prediction: a velocity needs the rates d_alpha and d_sigma")
-        return self._d_alpha, self._d_sigma
+        return d_alpha, d_sigma
 
     @functools.cached_property
     def noise(self) -> Tensor:
@@ -180,29 +216,21 @@ class Denoiser(nn.Module, abc.ABC):
     def forward(self, x: Tensor, t: Tensor) -> Prediction:
         """Predict ε̂, x̂_0 and the score for x_t (B, *event) at times t (B,) or 0-dim."""
 
-    def _coefficients(self, x: Tensor, t: Tensor) -> dict[str, Coefficient]:
-        """α_t, σ_t, α̇_t and σ̇_t: Python floats for one time, else (B, 1, …) tensors."""
+    def path_coefficients(self, x: Tensor, t: Tensor) -> PathCoefficients:
+        """(α_t, σ_t, α̇_t, σ̇_t): Python floats for one time, else (B, 1, …) tensors."""
         process = self.process
         if t.dim() == 0:
-            alpha, sigma = process.alpha_sigma_at(float(t))
-            d_alpha, d_sigma = process.rates_at(float(t))
-            return {"alpha": alpha, "sigma": sigma, "d_alpha": d_alpha, "d_sigma": d_sigma}
+            return (*process.alpha_sigma_at(float(t)), *process.rates_at(float(t)))
         n = x.dim()
         (alpha, sigma), (d_alpha, d_sigma) = process.alpha_sigma(t), process.rates(t)
-        return {
-            "alpha": append_dims(alpha, n),
-            "sigma": append_dims(sigma, n),
-            "d_alpha": append_dims(d_alpha, n),
-            "d_sigma": append_dims(d_sigma, n),
-        }
+        return tuple(append_dims(c, n) for c in (alpha, sigma, d_alpha, d_sigma))  # type: ignore[return-value]
 
     def predict(self, x: Tensor, t: Tensor, kind: str, value: Tensor) -> Prediction:
-        """The prediction implied by the quantity ``kind`` (one of ``Prediction.KINDS``)."""
-        if kind not in Prediction.KINDS:
-            raise InvalidInput(f"kind: expected one of {', '.join(Prediction.KINDS)}, got {kind!r}")
-        coefficients = self._coefficients(x, t)
-        alpha, sigma = coefficients.pop("alpha"), coefficients.pop("sigma")
-        return Prediction(x, alpha, sigma, **coefficients, **{kind: value})
+        """The prediction implied by the quantity ``kind`` (one of ``Prediction.KINDS``).
+
+        The path's coefficients at t are computed only if a conversion reads them.
+        """
+        return Prediction.deferred(x, kind, value, lambda: self.path_coefficients(x, t))
 
     def from_noise(self, x: Tensor, t: Tensor, noise: Tensor) -> Prediction:
         """The prediction implied by ε̂ = ``noise``."""
