@@ -59,16 +59,20 @@ from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit
 
 FAMILIES = (
     "gaussian", "realnvp", "maf", "nsf", "realnvp+mixture", "maf+mixture", "nsf+mixture",
-    "ensemble", "made", "vae", "ddpm", "score_sde",
+    "ensemble", "made", "vae", "vae+mixture", "vae+gmm_prior", "ddpm", "score_sde",
 )  # fmt: skip
 VARIANTS: dict[str, tuple[str, dict]] = {
     "nsf+mixture": ("nsf", {"base": "mixture"}),
     "maf+mixture": ("maf", {"base": "mixture"}),
     "realnvp+mixture": ("realnvp", {"base": "mixture"}),
     "ensemble": ("ensemble", {"family": "maf", "members": 5, "base": "mixture"}),
+    "vae+mixture": ("vae", {"prior": "gmm", "start": "identity"}),
+    "vae+gmm_prior": ("vae", {"prior": "gmm"}),
 }
 """Rows that are a registered model with options: flows over a Gaussian-mixture base, and an
-ensemble of five of them; any other row is the family with its defaults."""
+ensemble of five of them; the VAE started at the EM mixture (``vae+mixture``: prior, encoder
+and decoder, so it starts at the mixture's density) or with only its prior fitted by EM to
+the encoder's means (``vae+gmm_prior``); any other row is the family with its defaults."""
 DATA = Path(os.environ.get("PROBGEN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
