@@ -76,7 +76,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 ensemble of five of them; the VAE started at the EM mixture (``vae+mixture``: prior, encoder
 and decoder, so it starts at the mixture's density) or with only its prior fitted by EM to
 the encoder's means at initialisation (``vae+gmm_prior``, not in the default list: −82.4,
-those means sit close together, so the fitted prior is far too narrow); any other row is the family with its defaults."""
+those means sit close together, so the fitted prior is far too narrow); any other row is the
+family with its defaults."""
 DATA = Path(os.environ.get("PROBGEN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
