@@ -177,6 +177,16 @@ def test_conditional_models_round_trip(name, condition, c, tmp_path: Path) -> No
         assert torch.equal(loaded.condition_shift, model.condition_shift)
 
 
+def test_vae_started_at_the_em_mixture_round_trips(tmp_path: Path) -> None:
+    """The EM-fitted prior (with its active slots) and the skip networks load bit for bit."""
+    spec = DataSpec((2,))
+    model, _ = _build("vae", spec, prior="gmm", start="identity")
+    loaded = probgen.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    assert torch.equal(loaded.model.prior.active, model.model.prior.active)
+    assert int(model.model.prior.active.sum()) < len(model.model.prior.active)  # k by BIC < 5
+    _assert_same_model(model, loaded, spec)
+
+
 def test_float32_models_load_in_float32(tmp_path: Path) -> None:
     torch.set_default_dtype(torch.float32)
     model, spec = _build("maf")

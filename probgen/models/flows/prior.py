@@ -15,6 +15,7 @@ instead of learning the modes from N(0, I).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from probgen.conditions import ConditionSpec
 from probgen.core import GenerativeModel, InvalidInput, Likelihood
 
-__all__ = ["ConditionalNormal", "MixtureNormal"]
+__all__ = ["ConditionalNormal", "MixtureNormal", "fit_bic"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -154,29 +155,58 @@ class MixtureNormal(GenerativeModel):
     def initialize_from_data(self, z: Tensor, condition: Tensor | None = None) -> None:
         """Set π, μ, L by EM on latents z (N, D), the number of components by BIC.
 
-        scikit-learn's ``GaussianMixture`` (full covariances, k-means start,
-        its default covariance regularisation 1e-6) is fitted for every k in
-        1..min(K, N); its random state is drawn from torch's global generator,
-        so a seeded build is reproducible.
+        ``fit_bic`` on z with this base's most components (and ``select``),
+        then ``set_components`` to its weights, means and covariances.
         """
-        from sklearn.mixture import GaussianMixture  # EM runs once, at build time
+        data = self._check(z, name="initialisation data")
+        fit = fit_bic(data, len(self.logits), self.select)
+        self.set_components(
+            *(torch.as_tensor(a) for a in (fit.weights_, fit.means_, fit.covariances_))
+        )
 
-        data = self._check(z, name="initialisation data").double().cpu().numpy()
-        seed = int(torch.randint(2**31 - 1, ()).item())
-        most = min(len(self.logits), len(data))
-        counts = range(1, most + 1) if self.select else (most,)
-        fits = [GaussianMixture(k, random_state=seed).fit(data) for k in counts]
-        best = min(fits, key=lambda m: m.bic(data))
-        k = best.n_components
+    @torch.no_grad()
+    def set_components(self, weights: Tensor, means: Tensor, covariances: Tensor) -> None:
+        """Make the first k slots the mixture Σ_k π_k N(μ_k, Σ_k), the others inactive.
+
+        weights (k,) positive, summing to 1; means (k, D); covariances (k, D, D)
+        symmetric positive definite (L_k is their Cholesky factor); k at most
+        the number of slots.
+        """
+        k = len(weights)
+        if not 1 <= k <= len(self.logits):
+            raise InvalidInput(
+                f"MixtureNormal.set_components: expected 1 to {len(self.logits)} "
+                f"components, got {k}"
+            )
         as_param = lambda a: torch.as_tensor(a).to(self.means)  # noqa: E731
-        tril = torch.linalg.cholesky(as_param(best.covariances_))
+        tril = torch.linalg.cholesky(as_param(covariances))
         self.active.fill_(False)
         self.active[:k] = True
         self.logits.zero_()
-        self.logits[:k] = as_param(best.weights_).log()
+        self.logits[:k] = as_param(weights).log()
         self.means.zero_()
-        self.means[:k] = as_param(best.means_)
+        self.means[:k] = as_param(means)
         self.log_diagonal.zero_()
         self.log_diagonal[:k] = torch.diagonal(tril, dim1=-2, dim2=-1).log()
         self.lower.zero_()
         self.lower[:k] = torch.tril(tril, -1)
+
+
+def fit_bic(data: Tensor, most: int, select: bool = True) -> Any:
+    """The Gaussian mixture EM fits to data (N, D), its number of components chosen by BIC.
+
+    scikit-learn's ``GaussianMixture`` (full covariances, k-means start, its
+    default covariance regularisation 1e-6) is fitted for every k in
+    1..min(most, N) (only k = min(most, N) unless ``select``), in float64; the
+    fit with the least BIC is returned (its ``weights_``, ``means_``,
+    ``covariances_`` are NumPy arrays). Its random state is drawn from
+    torch's global generator, so a seeded build is reproducible.
+    """
+    from sklearn.mixture import GaussianMixture  # EM runs once, at build time
+
+    array = data.detach().double().cpu().numpy()
+    seed = int(torch.randint(2**31 - 1, ()).item())
+    most = min(most, len(array))
+    counts = range(1, most + 1) if select else (most,)
+    fits = [GaussianMixture(k, random_state=seed).fit(array) for k in counts]
+    return min(fits, key=lambda m: m.bic(array))

@@ -13,6 +13,7 @@ from probgen.models.vae.encoders import GaussianEncoder, GaussianPosterior
 from probgen.models.vae.model import VAE
 from probgen.models.vae.objectives import ELBO, IWAE
 from probgen.models.vae.priors import PRIORS, MixturePrior, VampPrior, build_prior
+from probgen.models.vae.start import IdentityStart
 
 __all__ = [
     "DECODERS",
@@ -28,6 +29,7 @@ __all__ = [
     "GaussianDecoder",
     "GaussianEncoder",
     "GaussianPosterior",
+    "IdentityStart",
     "MixturePrior",
     "VampPrior",
     "build_networks",

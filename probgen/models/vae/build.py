@@ -19,6 +19,7 @@ from probgen.models.vae.decoders import (
 from probgen.models.vae.encoders import GaussianEncoder
 from probgen.nn.conv import ConvDecoder, ConvEncoder
 from probgen.nn.mlp import MLP
+from probgen.nn.skip import LinearSkip
 
 __all__ = ["DECODERS", "build_networks"]
 
@@ -62,6 +63,7 @@ def build_networks(
     channels: Sequence[int] = (32, 64),
     activation: Callable[[], nn.Module] = nn.SiLU,
     condition: ConditionSpec | None = None,
+    skip: bool = False,
 ) -> tuple[GaussianEncoder, Decoder]:
     """An encoder and a decoder for data described by ``spec``.
 
@@ -76,6 +78,10 @@ def build_networks(
     CVAE: the decoder reads [z, h] (Z + W inputs); the MLP encoder reads
     [flatten(x), h], the convolutional one x with W constant channels h
     (``probgen.models.vae.conditional``).
+
+    With ``skip`` (vector data only) each MLP starts at zero beside a learned
+    affine map of its input (``LinearSkip``), so the networks start as that
+    affine map (``IdentityStart`` makes it the identity).
     """
     if decoder is None:
         decoder = (
@@ -86,6 +92,8 @@ def build_networks(
     make_decoder, n_params = DECODERS[decoder]
     p = n_params(spec)
     cw = 0 if condition is None else condition.width
+    if skip and len(spec.event_shape) == 3:
+        raise InvalidInput("build_networks: skip needs vector data (MLP networks), got images")
     if len(spec.event_shape) == 3:
         c, h, w = spec.event_shape
         join = feature_channels
@@ -94,8 +102,11 @@ def build_networks(
     else:
         join = concat_features
         enc_net = nn.Sequential(
-            nn.Flatten(), MLP(spec.dim + cw, 2 * latent_dim, hidden, activation)
+            nn.Flatten(), MLP(spec.dim + cw, 2 * latent_dim, hidden, activation, zero_last=skip)
         )
-        dec_net = MLP(latent_dim + cw, p * spec.dim, hidden[::-1], activation)
+        dec_net = MLP(latent_dim + cw, p * spec.dim, hidden[::-1], activation, zero_last=skip)
+        if skip:
+            enc_net = LinearSkip(enc_net, spec.dim + cw, 2 * latent_dim)
+            dec_net = LinearSkip(dec_net, latent_dim + cw, p * spec.dim)
     encoder = GaussianEncoder(enc_net, latent_dim, spec.levels, None if condition is None else join)
     return encoder, make_decoder(dec_net, spec)

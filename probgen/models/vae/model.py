@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from probgen.conditions import ConditionSpec
-from probgen.core import DataSpec, GenerativeModel, InvalidInput, Likelihood
+from probgen.core import DataInitialized, DataSpec, GenerativeModel, InvalidInput, Likelihood
 from probgen.distributions import DiagonalGaussian, StandardNormal
 from probgen.divergences import kl_diagonal_gaussian
 from probgen.models.vae.build import build_networks
@@ -17,6 +17,7 @@ from probgen.models.vae.decoders import Decoder
 from probgen.models.vae.encoders import GaussianEncoder, GaussianPosterior
 from probgen.models.vae.objectives import ELBO, IWAE
 from probgen.models.vae.priors import build_prior
+from probgen.models.vae.start import IdentityStart
 from probgen.tensors import logmeanexp
 
 __all__ = ["VAE"]
@@ -76,6 +77,11 @@ class VAE(GenerativeModel):
         analytic_kl: use the closed-form KL when the prior is a diagonal Gaussian.
         condition: what c is (``ConditionSpec``) for a CVAE; its features must
             match the encoder's and decoder's networks. ``None``: p(x).
+        start: ``IdentityStart`` to start, once ``initialize_from_data`` has
+            seen the training data, at the Gaussian mixture EM fits to it
+            (``probgen.models.vae.start``); ``None``: as the networks were
+            initialised (a ``MixtureNormal`` prior is then fitted by EM to the
+            encoder's means of the data).
     """
 
     likelihood = Likelihood.BOUND
@@ -90,6 +96,7 @@ class VAE(GenerativeModel):
         log_prob_k: int = 1,
         analytic_kl: bool = True,
         condition: ConditionSpec | None = None,
+        start: IdentityStart | None = None,
     ) -> None:
         super().__init__(event_shape=decoder.event_shape)
         if encoder.conditional != (condition is not None):
@@ -115,6 +122,10 @@ class VAE(GenerativeModel):
         self.objective = ELBO() if objective is None else objective
         self.log_prob_k = int(log_prob_k)
         self.analytic_kl = analytic_kl
+        self.start = start
+        if start is not None:
+            start.check(encoder, decoder, prior)
+            start.reset(self)
 
     @classmethod
     def for_data(
@@ -128,16 +139,20 @@ class VAE(GenerativeModel):
         iwae_k: int | None = None,
         log_prob_k: int = 1,
         prior: str = "standard",
-        prior_components: int = 50,
+        prior_components: int | None = None,
         dreg: bool = False,
         conditional: bool | None = None,
+        start: str = "random",
+        start_noise: float = 0.1,
     ) -> VAE:
         """A VAE for data described by ``spec`` (used by configs and the CLI).
 
         Networks and decoder as in ``build_networks`` (decoder by the data's
         levels unless named: "gaussian", "bernoulli", "categorical",
         "logistic"); prior by ``build_prior`` ("standard" normal, a learned
-        "mixture" or a "vamp" prior with ``prior_components`` components);
+        "mixture" or a "vamp" prior with ``prior_components`` components,
+        default 50, or "gmm", the full-covariance ``MixtureNormal`` started by
+        EM with at most ``prior_components`` components, default 5, chosen by BIC);
         trained on ``IWAE(iwae_k)`` (with DReG encoder gradients when ``dreg``)
         when ``iwae_k`` is given, else on ``ELBO(beta)``.
 
@@ -145,6 +160,11 @@ class VAE(GenerativeModel):
         the CVAE of p(x | c) for the data's condition; ``prior="conditional"``
         then learns p(z | c) (``ConditionalGaussianPrior``). The "vamp" prior
         is unconditional only (its pseudo-inputs have no condition).
+
+        ``start="identity"`` (with ``prior="gmm"``, continuous vector data and
+        ``latent_dim`` ≥ D) builds networks with a linear skip and starts the
+        model at the mixture EM fits to the training data, with decoder noise
+        σ² = ``start_noise`` · λ_min (``IdentityStart``); "random": as initialised.
         """
         conditional = spec.condition is not None if conditional is None else conditional
         if conditional and spec.condition is None:
@@ -154,9 +174,12 @@ class VAE(GenerativeModel):
             raise InvalidInput("VAE: prior='conditional' (p(z | c)) needs a conditional model")
         if prior == "vamp" and condition is not None:
             raise InvalidInput("VAE: the vamp prior is unconditional; use another prior for a CVAE")
+        if start not in ("random", "identity"):
+            raise InvalidInput(f"VAE: unknown start {start!r}; choose 'random' or 'identity'")
         encoder, dec = build_networks(
-            spec, latent_dim, decoder, hidden, channels, condition=condition
-        )
+            spec, latent_dim, decoder, hidden, channels, condition=condition,
+            skip=start == "identity",
+        )  # fmt: skip
         if dreg and iwae_k is None:
             raise InvalidInput("VAE: dreg applies to the IWAE objective; give iwae_k too")
         objective = (
@@ -168,8 +191,26 @@ class VAE(GenerativeModel):
             else build_prior(prior, encoder, spec, prior_components)
         )
         return cls(
-            encoder, dec, p_z, objective=objective, log_prob_k=log_prob_k, condition=condition
-        )
+            encoder, dec, p_z, objective=objective, log_prob_k=log_prob_k, condition=condition,
+            start=IdentityStart(start_noise) if start == "identity" else None,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def initialize_from_data(self, x: Tensor, condition: Tensor | None = None) -> None:
+        """Start a data-initialised prior (``MixtureNormal``) from training data x (N, *event).
+
+        ``DataInitialized``: with ``start`` (``IdentityStart``) the whole model
+        starts at the mixture EM fits to x; otherwise the prior is fitted by
+        EM to the encoder's means μ_φ(x[, c]). A prior without
+        ``initialize_from_data`` is left as it is (then this does nothing).
+        """
+        if not isinstance(self.prior, DataInitialized):
+            return
+        x = self._checked(x).to(self._dtype())
+        if self.start is not None:
+            self.start.fit(self, x)
+        else:
+            self.prior.initialize_from_data(self.encode(x, condition).mean)
 
     @property
     def handles_levels(self) -> bool:

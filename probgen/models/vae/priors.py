@@ -4,7 +4,8 @@ Both are mixtures p(z) = Σ_k π_k N(z; μ_k, diag σ_k²) and plug into ``VAE``
 like any other prior (the KL term is then the Monte Carlo estimate
 log q_φ(z|x) - log p(z)); they differ in where the components come from:
 free parameters (``MixturePrior``) or the encoder at learned pseudo-inputs
-(``VampPrior``).
+(``VampPrior``). The full-covariance mixture started by EM (prior "gmm") is
+the flows' ``MixtureNormal``, not a copy of it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from probgen.core import DataSpec, InvalidInput
+from probgen.core import DataSpec, GenerativeModel, InvalidInput
 from probgen.distributions.base import Distribution
+from probgen.models.flows.prior import MixtureNormal
 from probgen.models.vae.encoders import GaussianEncoder
 from probgen.tensors import log_softmax_last
 
@@ -163,28 +165,37 @@ def _mixture(encoder: GaussianEncoder, spec: DataSpec, components: int) -> Distr
     return MixturePrior(encoder.latent_dim, components)
 
 
+def _gmm(encoder: GaussianEncoder, spec: DataSpec, components: int) -> Distribution:
+    return MixtureNormal(encoder.latent_dim, components)
+
+
 def _vamp(encoder: GaussianEncoder, spec: DataSpec, components: int) -> Distribution:
     levels = spec.levels
     middle, scale = (0.0, 1.0) if levels is None else ((levels - 1) / 2, levels - 1)
     return VampPrior(encoder, middle + 0.1 * scale * torch.randn(components, *spec.event_shape))
 
 
-PRIORS: dict[str, Callable[[GaussianEncoder, DataSpec, int], Distribution | None]] = {
+PRIORS: dict[str, Callable[[GaussianEncoder, DataSpec, int], GenerativeModel | None]] = {
     "standard": _standard,
     "mixture": _mixture,
     "vamp": _vamp,
+    "gmm": _gmm,
 }
 """Prior names (configs, CLI) -> builder from the encoder, the data's spec and K."""
 
 
 def build_prior(
-    name: str, encoder: GaussianEncoder, spec: DataSpec, components: int = 50
-) -> Distribution | None:
+    name: str, encoder: GaussianEncoder, spec: DataSpec, components: int | None = None
+) -> GenerativeModel | None:
     """The prior ``name`` for a VAE with ``encoder`` on data ``spec`` (None: standard normal).
 
-    "mixture": ``MixturePrior`` with K = ``components``; "vamp": ``VampPrior``
-    with K pseudo-inputs drawn around the middle of the data's range.
+    "mixture": ``MixturePrior`` with K = ``components`` (default 50); "vamp":
+    ``VampPrior`` with K pseudo-inputs (default 50) drawn around the middle of
+    the data's range; "gmm": the full-covariance ``MixtureNormal`` of the
+    flows (``probgen.models.flows.prior``) with at most K components (default
+    5), which ``VAE.initialize_from_data`` fits by EM with K chosen by BIC.
     """
     if name not in PRIORS:
         raise InvalidInput(f"unknown prior {name!r}; choose one of: {', '.join(PRIORS)}")
-    return PRIORS[name](encoder, spec, components)
+    default = 5 if name == "gmm" else 50
+    return PRIORS[name](encoder, spec, default if components is None else components)
