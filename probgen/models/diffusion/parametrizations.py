@@ -276,11 +276,11 @@ class NetworkDenoiser(Denoiser):
 
     def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Prediction:
         value = self._output(x, t, condition)
-        coefficients = self._coefficients(x, t)
-        if self.reference is not None:
-            value = value + self.reference(x, self.kind, **coefficients)
-        alpha, sigma = coefficients.pop("alpha"), coefficients.pop("sigma")
-        return Prediction(x, alpha, sigma, **coefficients, **{self.kind: value})
+        if self.reference is None:
+            return self.predict(x, t, self.kind, value)
+        coefficients = self.path_coefficients(x, t)
+        value = value + self.reference(x, self.kind, *coefficients)
+        return Prediction.deferred(x, self.kind, value, lambda: coefficients)
 
 
 class NoisePrediction(NetworkDenoiser):

@@ -46,7 +46,7 @@ class MixtureReference(nn.Module):
 
     ``reference(x, kind, alpha, sigma, d_alpha, d_sigma)`` is the ``kind``
     (one of ``Prediction.KINDS``) the exact denoiser of the mixture gives at
-    x_t (B, *event), with the coefficients of ``Denoiser._coefficients``
+    x_t (B, *event), with the coefficients of ``Denoiser.path_coefficients``
     (Python floats or (B, 1, …) tensors; the rates only for a velocity).
     Before ``initialize_from_data`` the mixture is N(0, I). Full covariances
     cost O(K D³) per call: meant for low-dimensional data.
