@@ -24,6 +24,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from probgen.train.early_stopping import early_stopping_for, validation_examples
 from probgen.train.optim import make_optimizers, make_schedule, set_lr
 from probgen.train.progress import TrainingProgress
 from probgen.train.refit import refits, select_then_refit
-from probgen.train.threads import intra_op_threads, training_threads
+from probgen.train.threads import ThreadTuner, intra_op_threads, training_threads
 
 __all__ = [
     "Callback",
@@ -93,7 +94,8 @@ class TrainResult:
     ``wall_time`` is this call's duration; ``stop_reason`` is ``"steps"``,
     ``"time_budget"`` or ``"early_stopping"``; ``best_step`` is the round whose
     weights ``model`` holds when early stopping was on (else None); ``threads``
-    the intra-op threads it ran with (``probgen.train.threads``; None: torch's
+    the intra-op threads it ran with (the count of most rounds when
+    ``ThreadTuner`` measured; ``probgen.train.threads``; None: torch's
     setting was left alone); ``lr_milestones`` the rounds from which
     ``lr_schedule: plateau`` cut the rate.
     """
@@ -272,7 +274,7 @@ def fit(
             callbacks=callbacks,
         )
     run = _Run(config, Path(run_dir), model, dataset, list(callbacks))
-    with intra_op_threads(run.threads):  # process-global: restored when the run ends
+    with intra_op_threads(run.start_threads):  # process-global: restored when the run ends
         return run.train(resume, progress)
 
 
@@ -319,7 +321,12 @@ class _Run:
         players = model.players()
         spr = {p: t.steps_per_round.get(p, 1) for p in players}
         device = resolve_device(t.device)
-        self.threads = training_threads(t.threads, device, model, dataset, t.batch_size, spr)
+        self.clock = time.process_time if t.budget_clock == "cpu" else time.perf_counter
+        plan = training_threads(
+            t.threads, device, model, dataset, t.batch_size, spr, clock=self.clock
+        )
+        self.tuner = plan if isinstance(plan, ThreadTuner) else None
+        self.start_threads = plan.current if isinstance(plan, ThreadTuner) else plan
         self.fabric = Fabric(
             accelerator=device,
             devices=t.devices,
@@ -379,7 +386,7 @@ class _Run:
         if self.early is not None and self.step == 0:
             self._validate_start()
         start = time.perf_counter()
-        clock = time.process_time if t.budget_clock == "cpu" else time.perf_counter
+        clock = self.clock
         clock_start, elapsed_before = clock(), self.elapsed
         stop_reason = "steps"
         bar = TrainingProgress(
@@ -390,7 +397,8 @@ class _Run:
         )
         with bar:
             while self.step < t.steps:
-                losses = self._round()
+                with self.tuner.round() if self.tuner is not None else nullcontext():
+                    losses = self._round()
                 self.step += 1
                 self.elapsed = elapsed_before + clock() - clock_start
                 bar.advance()
@@ -420,7 +428,7 @@ class _Run:
             stop_reason=stop_reason,
             global_rank=self.fabric.global_rank,
             best_step=None if self.early is None else self.early.best_step,
-            threads=self.threads,
+            threads=self.start_threads if self.tuner is None else self.tuner.threads,
             lr_milestones=tuple(self.schedule.state().get("milestones", ())),
         )
 

@@ -1,4 +1,4 @@
-"""Intra-op threads for a training run: one for small steps, every core for large ones.
+"""Intra-op threads for a training run: one for small steps, measured for the rest.
 
 A training round of a toy model (a flow or a diffusion MLP on 2-D points,
 batch 256) is a few dozen small kernels; splitting each over two threads
@@ -14,10 +14,17 @@ decides by the work of one round, counted in floating-point operations:
 attention; elementwise work is not counted, so small element-heavy models
 count low and keep one thread). The count runs in a dispatch mode of its
 own, without ``FlopCounterMode``'s module hooks, which break double
-backward (a gradient penalty's ``autograd.grad``). ``threads = cores`` when F ≥ ``FLOP_THRESHOLD``,
-else 1. The threshold is the measured crossover on a 2-core CPU (see
-docs/training.md, ``benchmarks/thread_crossover.py``). ``train.threads`` set to
-an integer overrides the rule; the rule applies only on CPU.
+backward (a gradient penalty's ``autograd.grad``). Below ``TUNE_THRESHOLD`` a round is one thread:
+a second never paid for its synchronisation there (MAF, NSF, DDPM on 2-D points,
+docs/training.md). From it, whether a second thread helps depends on what else
+the machine runs, not on the step alone: on a quiet 2-core machine a VAE or GAN
+round on 2-D points is 15–50 % faster on both cores, with one busy process beside
+it two spinning threads run it 30–100× slower (``benchmarks/threads.py``). No
+count chosen before training is right in both cases, so the engine measures
+(``ThreadTuner``): it starts at ``cores`` when F ≥ ``FLOP_THRESHOLD`` (else 1),
+times rounds on 1 and on ``cores`` threads, keeps the faster, and measures again
+every ``RECHECK_SECONDS`` or at once when a multi-thread round slows down.
+``train.threads`` set to an integer overrides all of this; it applies only on CPU.
 
 ``torch.set_num_threads`` is process-global, so ``intra_op_threads`` sets it
 for the run and restores it afterwards.
@@ -27,7 +34,8 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,6 +49,9 @@ from probgen.data.base import Dataset
 __all__ = [
     "AUTO",
     "FLOP_THRESHOLD",
+    "RECHECK_SECONDS",
+    "TUNE_THRESHOLD",
+    "ThreadTuner",
     "available_cores",
     "choose_threads",
     "intra_op_threads",
@@ -52,7 +63,19 @@ AUTO = "auto"
 """``train.threads: auto`` (the default): the engine picks the thread count for the work."""
 
 FLOP_THRESHOLD = 2.0e9
-"""FLOPs of one training round from which every core is used (the measured crossover)."""
+"""FLOPs of one training round from which a run starts on every core (the measured crossover)."""
+
+TUNE_THRESHOLD = 2.0e8
+"""FLOPs of one round from which the count is measured, not fixed at 1.
+
+Between the largest toy rounds that never gained from a second thread, even on
+a quiet machine (batch 256 on 2-D points: the 5-member ensemble 0.17 GFLOP,
+MADE 0.12, DDPM's MLP 0.07, NSF 0.06, MAF 0.03) and the smallest that did (the
+VAE's 0.22 GFLOP, 1.27× on two threads; the EBM 0.39, the GANs with 5 critic
+steps 0.70, WGAN-GP 1.2); ``benchmarks/threads.py``, 2026-12-02."""
+
+RECHECK_SECONDS = 30.0
+"""Seconds (by the run's clock) a measured count is kept before it is measured again."""
 
 
 def available_cores() -> int:
@@ -118,10 +141,14 @@ def training_threads(
     dataset: Dataset,
     batch_size: int,
     steps_per_round: dict[str, int],
-) -> int | None:
+    clock: Callable[[], float] = time.perf_counter,
+) -> int | ThreadTuner | None:
     """The intra-op threads of a run: ``threads`` if an integer, the rule on CPU, else None.
 
-    None (off the CPU with ``"auto"``) leaves torch's setting alone.
+    On CPU with ``"auto"``: 1 below ``TUNE_THRESHOLD`` FLOPs per round or on one
+    core, else a ``ThreadTuner`` that starts at ``choose_threads(F)`` and times
+    rounds by ``clock`` (the run's budget clock). None (off the CPU with
+    ``"auto"``) leaves torch's setting alone.
     """
     if threads != AUTO:
         return int(threads)
@@ -129,7 +156,106 @@ def training_threads(
         return None
     with intra_op_threads(1):  # the count is the same on any thread count; one cannot spin
         flops = round_flops(model, dataset, batch_size, steps_per_round)
-    return choose_threads(flops)
+    cores = available_cores()
+    if cores == 1 or flops < TUNE_THRESHOLD:
+        return 1
+    return ThreadTuner(cores, choose_threads(flops, cores), clock=clock)
+
+
+class ThreadTuner:
+    """Keeps the faster of 1 and ``cores`` intra-op threads by timing the training rounds.
+
+    A measurement, repeated while the run lasts:
+
+    1. the kept count a runs ``probe`` rounds (after one settling round when the
+       count has just changed: a new thread pool starts); their mean time is t_a;
+    2. the other count b runs one settling round, then up to ``probe`` rounds,
+       stopped as soon as b's rounds (the settling one included) have taken
+       longer than ``probe · t_a``: b is then slower, and trying it has cost at
+       most about ``probe`` rounds (under load one spinning two-thread round can
+       cost 100 one-thread rounds, so this bound matters);
+    3. the count with the lower mean is kept for ``recheck`` seconds, then 1–2
+       repeat; a kept count above 1 whose round takes longer than ``SLOWDOWN``
+       times its mean (load arrived) is challenged at once by 1 thread (step 2,
+       with that round's time as t_a).
+
+    Every round is a real training round, so measuring costs only the rounds run on
+    the slower count. ``clock`` is the run's budget clock: wall time by default,
+    CPU time for a CPU budget (where one thread almost always wins). The count
+    changes which kernels split a sum, so the last bits of a run can differ
+    between runs on a busy and a quiet machine; ``train.threads: 1`` makes a
+    CPU run repeat bit for bit.
+    """
+
+    SLOWDOWN = 4.0
+
+    def __init__(
+        self,
+        cores: int,
+        start: int,
+        *,
+        probe: int = 10,
+        recheck: float = RECHECK_SECONDS,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if start not in (1, cores) or cores < 2:
+            raise ValueError(f"ThreadTuner: start must be 1 or cores ≥ 2, got {start} of {cores}")
+        self.cores, self.probe, self.recheck, self.clock = cores, probe, recheck, clock
+        self.rounds: dict[int, int] = {1: 0, cores: 0}
+        self.current, self.kept_mean, self.kept_since = start, 0.0, 0.0
+        self._phase, self._settle, self._times, self._spent = "baseline", True, [], 0.0
+
+    @property
+    def threads(self) -> int:
+        """The count that ran the most rounds so far (what a run reports)."""
+        return max(self.rounds, key=lambda n: (self.rounds[n], n == self.current))
+
+    @contextmanager
+    def round(self) -> Iterator[None]:
+        """One training round on the count the measurement asks for, timed."""
+        torch.set_num_threads(self.current)
+        start = self.clock()
+        yield
+        self.record(self.clock() - start)
+
+    def record(self, seconds: float) -> None:
+        """Account one round of ``seconds`` on ``current`` threads; choose the next count."""
+        self.rounds[self.current] += 1
+        if self._phase == "keep":
+            if self.current > 1 and seconds > self.SLOWDOWN * self.kept_mean:
+                self._challenge(seconds)  # load arrived: this round is the new baseline
+            elif self.clock() - self.kept_since > self.recheck:
+                self._phase, self._settle, self._times = "baseline", False, []
+            return
+        if self._phase == "challenge":
+            self._spent += seconds
+            if self._spent > self.probe * self.kept_mean:  # already slower than the kept count
+                self._keep(self._other(), self.kept_mean)
+                return
+        if self._settle:
+            self._settle = False
+            return
+        self._times.append(seconds)
+        if len(self._times) < self.probe:
+            return
+        mean = sum(self._times) / self.probe
+        if self._phase == "baseline":  # step 2: try the other count against this mean
+            self._challenge(mean)
+        elif mean < self.kept_mean:
+            self._keep(self.current, mean)
+        else:
+            self._keep(self._other(), self.kept_mean)
+
+    def _challenge(self, against: float) -> None:
+        self.kept_mean, self.current = against, self._other()
+        self._phase, self._settle, self._times, self._spent = "challenge", True, [], 0.0
+
+    def _other(self) -> int:
+        return 1 if self.current == self.cores else self.cores
+
+    def _keep(self, count: int, mean: float) -> None:
+        self.current, self.kept_mean, self.kept_since = count, mean, self.clock()
+        self._phase = "keep"
 
 
 @contextmanager

@@ -14,6 +14,8 @@ from probgen.registry import DATASETS
 from probgen.train import ConfigError, TrainingDiverged, fit, load_config
 from probgen.train.threads import (
     FLOP_THRESHOLD,
+    TUNE_THRESHOLD,
+    ThreadTuner,
     available_cores,
     choose_threads,
     intra_op_threads,
@@ -71,18 +73,100 @@ def test_rule_is_one_thread_below_the_threshold_and_every_core_from_it() -> None
 
 
 @pytest.mark.parametrize("family", applicable_models(DataSpec((2,))))
-def test_every_toy_family_gets_one_thread(family: str) -> None:
+def test_every_toy_family_gets_one_thread_or_a_tuner_that_starts_at_one(family: str) -> None:
     # includes wgan_gp, whose gradient penalty differentiates twice
     data = DATASETS.get("8gaussians")(n_train=512)
     model = build_model(family, data.spec)
-    assert training_threads("auto", "cpu", model, data, 256, {"critic": 5}) == 1
+    plan = training_threads("auto", "cpu", model, data, 256, {"critic": 5})
+    if round_flops(model, data, 256, {"critic": 5}) < TUNE_THRESHOLD or available_cores() == 1:
+        assert plan == 1
+    else:
+        assert isinstance(plan, ThreadTuner) and plan.current == 1
 
 
-def test_convolutional_model_gets_every_core() -> None:
+def test_convolutional_model_starts_on_every_core() -> None:
     data = DATASETS.get("digits")()
     model = build_model("pixelcnn", data.spec)
     assert round_flops(model, data, 64, {}) >= FLOP_THRESHOLD
-    assert training_threads("auto", "cpu", model, data, 64, {}) == available_cores()
+    plan = training_threads("auto", "cpu", model, data, 64, {})
+    if available_cores() == 1:
+        assert plan == 1
+    else:
+        assert isinstance(plan, ThreadTuner) and plan.current == available_cores()
+
+
+class _Clock:
+    """A clock that a simulated round advances by the time its thread count costs."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _run(tuner: ThreadTuner, clock: _Clock, cost, rounds: int) -> list[int]:
+    """``rounds`` rounds where a round on n threads takes ``cost(n, round)`` seconds."""
+    counts = []
+    for i in range(rounds):
+        with tuner.round():
+            counts.append(torch.get_num_threads())
+            clock.now += cost(torch.get_num_threads(), i)
+    return counts
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("start", [1, 2])
+def test_tuner_keeps_the_faster_count_and_settles_each_change(start, restore_threads) -> None:
+    clock = _Clock()
+    tuner = ThreadTuner(2, start, probe=4, recheck=1e9, clock=clock)
+    counts = _run(tuner, clock, lambda n, i: {1: 1.0, 2: 0.6}[n], 40)
+    # settle + 4 rounds on the start; then the other count: from 1, settle + 4 rounds of
+    # 0.6 s (3.0 s ≤ 4 · 1.0); from 2, rounds of 1.0 s until they exceed 4 · 0.6 = 2.4 s (3)
+    tried = [2] * 5 if start == 1 else [1] * 3
+    assert counts[: 5 + len(tried)] == [start] * 5 + tried
+    assert set(counts[5 + len(tried) :]) == {2} and tuner.threads == 2
+    assert tuner.kept_mean == pytest.approx(0.6, rel=1e-12)
+
+
+def test_tuner_stops_trying_a_count_that_is_already_slower(restore_threads) -> None:
+    # one busy process: a two-thread round costs 50 one-thread rounds
+    clock = _Clock()
+    tuner = ThreadTuner(2, 1, probe=4, recheck=1e9, clock=clock)
+    counts = _run(tuner, clock, lambda n, i: {1: 1.0, 2: 50.0}[n], 30)
+    assert counts.count(2) == 1  # its settling round alone took more than 4 one-thread rounds
+    assert counts[-1] == 1 and tuner.threads == 1
+
+
+def test_tuner_measures_again_when_load_arrives_and_when_it_leaves(restore_threads) -> None:
+    clock = _Clock()
+    tuner = ThreadTuner(2, 1, probe=4, recheck=100.0, clock=clock)
+
+    def cost(n: int, i: int) -> float:  # quiet, busy from round 30 to 80, quiet again
+        busy = 30 <= i < 80
+        return {1: 1.0, 2: 30.0 if busy else 0.5}[n]
+
+    counts = _run(tuner, clock, cost, 400)
+    # quiet: settle + 4 rounds on 1 (mean 1.0), settle + 4 on 2 (mean 0.5), 2 kept
+    assert counts[:10] == [1] * 5 + [2] * 5 and set(counts[10:31]) == {2}
+    # round 30 is busy, 60× the kept mean: one thread is tried at once against it
+    # (settle + 4 rounds, mean 1.0 < 30) and kept while the machine is busy
+    assert set(counts[31:80]) == {1}
+    assert counts[-1] == 2  # quiet again: the recheck after 100 s finds two threads faster
+    assert tuner.rounds[1] + tuner.rounds[2] == 400
+
+
+def test_tuner_rejects_a_start_other_than_one_or_every_core() -> None:
+    with pytest.raises(ValueError, match="start"):
+        ThreadTuner(4, 2)
+    with pytest.raises(ValueError, match="start"):
+        ThreadTuner(1, 1)
 
 
 def test_an_integer_wins_and_auto_leaves_other_devices_alone() -> None:
@@ -117,6 +201,23 @@ def test_fit_runs_with_its_threads_and_restores_the_count(
         assert torch.get_num_threads() == outside
     finally:
         torch.set_num_threads(1)
+
+
+@pytest.mark.skipif(available_cores() == 1, reason="one core: nothing to measure")
+def test_fit_measures_the_count_above_the_tune_threshold(make_config, tmp_path) -> None:
+    # x W with B = 32, D = 64, H = 32768: 4 B D H = 2.7e8 FLOPs per round ≥ TUNE_THRESHOLD
+    model, data = _Linear(64, 32768), _data(64)
+    assert round_flops(model, data, 32, {}) >= TUNE_THRESHOLD
+    seen: list[int] = []
+    torch.set_num_threads(1)
+    config = make_config(steps=30, eval_every=1, standardize="none")
+    result = fit(config, tmp_path, progress=False,
+                 model=model, dataset=data,
+                 callbacks=[lambda state: seen.append(torch.get_num_threads())])  # fmt: skip
+    cores = available_cores()
+    # settle + 10 rounds on 1 thread, then every core is tried (settling round first)
+    assert seen[:11] == [1] * 11 and seen[11] == cores and set(seen) <= {1, cores}
+    assert result.threads in (1, cores) and torch.get_num_threads() == 1
 
 
 def test_threads_are_restored_when_training_fails(make_config, tmp_path) -> None:
