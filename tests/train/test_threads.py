@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -11,10 +13,11 @@ from probgen.core import DataSpec, GenerativeModel, Likelihood
 from probgen.data.base import ArrayDataset
 from probgen.models import build_model
 from probgen.registry import DATASETS
-from probgen.train import ConfigError, TrainingDiverged, fit, load_config
+from probgen.train import ConfigError, TrainingDiverged, fit, load_config, threads
 from probgen.train.threads import (
     FLOP_THRESHOLD,
     TUNE_THRESHOLD,
+    IdleCores,
     ThreadTuner,
     available_cores,
     choose_threads,
@@ -84,7 +87,11 @@ def test_every_toy_family_gets_one_thread_or_a_tuner_that_starts_at_one(family: 
         assert isinstance(plan, ThreadTuner) and plan.current == 1
 
 
-def test_convolutional_model_starts_on_every_core() -> None:
+@pytest.mark.parametrize("others", ["quiet", "busy"])
+def test_convolutional_model_starts_on_every_core_unless_the_others_are_busy(
+    others, monkeypatch
+) -> None:
+    monkeypatch.setattr(threads, "IdleCores", lambda: {"quiet": _quiet, "busy": _busy}[others])
     data = DATASETS.get("digits")()
     model = build_model("pixelcnn", data.spec)
     assert round_flops(model, data, 64, {}) >= FLOP_THRESHOLD
@@ -92,7 +99,8 @@ def test_convolutional_model_starts_on_every_core() -> None:
     if available_cores() == 1:
         assert plan == 1
     else:
-        assert isinstance(plan, ThreadTuner) and plan.current == available_cores()
+        start = available_cores() if others == "quiet" else 1
+        assert isinstance(plan, ThreadTuner) and plan.current == start
 
 
 class _Clock:
@@ -115,6 +123,14 @@ def _run(tuner: ThreadTuner, clock: _Clock, cost, rounds: int) -> list[int]:
     return counts
 
 
+def _quiet() -> float:
+    return 1.0  # the other core of two was idle
+
+
+def _busy() -> float:
+    return 0.1
+
+
 @pytest.fixture
 def restore_threads():
     before = torch.get_num_threads()
@@ -125,11 +141,12 @@ def restore_threads():
 @pytest.mark.parametrize("start", [1, 2])
 def test_tuner_keeps_the_faster_count_and_settles_each_change(start, restore_threads) -> None:
     clock = _Clock()
-    tuner = ThreadTuner(2, start, probe=4, recheck=1e9, clock=clock)
+    tuner = ThreadTuner(2, start, probe=4, recheck=1e9, clock=clock, idle=_quiet)
     counts = _run(tuner, clock, lambda n, i: {1: 1.0, 2: 0.6}[n], 40)
     # settle + 4 rounds on the start; then the other count: from 1, settle + 4 rounds of
-    # 0.6 s (3.0 s ≤ 4 · 1.0); from 2, rounds of 1.0 s until they exceed 4 · 0.6 = 2.4 s (3)
-    tried = [2] * 5 if start == 1 else [1] * 3
+    # 0.6 s (2.4 s ≤ 4 · 1.0); from 2, settle + rounds of 1.0 s until they exceed
+    # 4 · 0.6 = 2.4 s (3)
+    tried = [2] * 5 if start == 1 else [1] * 4
     assert counts[: 5 + len(tried)] == [start] * 5 + tried
     assert set(counts[5 + len(tried) :]) == {2} and tuner.threads == 2
     assert tuner.kept_mean == pytest.approx(0.6, rel=1e-12)
@@ -138,15 +155,31 @@ def test_tuner_keeps_the_faster_count_and_settles_each_change(start, restore_thr
 def test_tuner_stops_trying_a_count_that_is_already_slower(restore_threads) -> None:
     # one busy process: a two-thread round costs 50 one-thread rounds
     clock = _Clock()
-    tuner = ThreadTuner(2, 1, probe=4, recheck=1e9, clock=clock)
+    tuner = ThreadTuner(2, 1, probe=4, recheck=1e9, clock=clock, idle=_quiet)
     counts = _run(tuner, clock, lambda n, i: {1: 1.0, 2: 50.0}[n], 30)
     assert counts.count(2) == 1  # its settling round alone took more than 4 one-thread rounds
     assert counts[-1] == 1 and tuner.threads == 1
 
 
+def test_a_slow_settling_round_does_not_count_against_a_faster_count(restore_threads) -> None:
+    # the first two-thread round starts a thread pool (3 s); the rest take 0.8 s
+    clock, first = _Clock(), []
+
+    def cost(n: int, i: int) -> float:
+        if n == 2 and not first:
+            first.append(i)
+            return 3.0
+        return {1: 1.0, 2: 0.8}[n]
+
+    tuner = ThreadTuner(2, 1, probe=4, recheck=1e9, clock=clock, idle=_quiet)
+    counts = _run(tuner, clock, cost, 30)
+    assert counts[:10] == [1] * 5 + [2] * 5 and set(counts[10:]) == {2}
+    assert tuner.kept_mean == pytest.approx(0.8, rel=1e-12)
+
+
 def test_tuner_measures_again_when_load_arrives_and_when_it_leaves(restore_threads) -> None:
     clock = _Clock()
-    tuner = ThreadTuner(2, 1, probe=4, recheck=100.0, clock=clock)
+    tuner = ThreadTuner(2, 1, probe=4, recheck=100.0, clock=clock, idle=_quiet)
 
     def cost(n: int, i: int) -> float:  # quiet, busy from round 30 to 80, quiet again
         busy = 30 <= i < 80
@@ -160,6 +193,47 @@ def test_tuner_measures_again_when_load_arrives_and_when_it_leaves(restore_threa
     assert set(counts[31:80]) == {1}
     assert counts[-1] == 2  # quiet again: the recheck after 100 s finds two threads faster
     assert tuner.rounds[1] + tuner.rounds[2] == 400
+
+
+@pytest.mark.parametrize("start", [1, 2])
+def test_tuner_does_not_try_every_core_when_the_others_are_busy(start, restore_threads) -> None:
+    # the slowest case: a two-thread round would cost 100 one-thread rounds
+    clock = _Clock()
+    tuner = ThreadTuner(2, start, probe=4, recheck=10.0, clock=clock, idle=_busy)
+    counts = _run(tuner, clock, lambda n, i: {1: 1.0, 2: 100.0}[n], 60)
+    assert counts == [1] * 60 and tuner.threads == 1
+
+
+def test_tuner_tries_every_core_once_the_others_are_free(restore_threads) -> None:
+    clock, free = _Clock(), iter([0.1] * 3 + [1.0] * 100)
+    tuner = ThreadTuner(2, 1, probe=4, recheck=10.0, clock=clock, idle=lambda: next(free))
+    counts = _run(tuner, clock, lambda n, i: {1: 1.0, 2: 0.5}[n], 60)
+    # busy at the first three decisions (after rounds 4, 19 and 34: settle + 4 baseline
+    # rounds, then 1 kept until more than 10 s have passed, 4 more baseline rounds, …):
+    # one thread throughout; free at the fourth (after round 49): 2 is tried and kept
+    first_two = counts.index(2)
+    assert set(counts[:first_two]) == {1} and first_two == 5 + 3 * 15
+    assert set(counts[first_two:]) == {2}
+
+
+def test_idle_cores_reads_proc_stat_within_the_cores() -> None:
+    idle = IdleCores(min_seconds=0.0)
+    deadline = time.perf_counter() + 0.2
+    while time.perf_counter() < deadline:  # keep one core busy for 0.2 s
+        pass
+    free = idle()
+    cores = available_cores()
+    if free is None:
+        pytest.skip("no /proc/stat and no load average here")
+    # this process used about one of the cores for the window
+    assert 0.0 <= free <= cores - 0.5
+
+
+def test_idle_cores_waits_for_a_long_enough_window() -> None:
+    idle = IdleCores(min_seconds=3600.0)
+    if idle.last is None:
+        pytest.skip("no /proc/stat here")
+    assert idle() is None and idle() is None  # the window keeps growing
 
 
 def test_tuner_rejects_a_start_other_than_one_or_every_core() -> None:
@@ -204,7 +278,10 @@ def test_fit_runs_with_its_threads_and_restores_the_count(
 
 
 @pytest.mark.skipif(available_cores() == 1, reason="one core: nothing to measure")
-def test_fit_measures_the_count_above_the_tune_threshold(make_config, tmp_path) -> None:
+def test_fit_measures_the_count_above_the_tune_threshold(
+    make_config, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(threads, "IdleCores", lambda: _quiet)  # as if the others were idle
     # x W with B = 32, D = 64, H = 32768: 4 B D H = 2.7e8 FLOPs per round ≥ TUNE_THRESHOLD
     model, data = _Linear(64, 32768), _data(64)
     assert round_flops(model, data, 32, {}) >= TUNE_THRESHOLD
