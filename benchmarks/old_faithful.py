@@ -20,16 +20,18 @@ random_state=0)``), the held-out log-likelihood per point averaged over all
   probability-flow ODE with an exact divergence) give exact log p(x); the VAE
   a bound (its IWAE-K with K = 1000, labelled "bound"). The EBM's density is
   unnormalised and GANs have none: they get no row.
-- ``realnvp+mixture``, ``maf+mixture``, ``nsf+mixture``: the flow over a learned
-  Gaussian-mixture base started by EM with BIC's number of components
+- ``realnvp``, ``maf``, ``nsf`` (by the engine's small-data default): the flow over a
+  learned Gaussian-mixture base started by EM with BIC's number of components
   (``base: mixture``); ``ensemble``: five of the MAF ones trained side by side;
-  ``vae+mixture``: the VAE started at the same EM mixture (``prior: gmm``,
-  ``start: identity``). ``--bound-check K`` also scores bound-only rows by
-  IWAE-K (10 blocks, with the Monte Carlo error) to show how tight IWAE-1000 is.
-- ``ddpm+mixture``, ``score_sde+mixture``, ``flow_matching+mixture``: the network
+  ``vae``: the VAE started at the same EM mixture (``prior: gmm``, ``start:
+  identity``); ``+normal``, ``vae+standard``: the starts of before.
+  ``--bound-check K`` also scores bound-only rows by IWAE-K (10 blocks, with the
+  Monte Carlo error) to show how tight IWAE-1000 is.
+- ``ddpm``, ``score_sde`` (by default here) and ``flow_matching+mixture``: the network
   predicts a residual on the exact prediction of a Gaussian mixture fitted by EM
   with BIC's number of components (``reference: mixture``), so training starts at
-  the mixture's density (probability-flow ODE likelihood, exact divergence).
+  the mixture's density (probability-flow ODE likelihood, exact divergence);
+  ``ddpm+none``, ``score_sde+none``: without the reference.
 - scikit-learn: ``GaussianMixture`` (full covariances) with k = 1..5 chosen by
   BIC on the whole training fold; SciPy: ``gaussian_kde`` with Scott's rule.
 
@@ -65,28 +67,31 @@ from probgen.evaluate.likelihood import IWAEBound, log_probs
 from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit
 
 FAMILIES = (
-    "gaussian", "realnvp", "maf", "nsf", "realnvp+mixture", "maf+mixture", "nsf+mixture",
-    "ensemble", "made", "vae", "vae+mixture", "ddpm", "score_sde", "flow_matching",
-    "ddpm+mixture", "score_sde+mixture", "flow_matching+mixture",
+    "gaussian", "realnvp", "maf", "nsf", "ensemble", "made", "vae", "ddpm", "score_sde",
+    "flow_matching", "flow_matching+mixture", "realnvp+normal", "maf+normal", "nsf+normal",
+    "vae+standard", "ddpm+none", "score_sde+none",
 )  # fmt: skip
 VARIANTS: dict[str, tuple[str, dict]] = {
-    "nsf+mixture": ("nsf", {"base": "mixture"}),
-    "maf+mixture": ("maf", {"base": "mixture"}),
-    "realnvp+mixture": ("realnvp", {"base": "mixture"}),
-    "ensemble": ("ensemble", {"family": "maf", "members": 5, "base": "mixture"}),
-    "vae+mixture": ("vae", {"prior": "gmm", "start": "identity"}),
-    "vae+gmm_prior": ("vae", {"prior": "gmm"}),
-    "ddpm+mixture": ("ddpm", {"reference": "mixture"}),
-    "score_sde+mixture": ("score_sde", {"reference": "mixture"}),
+    "realnvp+normal": ("realnvp", {"base": "normal"}),
+    "maf+normal": ("maf", {"base": "normal"}),
+    "nsf+normal": ("nsf", {"base": "normal"}),
+    "ensemble": ("ensemble", {"family": "maf", "members": 5}),
+    "vae+standard": ("vae", {"prior": "standard", "start": "random"}),
+    "vae+gmm_prior": ("vae", {"prior": "gmm", "start": "random"}),
+    "ddpm+none": ("ddpm", {"reference": "none"}),
+    "score_sde+none": ("score_sde", {"reference": "none"}),
     "flow_matching+mixture": ("flow_matching", {"reference": "mixture"}),
 }
-"""Rows that are a registered model with options: flows over a Gaussian-mixture base, an
-ensemble of five of them; the VAE started at the EM mixture (``vae+mixture``: prior, encoder
-and decoder, so it starts at the mixture's density) or with only its prior fitted by EM to
-the encoder's means at initialisation (``vae+gmm_prior``, not in the default list: −82.4,
-those means sit close together, so the fitted prior is far too narrow); the diffusion
-families predicting a residual on a Gaussian mixture's exact denoiser; any other row is the
-family with its defaults."""
+"""Rows that are a registered model with options. Plain names are the family with the
+engine's defaults, which on data this small (probgen.train.small_data) start the flows,
+the ensemble of five MAFs, the VAE and the DDPM / score SDE at the EM/BIC Gaussian mixture
+(``base: mixture``; ``prior: gmm, start: identity``; ``reference: mixture``). The
+``+normal``, ``+standard`` and ``+none`` rows are the same families with the start the
+engine used before (N(0, I) base, standard-normal prior, no reference);
+``flow_matching+mixture`` asks for the reference flow matching does not default to;
+``vae+gmm_prior`` (not in the default list: −82.4) fits only the prior, by EM, to the
+encoder's means at initialisation, which sit close together, so the prior is far too
+narrow."""
 DATA = Path(os.environ.get("PROBGEN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 

@@ -43,6 +43,7 @@ import enum
 import functools
 import inspect
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -242,6 +243,17 @@ class GenerativeModel(nn.Module, abc.ABC):
     def for_data(cls, spec: DataSpec, **options: Any) -> GenerativeModel:
         """Build this model for data described by ``spec`` (used by the CLI)."""
         return cls(event_shape=spec.event_shape, **options)
+
+    @classmethod
+    def small_data_options(cls, spec: DataSpec, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Options for a small training split of continuous vectors, beneath ``options``.
+
+        The engine builds the family with ``small_data_options(spec, options) |
+        options`` when its training split is small (``probgen.train.small_data``):
+        typically a start fitted to the data by EM (a mixture base, prior or
+        reference). None by default.
+        """
+        return {}
 
     @property
     def handles_levels(self) -> bool:

@@ -20,7 +20,7 @@ members differ by their random initialisation alone).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -84,6 +84,15 @@ class Ensemble(GenerativeModel):
             )
         self.members = nn.ModuleList(members)
         self.likelihood = first.likelihood
+
+    @classmethod
+    def small_data_options(cls, spec: DataSpec, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The member family's (``family``, default maf), for every member."""
+        family = options.get("family", "maf")
+        if family == "ensemble" or family not in MODELS:
+            return {}  # for_data names the problem
+        members = {k: v for k, v in options.items() if k not in ("family", "members")}
+        return MODELS.get(family).small_data_options(spec, members)
 
     @classmethod
     def for_data(

@@ -49,6 +49,7 @@ from probgen.train.early_stopping import early_stopping_for, validation_examples
 from probgen.train.optim import make_optimizers, make_schedule, set_lr
 from probgen.train.progress import TrainingProgress
 from probgen.train.refit import refits, select_then_refit
+from probgen.train.small_data import with_small_data_defaults
 from probgen.train.threads import ThreadTuner, intra_op_threads, training_threads
 
 __all__ = [
@@ -135,11 +136,17 @@ def build(config: RunConfig, dataset: Dataset | None = None) -> tuple[Generative
     ``config.train.standardize`` as ``{method, shift, scale}``, so the
     resolved config.yaml records it and ``load_run`` rebuilds the same map.
     On continuous data the training split is also what a ``DataInitialized``
-    family starts from (a flow's mixture base, fitted by EM).
+    family starts from (a flow's mixture base, fitted by EM); on a small one the
+    family's ``small_data_options`` go beneath ``model.options`` and are
+    written back into them (``probgen.train.small_data``).
     """
     torch.manual_seed(config.seed)
     if dataset is None:
         dataset = DATASETS.get(config.data.name)(**config.data.options)
+    # on small data, the family's EM-fitted start beneath the config's options; recorded
+    config.model.options = with_small_data_defaults(
+        config.model.name, config.model.options, dataset
+    )
     method = config.train.standardize
     continuous = dataset.spec.levels is None
     train_data, train_conditions = (

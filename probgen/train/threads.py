@@ -170,8 +170,9 @@ class IdleCores:
 
     Each call returns Σ_cpu Δidle / Δtotal over the CPUs the process may run on,
     for the window since the last call that returned a number (idle counts
-    ``idle``, ``iowait`` and ``nice`` jiffies: a niced process yields to this one). A window shorter than ``min_seconds`` per CPU
-    returns None and keeps growing. Without ``/proc/stat`` (not Linux) it is
+    ``idle``, ``iowait`` and ``nice`` jiffies: a niced process yields to this
+    one). A window shorter than ``min_seconds`` per CPU returns None and keeps
+    growing. Without ``/proc/stat`` (not Linux) it is
     ``cores − 1-minute load average`` (which counts this process), and without
     that None. A run on one thread of a quiet 2-core machine sees about 1.0; with
     one other busy process, about 0.

@@ -13,7 +13,7 @@ to the time embedding (Dhariwal & Nichol 2021), trained with condition dropout
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -183,6 +183,11 @@ class _Configured(Diffusion):
         )
 
     @classmethod
+    def small_data_options(cls, spec: DataSpec, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``reference: mixture``: on small data the network corrects the EM/BIC mixture."""
+        return {"reference": "mixture"}
+
+    @classmethod
     def for_data(cls, spec: DataSpec, conditional: bool | None = None, **options: Any) -> Diffusion:
         """This model for ``spec``: its event shape, levels and condition.
 
@@ -350,6 +355,12 @@ class FlowMatchingModel(_Configured):
     "Improving and generalizing flow-based generative models with minibatch
     optimal transport".
     """
+
+    @classmethod
+    def small_data_options(cls, spec: DataSpec, options: Mapping[str, Any]) -> dict[str, Any]:
+        """None: on Old Faithful plain flow matching already beats the KDE and the GMM
+        (−4.191 against −4.219 with ``reference: mixture``, benchmarks/README.md)."""
+        return {}
 
     def __init__(
         self,

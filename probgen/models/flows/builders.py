@@ -28,12 +28,13 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from torch import Tensor
 
 from probgen.conditions import ConditionSpec
-from probgen.core import GenerativeModel, InvalidInput, OutOfRangeWarning
+from probgen.core import DataSpec, GenerativeModel, InvalidInput, OutOfRangeWarning
 from probgen.distributions import StandardNormal
 from probgen.models.flows.autoregressive import MaskedAutoregressive
 from probgen.models.flows.base import Compose, Inverse, Transform
@@ -90,6 +91,11 @@ class VectorFlow(Flow):
         width = 0 if condition is None else condition.width
         body = stack(d, functools.partial(layer, features=d, context=width), transforms)
         super().__init__(Compose([*flatten, body]), BASES[base](d, components), shape, condition)
+
+    @classmethod
+    def small_data_options(cls, spec: DataSpec, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``base: mixture``: on small data the flow starts at the EM/BIC mixture's density."""
+        return {"base": "mixture"}
 
 
 def _coupling_net(hidden: Sequence[int]) -> Callable[[int, int], MLP]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -126,6 +128,16 @@ class VAE(GenerativeModel):
         if start is not None:
             start.check(encoder, decoder, prior)
             start.reset(self)
+
+    @classmethod
+    def small_data_options(cls, spec: DataSpec, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``prior: gmm, start: identity`` (the VAE starts at the EM/BIC mixture's density)
+        where the identity start can apply: no prior, start or decoder chosen, and
+        ``latent_dim`` at least the data's size (``IdentityStart``)."""
+        chosen = {"prior", "start", "decoder"} & set(options)
+        if chosen or int(options.get("latent_dim", 16)) < math.prod(spec.event_shape):
+            return {}
+        return {"prior": "gmm", "start": "identity"}
 
     @classmethod
     def for_data(
