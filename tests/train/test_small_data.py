@@ -122,3 +122,23 @@ def test_a_small_run_starts_at_the_em_mixture_records_it_and_reloads_it(
     assert saved["model"]["options"] == {"base": "mixture"}
     again, _, _ = load_run(tmp_path)
     assert type(again.model.base).__name__ == "MixtureNormal"
+
+
+@pytest.mark.parametrize(("family", "explicit"), [
+    ("ddpm", {"reference": "mixture"}),
+    ("vae", {"prior": "gmm", "start": "identity"}),
+    ("nsf", {"base": "mixture"}),
+])  # fmt: skip
+def test_the_default_is_the_explicit_option(make_config, family: str, explicit: dict) -> None:
+    """The engine's small-data build equals the build that names the options: same weights."""
+    data = _data(300)
+    built = {}
+    for options in ({}, explicit):
+        config = make_config(early_stopping=False)
+        config.model = ComponentConfig(family, dict(options))
+        built[bool(options)], _ = build(config, data)
+        assert config.model.options == explicit
+    default, named = built[False].state_dict(), built[True].state_dict()
+    assert default.keys() == named.keys()
+    for key in default:
+        torch.testing.assert_close(default[key], named[key], rtol=0, atol=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -135,7 +136,9 @@ class VAE(GenerativeModel):
         where the identity start can apply: no prior, start or decoder chosen, and
         ``latent_dim`` at least the data's size (``IdentityStart``)."""
         chosen = {"prior", "start", "decoder"} & set(options)
-        if chosen or int(options.get("latent_dim", 16)) < math.prod(spec.event_shape):
+        default = inspect.signature(cls.for_data).parameters["latent_dim"].default
+        latent_dim = options.get("latent_dim", default)
+        if chosen or int(latent_dim) < math.prod(spec.event_shape):
             return {}
         return {"prior": "gmm", "start": "identity"}
 
