@@ -32,6 +32,7 @@ from probgen.data.base import SPLITS, Dataset
 from probgen.train import (
     ConfigError,
     RunConfig,
+    TrainResult,
     build,
     fit,
     load_config,
@@ -177,12 +178,21 @@ def train(
     losses = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if _is_loss(k, v))
     console.print(
         f"trained {config.model.name} on {data_name(config)}: {result.steps} steps in "
-        f"{result.wall_time:.1f} s ({result.stop_reason}); final {losses or 'loss n/a'}"
+        f"{result.wall_time:.1f} s ({_stop_text(result)}); final {losses or 'loss n/a'}"
     )
     _report(console, result.model, result.dataset, run_dir, "test", None, n_samples, config.seed)
     console.print(
         f"outputs in {run_dir}/: config.yaml, checkpoint/, history.json, metrics.json, samples.png"
     )
+
+
+def _stop_text(result: TrainResult) -> str:
+    """Why training stopped, in words; a refit names the step count early stopping chose."""
+    if result.stop_reason != "refit":
+        return result.stop_reason
+    if result.best_step == 0:
+        return "early stopping kept the model as built: it was best on validation at step 0"
+    return f"refit on train + validation for the {result.best_step} steps early stopping chose"
 
 
 app.command()(sample)

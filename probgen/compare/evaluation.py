@@ -44,4 +44,4 @@ def default_evaluator(
         metrics=(*DEFAULT_METRICS, keep),
         split=split,
     )
-    return Evaluation(results, keep.samples, results.skipped)
+    return Evaluation(results, keep.samples, results.skipped, results.notes)

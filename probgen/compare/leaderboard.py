@@ -2,8 +2,13 @@
 
 The **headline** is the NLL when every row that ran has a comparable one
 (exact, estimated or a bound), else the first sample-quality metric of
-``QUALITY_HEADLINES`` that every such row has (Fréchet distance on features,
-then MMD², sliced Wasserstein, the smoothed KL), else the one most rows have.
+``quality_order`` that every such row has (Fréchet distance on a feature
+network's features, then MMD², sliced Wasserstein, the smoothed KL), else the
+one most rows have. A Fréchet distance on the raw values (2-D points, any data
+without a shipped feature network) goes last: it compares the means and
+covariances of the points only, so a single Gaussian fitted to eight modes
+scores as well as a model that has them all, while MMD² with its
+characteristic kernel, sliced Wasserstein and the KL see the whole law.
 Rows are sorted by it (best first, config order among equal values); rows
 without it follow, failed rows come last.
 
@@ -34,6 +39,7 @@ from probgen.compare.run import ModelResult
 from probgen.compare.table import MISSING
 from probgen.core import Estimate
 from probgen.evaluate.display import DIVERGENCES, divergence_text
+from probgen.evaluate.features import RAW_VALUES
 
 __all__ = [
     "GROUPS",
@@ -45,6 +51,7 @@ __all__ = [
     "best_rows",
     "headline",
     "leaderboard",
+    "quality_order",
 ]
 
 GROUPS = ("likelihood", "sample quality", "cost")
@@ -218,6 +225,19 @@ class Headline:
     reason: str
 
 
+def _on_raw_values(rows: Sequence[ModelResult]) -> bool:
+    """Whether some row's Fréchet distance was computed on the raw values (its evaluator's note)."""
+    return any(RAW_VALUES in r.notes.get("fid", "") for r in rows)
+
+
+def quality_order(rows: Sequence[ModelResult]) -> tuple[str, ...]:
+    """``QUALITY_HEADLINES`` in the order that can rank ``rows``: the FD last when it is on
+    the raw values (see the module docstring)."""
+    if not _on_raw_values(rows):
+        return QUALITY_HEADLINES
+    return (*(k for k in QUALITY_HEADLINES if k != "fid"), "fid")
+
+
 def headline(rows: Sequence[ModelResult]) -> Headline | None:
     """The ranking metric of these rows (see the module docstring); None if no row has one."""
     ran = [r for r in rows if not r.error]
@@ -227,10 +247,13 @@ def headline(rows: Sequence[ModelResult]) -> Headline | None:
     if ran and not missing:
         return Headline(nll, "NLL: every model has a comparable likelihood")
     without = f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no NLL"
-    for key in QUALITY_HEADLINES:
+    if _on_raw_values(ran):
+        without += ", and FD on the raw values compares only means and covariances"
+    order = quality_order(ran)
+    for key in order:
         if ran and all(by_key[key].value(r) is not None for r in ran):
             return Headline(by_key[key], f"{by_key[key].header}: {without}")
-    counts = {key: sum(by_key[key].value(r) is not None for r in ran) for key in QUALITY_HEADLINES}
+    counts = {key: sum(by_key[key].value(r) is not None for r in ran) for key in order}
     counts["nll"] = len(ran) - len(missing)
     key = max(counts, key=lambda k: counts[k])  # the first among equal counts
     if counts[key] == 0:

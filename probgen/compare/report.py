@@ -120,6 +120,7 @@ def _row_dict(r: ModelResult, out_dir: Path) -> dict[str, Any]:
         "n_modes": r.n_modes,
         "figures": {k: str(p.relative_to(out_dir)) for k, p in r.figures.items()},
         "skipped": dict(r.skipped),
+        "notes": dict(r.notes),
         "error": r.error,
         "traceback": r.traceback,
     }

@@ -74,12 +74,14 @@ class Evaluation:
 
     Results are ``Estimate`` s, or plain numbers for counts and timings; the
     table reads ``sampling_seconds``, ``network_evaluations``, ``modes`` and
-    ``high_quality`` when present. ``skipped``: result name -> why the evaluator left it out.
+    ``high_quality`` when present. ``skipped``: result name -> why the evaluator left it out;
+    ``notes``: result name -> how to read it (which features a FD used).
     """
 
     results: dict[str, Estimate | float]
     samples: torch.Tensor
     skipped: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 class Evaluator(Protocol):
@@ -116,6 +118,8 @@ class ModelResult:
         figures: picture name (``samples``, ``density``, ``training``) -> PNG path.
         history: the engine's training records.
         skipped: result name -> why the evaluator left it out (the report's footnotes).
+        notes: result name -> how to read it (the evaluator's ``Results.notes``: which
+            features a FD used).
         error: why the row has no numbers, when training or evaluation failed.
         traceback: the failure's traceback, for results.json.
     """
@@ -140,6 +144,7 @@ class ModelResult:
     figures: dict[str, Path] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None
 
@@ -278,7 +283,7 @@ def _one(
             )
         samples = evaluation.samples
         row.metrics, row.n_samples = evaluation.results, len(samples)
-        row.skipped = dict(evaluation.skipped)
+        row.skipped, row.notes = dict(evaluation.skipped), dict(evaluation.notes)
         if isinstance(dataset.truth, GaussianMixture):
             row.n_modes = len(dataset.truth.weights)
         row.figures = _model_figures(

@@ -8,8 +8,8 @@ error where the metric has one:
     NLL             against training time       (open markers: upper bounds, from an ELBO)
 
 A y axis whose positive values span more than a factor 10 is logarithmic.
-The sample-quality metric is the first of ``QUALITY_HEADLINES`` that most
-rows have (Fréchet distance on features for images, MMD² for 2-D points).
+The sample-quality metric is the first of ``quality_order`` that most rows
+have (Fréchet distance on features for images, MMD² for 2-D points).
 A panel is drawn when at least one model has both of its numbers.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from probgen.compare.leaderboard import METRICS, QUALITY_HEADLINES, Board, Metric
+from probgen.compare.leaderboard import METRICS, Board, Metric, quality_order
 from probgen.compare.run import ModelResult
 from probgen.core import Estimate
 
@@ -33,9 +33,9 @@ _Axis = tuple[str, Callable[[ModelResult], tuple[float, float] | None]]
 
 
 def quality_metric(rows: Sequence[ModelResult]) -> Metric | None:
-    """The sample-quality metric of the summary: of ``QUALITY_HEADLINES``, the one most rows
+    """The sample-quality metric of the summary: of ``quality_order(rows)``, the one most rows
     have (the first among equal counts); None when no row has any."""
-    counts = {k: sum(_BY_KEY[k].value(r) is not None for r in rows) for k in QUALITY_HEADLINES}
+    counts = {k: sum(_BY_KEY[k].value(r) is not None for r in rows) for k in quality_order(rows)}
     key = max(counts, key=lambda k: counts[k])
     return _BY_KEY[key] if counts[key] else None
 

@@ -42,6 +42,7 @@ from probgen.core import InvalidInput, ProbgenError
 from probgen.tensors import flatten_events
 
 __all__ = [
+    "RAW_VALUES",
     "SHIPPED",
     "WEIGHTS",
     "ClassifierFeatures",
@@ -54,6 +55,10 @@ __all__ = [
 
 WEIGHTS = Path(__file__).with_name("weights")
 """Folder of the shipped classifier weights: ``digits.safetensors``, ``mnist.safetensors``."""
+
+RAW_VALUES = "the raw values"
+"""How ``describe_features`` names ``FlatFeatures``: a distance on them sees coordinates, not
+features (a Fréchet distance compares the means and covariances of the points only)."""
 
 SHIPPED = {"digits": (1, 8, 8), "mnist": (1, 28, 28)}
 """The shipped classifiers by name (``WEIGHTS/<name>.safetensors``) and their event shape."""
@@ -296,6 +301,6 @@ def describe_features(net: nn.Module) -> str:
         )
     if isinstance(net, FlatFeatures):
         if net.standardized:
-            return "the raw values, standardised by the reference's coordinate means and sds"
-        return "the raw values"
+            return f"{RAW_VALUES}, standardised by the reference's coordinate means and sds"
+        return RAW_VALUES
     return f"{type(net).__name__}'s {getattr(net, 'num_features', '?')} features"

@@ -23,6 +23,15 @@ def faithful(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     return Path(shutil.copy(data_dir / "old_faithful" / "faithful.csv", tmp_path / "faithful.csv"))
 
 
+def test_a_refit_that_keeps_the_start_says_so(cli: Callable[..., Result], faithful: Path) -> None:
+    # the EM mixture start of a MAF is best on validation at step 0 here, so 0 steps refit
+    flags = ["--model", "maf", "--set", "train.steps=50", "--no-progress", "--n-samples", "200"]
+    result = cli("train", "--data", "faithful.csv", *flags)
+    assert result.exit_code == 0, result.output
+    assert "0 steps" in result.output
+    assert "early stopping kept the model as built" in " ".join(result.output.split())
+
+
 def test_train_and_evaluate_on_a_csv(cli: Callable[..., Result], faithful: Path) -> None:
     # over N(0, I): the small-data default (the EM mixture base) may keep its start (0 steps)
     flags = ["--model", "maf", "--set", "train.steps=50", "--set", "model.options.base=normal",
@@ -30,6 +39,7 @@ def test_train_and_evaluate_on_a_csv(cli: Callable[..., Result], faithful: Path)
     result = cli("train", "--data", "faithful.csv", *flags)
     assert result.exit_code == 0, result.output
     assert "trained maf on faithful.csv: 50 steps" in result.output
+    assert "(refit on train + validation for the 50 steps" in " ".join(result.output.split())
     run = Path("runs/run")
     # the resolved config names the file by its absolute path, so it reruns from anywhere
     config = load_config(run / "config.yaml")

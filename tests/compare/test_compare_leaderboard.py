@@ -61,6 +61,32 @@ def test_rows_without_the_headline_follow_the_ranked_ones_and_are_warned_about()
     assert warnings(board).unranked == [("odd", "no FD, so it is listed after the ranked models")]
 
 
+def _points_row(label: str, fd: float, mmd: float, note: str) -> ModelResult:
+    row = _row(label, fid=Estimate(fd, math.nan, "estimate"), mmd=Estimate(mmd, 1e-4, "estimate"))
+    row.notes = {"fid": note, "mmd": note}
+    return row
+
+
+@pytest.mark.parametrize(
+    "note, key",
+    [
+        ("features: the raw values, standardised by the reference's means and sds", "mmd"),
+        ("features: the digits classifier's 64 features (trained on 17 levels, reading 17)", "fid"),
+    ],
+)
+def test_a_frechet_distance_on_raw_values_does_not_rank(note: str, key: str) -> None:
+    # one Gaussian fitted to a mixture matches its mean and covariance (FD ≈ 0) and
+    # misses its shape (large MMD²); a model of the mixture has both right
+    rows = [_points_row("gaussian", 0.003, 0.02, note), _points_row("mixture", 0.005, 0.0003, note)]
+    board = leaderboard(rows)
+    assert board.headline is not None and board.headline.metric.key == key
+    assert quality_metric(rows) is not None and quality_metric(rows).key == key
+    order = ["mixture", "gaussian"] if key == "mmd" else ["gaussian", "mixture"]
+    assert [r.label for r in board.rows] == order
+    raw = "FD on the raw values compares only means and covariances" in board.headline.reason
+    assert raw == (key == "mmd")
+
+
 @pytest.mark.parametrize("offset, tied", [(-1e-9, True), (1e-9, False)])
 def test_a_value_within_two_standard_errors_of_the_best_is_marked_tied(
     offset: float, tied: bool

@@ -136,6 +136,7 @@ def test_the_default_evaluator_gives_each_row_the_reasons_for_what_it_left_out(
     assert gan.skipped["nll"] == "GAN has no density (likelihood none)"
     assert "kl_model_data" in gan.skipped and "kl_model_data_smoothed" in gan.metrics
     assert not set(gan.skipped) & set(gan.metrics)
+    assert gan.notes["fid"].startswith("features: the raw values")  # 2-D points: no feature net
 
 
 def _fixed_steps(tiny: Callable[..., CompareConfig], models: list[Any], workers: int):
