@@ -1,5 +1,6 @@
 """The training engine (Lightning Fabric), checkpoints and run configurations."""
 
+from probgen.train.build import build, standardization_record
 from probgen.train.checkpoint import CheckpointError
 from probgen.train.config import (
     ComponentConfig,
@@ -16,10 +17,8 @@ from probgen.train.engine import (
     TrainingDiverged,
     TrainResult,
     TrainState,
-    build,
     fit,
     load_run,
-    standardization_record,
 )
 
 __all__ = [

@@ -35,8 +35,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from probgen.core import GenerativeModel, IntractableLikelihood, Likelihood, ProbgenError
 from probgen.data.base import Dataset
 from probgen.data.merged import MergedTraining
-from probgen.models import Standardized, build_model
 from probgen.registry import DATASETS
+from probgen.train.build import build, standardization_record
 from probgen.train.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from probgen.train.config import (
     ConfigError,
@@ -49,7 +49,6 @@ from probgen.train.early_stopping import early_stopping_for, validation_examples
 from probgen.train.optim import make_optimizers, make_schedule, set_lr
 from probgen.train.progress import TrainingProgress
 from probgen.train.refit import refits, select_then_refit
-from probgen.train.small_data import with_small_data_defaults
 from probgen.train.threads import ThreadTuner, intra_op_threads, training_threads
 
 __all__ = [
@@ -57,11 +56,9 @@ __all__ = [
     "TrainResult",
     "TrainState",
     "TrainingDiverged",
-    "build",
     "fit",
     "load_run",
     "resolve_device",
-    "standardization_record",
     "validation_nll",
 ]
 
@@ -122,66 +119,6 @@ def resolve_device(device: str) -> str:
     if torch.backends.mps.is_available():
         return "mps"
     return "cpu"
-
-
-def build(config: RunConfig, dataset: Dataset | None = None) -> tuple[GenerativeModel, Dataset]:
-    """Build the data set (unless given), then the model for it, seeding torch first.
-
-    ``DATASETS.get(data.name)(**data.options)``, then
-    ``probgen.models.build_model(model.name, dataset.spec, **model.options)``
-    (``for_data``; a density model dequantized on discrete data; on
-    continuous data a ``Standardized`` map fitted on the training split by
-    ``train.standardize``), wrapped by ``probgen.bayes.make_bayesian`` when
-    the config has a ``bayes`` section. A fitted map is written back into
-    ``config.train.standardize`` as ``{method, shift, scale}``, so the
-    resolved config.yaml records it and ``load_run`` rebuilds the same map.
-    On continuous data the training split is also what a ``DataInitialized``
-    family starts from (a flow's mixture base, fitted by EM); on a small one the
-    family's ``small_data_options`` go beneath ``model.options`` and are
-    written back into them (``probgen.train.small_data``).
-    """
-    torch.manual_seed(config.seed)
-    if dataset is None:
-        dataset = DATASETS.get(config.data.name)(**config.data.options)
-    # on small data, the family's EM-fitted start beneath the config's options; recorded
-    config.model.options = with_small_data_defaults(
-        config.model.name, config.model.options, dataset
-    )
-    method = config.train.standardize
-    continuous = dataset.spec.levels is None
-    train_data, train_conditions = (
-        dataset.fitting_sample(seed=config.seed) if continuous else (None, None)
-    )
-    model = build_model(
-        config.model.name,
-        dataset.spec,
-        train_data=train_data,
-        train_conditions=train_conditions,
-        standardize=method,
-        **config.model.options,
-    )
-    if isinstance(model, Standardized) and not isinstance(method, dict):
-        config.train.standardize = standardization_record(model)
-    if config.bayes is not None:
-        from probgen.bayes import make_bayesian  # only Bayesian runs pay the import
-
-        # inside the data map, so ``bayes.layers`` name the family's own parameters
-        if isinstance(model, Standardized):
-            model.model = make_bayesian(model.model, config.bayes, dataset, config.train)
-        else:
-            model = make_bayesian(model, config.bayes, dataset, config.train)
-    return model, dataset
-
-
-def standardization_record(model: GenerativeModel) -> dict[str, Any] | None:
-    """``{method, shift, scale}`` of a ``Standardized`` model (lists of floats); else None."""
-    if not isinstance(model, Standardized):
-        return None
-    record = {"method": model.method, "shift": model.shift.tolist(), "scale": model.scale.tolist()}
-    if model.condition_shift is not None and model.condition_scale is not None:
-        record["condition_shift"] = model.condition_shift.tolist()
-        record["condition_scale"] = model.condition_scale.tolist()
-    return record
 
 
 def validation_nll(state: TrainState, max_examples: int, batch_size: int) -> dict[str, float]:

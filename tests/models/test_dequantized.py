@@ -300,8 +300,8 @@ def test_build_model_follows_the_chosen_decoder_or_conditional() -> None:
 
 def test_training_and_comparison_build_through_build_model() -> None:
     from probgen.compare.config import applicable_models
+    from probgen.train.build import build
     from probgen.train.config import ComponentConfig, RunConfig
-    from probgen.train.engine import build
 
     config = RunConfig(
         model=ComponentConfig("realnvp", {"transforms": 1, "hidden": [8]}),

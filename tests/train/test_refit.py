@@ -14,8 +14,8 @@ from probgen.data.base import ArrayDataset
 from probgen.data.merged import MergedTraining
 from probgen.models import build_model
 from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit, load_run
+from probgen.train.build import build
 from probgen.train.config import SMALL_DATA, load_config
-from probgen.train.engine import build
 from probgen.train.refit import refits
 
 SMALL = {"n_train": 64, "n_validation": 128, "n_test": 64}

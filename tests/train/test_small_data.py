@@ -13,8 +13,8 @@ from probgen.data.base import ArrayDataset
 from probgen.data.toy import ToyDataset
 from probgen.models.standardize import Standardized
 from probgen.train import ComponentConfig, fit, load_run
+from probgen.train.build import build
 from probgen.train.config import SMALL_DATA
-from probgen.train.engine import build
 from probgen.train.small_data import is_small_vector_data, with_small_data_defaults
 
 
