@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -10,6 +11,7 @@ from torch import Tensor
 __all__ = [
     "FUSED_SOFTMAX_MIN_WIDTH",
     "append_dims",
+    "constant",
     "flatten_events",
     "log1mexp",
     "log_softmax_last",
@@ -29,6 +31,25 @@ def append_dims(t: Tensor, ndim: int) -> Tensor:
     if missing < 0:
         raise ValueError(f"append_dims: tensor has {t.dim()} dims, more than {ndim}")
     return t.reshape(*t.shape, *([1] * missing))
+
+
+def constant(value: float | tuple[float, ...], like: Tensor) -> Tensor:
+    """``value`` as a tensor of ``like``'s dtype and device (0-dim, or 1-D for a tuple), cached.
+
+    torch 2.13 wraps a Python number in an operation into a tensor and converts
+    it on every call: on CPU ``x * 2`` takes 2.0 µs on a (200, 2) tensor and
+    ``x * c`` with a 0-dim ``c`` 1.0 µs (this project's machine). Hot paths of
+    small models, where such operations are most of a step, use these
+    constants. The result is shared: never modify it in place.
+    """
+    key = tuple(float(v) for v in value) if isinstance(value, tuple) else float(value)
+    return _constant(key, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=256)
+def _constant(value: float | tuple[float, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    with torch.inference_mode(False):  # usable by autograd even if first made under inference
+        return torch.tensor(value, dtype=dtype, device=device)
 
 
 def sum_events(t: Tensor) -> Tensor:

@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from probgen.tensors import FUSED_SOFTMAX_MIN_WIDTH, log_softmax_last, logmeanexp, softmax_last
+from probgen.tensors import (
+    FUSED_SOFTMAX_MIN_WIDTH,
+    constant,
+    log_softmax_last,
+    logmeanexp,
+    softmax_last,
+)
 
 WIDTHS = [2, 8, FUSED_SOFTMAX_MIN_WIDTH - 1, FUSED_SOFTMAX_MIN_WIDTH, 40]  # both code paths
 
@@ -31,3 +37,17 @@ def test_logmeanexp_is_log_of_mean_of_exp() -> None:
     assert logmeanexp(torch.full((4,), 1000.0)).item() == pytest.approx(1000.0)
     assert logmeanexp(torch.zeros(5)).item() == pytest.approx(0.0, abs=1e-12)
     assert math.isfinite(logmeanexp(torch.tensor([-1e4, 0.0])).item())
+
+
+def test_constant_is_cached_per_dtype_and_usable_by_autograd_after_inference_mode() -> None:
+    like32 = torch.zeros(3, dtype=torch.float32)
+    with torch.inference_mode():
+        two = constant(2, like32)
+    assert two.dtype == torch.float32 and two.dim() == 0 and two.item() == 2.0
+    assert constant(2.0, like32) is two
+    assert constant(2.0, like32.double()).dtype == torch.float64
+    ramp = constant((0, 1), torch.zeros(1, dtype=torch.int64))
+    assert ramp.tolist() == [0, 1] and ramp.dtype == torch.int64
+    x = torch.ones(3, requires_grad=True)
+    (x.float() * two).sum().backward()  # saved for backward: not an inference tensor
+    assert x.grad is not None and torch.equal(x.grad, torch.full((3,), 2.0, dtype=x.dtype))

@@ -1,7 +1,8 @@
 """Normalizing flows: the transform contract, the layers, the Flow model and its families.
 
 base          Transform (forward/inverse returning the log|det J|), Compose, Inverse
-elementwise   univariate bijections: Affine, RationalQuadraticSpline
+elementwise   univariate bijections: the contract, Affine
+spline        RationalQuadraticSpline (with a closed-form gradient)
 coupling      Coupling (RealNVP / Glow / coupling NSF)
 autoregressive  MaskedAutoregressive (MAF; its Inverse is IAF)
 linear        ActNorm, LULinear (1×1 convolution), Permutation
@@ -16,12 +17,13 @@ from probgen.models.flows.autoregressive import MaskedAutoregressive
 from probgen.models.flows.base import Compose, Inverse, Transform
 from probgen.models.flows.builders import IAF, MAF, NSF, RealNVP, VectorFlow, stack
 from probgen.models.flows.coupling import Coupling, half_mask, with_context
-from probgen.models.flows.elementwise import Affine, ElementwiseTransform, RationalQuadraticSpline
+from probgen.models.flows.elementwise import Affine, ElementwiseTransform
 from probgen.models.flows.flow import Flow
 from probgen.models.flows.glow import CouplingConvNet, Glow, glow_level
 from probgen.models.flows.linear import ActNorm, LULinear, Permutation
 from probgen.models.flows.prior import ConditionalNormal, MixtureNormal
 from probgen.models.flows.reshape import FactorOut, Reshape, Squeeze
+from probgen.models.flows.spline import RationalQuadraticSpline
 
 __all__ = [
     "IAF",

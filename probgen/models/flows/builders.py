@@ -39,11 +39,12 @@ from probgen.distributions import StandardNormal
 from probgen.models.flows.autoregressive import MaskedAutoregressive
 from probgen.models.flows.base import Compose, Inverse, Transform
 from probgen.models.flows.coupling import Coupling, half_mask
-from probgen.models.flows.elementwise import Affine, RationalQuadraticSpline
+from probgen.models.flows.elementwise import Affine
 from probgen.models.flows.flow import Flow
 from probgen.models.flows.linear import Permutation
 from probgen.models.flows.prior import MixtureNormal
 from probgen.models.flows.reshape import Reshape
+from probgen.models.flows.spline import RationalQuadraticSpline
 from probgen.nn.mlp import MLP
 
 __all__ = ["BASES", "IAF", "MAF", "NSF", "RealNVP", "VectorFlow", "stack"]

@@ -53,8 +53,21 @@ def test_spline_maps_its_interval_onto_itself_and_is_continuous_at_knots() -> No
     params = torch.randn(1, spline.num_params).expand(3, -1)
     z, _ = spline.forward(torch.tensor([-2.0, 2.0, 0.0]), params)
     torch.testing.assert_close(z[:2], torch.tensor([-2.0, 2.0]), atol=1e-12, rtol=0)
-    knots = spline._knot_positions(params[:1, :5]).flatten()  # (6,)
+    knots = spline._table(params[:1])[0][0, 0]  # the x knots (6,)
     eps = 1e-9
     left, _ = spline.forward(knots - eps, params[:1].expand(6, -1))
     right, _ = spline.forward(knots + eps, params[:1].expand(6, -1))
     torch.testing.assert_close(left, right, atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize(("bins", "bound"), [(3, 2.0), (8, 2.5)])
+def test_spline_gradient_equals_finite_differences(bins: int, bound: float) -> None:
+    """The hand-written backward of the density direction, in x and θ, inside and in the tails."""
+    spline = RationalQuadraticSpline(bins=bins, bound=bound)
+    g = torch.Generator().manual_seed(bins)
+    x = 2 * torch.randn(64, 2, generator=g)
+    x = x[(x.abs() - bound).abs() > 1e-3][:40].reshape(20, 2)  # off the kinks at ±B
+    assert (x.abs() > bound).any() and (x.abs() < bound).any()
+    params = 1.5 * torch.randn(20, 2, spline.num_params, generator=g)
+    inputs = (x.requires_grad_(), params.requires_grad_())
+    assert torch.autograd.gradcheck(spline.forward, inputs, eps=1e-6, atol=1e-7, rtol=1e-6)
