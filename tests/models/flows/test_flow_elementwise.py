@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -25,6 +27,18 @@ def _draw(tau: ElementwiseTransform, seed: int, scale: float) -> tuple[torch.Ten
     return x, params
 
 
+def _bound(tau: ElementwiseTransform) -> float:
+    return tau.bound if isinstance(tau, RationalQuadraticSpline) else 1.0
+
+
+def _flattest_slope(tau: ElementwiseTransform, params: torch.Tensor) -> float:
+    """min_k h_k / w_k of a spline (one shared θ); infinite for the affine map."""
+    if not isinstance(tau, RationalQuadraticSpline):
+        return math.inf
+    knots = tau._table(params[:1])[0][0]  # (3, K+1): x, y, δ
+    return float((knots[1].diff() / knots[0].diff()).min())
+
+
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), scale=st.floats(0.0, 3.0), index=st.integers(0, 3))
 def test_monotone_invertible_with_exact_log_derivative(seed: int, scale: float, index: int) -> None:
@@ -36,7 +50,14 @@ def test_monotone_invertible_with_exact_log_derivative(seed: int, scale: float, 
     (grad,) = torch.autograd.grad(z.sum(), x)
     torch.testing.assert_close(log_d, grad.log(), atol=1e-9, rtol=1e-9)
     back, inv_log_d = tau.inverse(z.detach(), params)
-    torch.testing.assert_close(back, x.detach(), atol=1e-10, rtol=1e-10)
+    # z − y_k is rounded to eps·(|z| + B), which τ⁻¹ magnifies by 1/τ'(x) and,
+    # through the quadratic's coefficients, by the bin's 1/s_k: flat splines
+    # (τ' ~ 1e-6 at scale 3) round-trip only to that (measured: ≤ 3.9× the bound
+    # below over 6000 draws of both splines)
+    eps = torch.finfo(x.dtype).eps
+    magnified = (z.abs() + _bound(tau)) * (1 / log_d.exp() + 1 / _flattest_slope(tau, params))
+    tolerance = 16 * eps * (x.abs() + magnified).detach()
+    assert torch.all((back - x.detach()).abs() <= tolerance)
     torch.testing.assert_close(inv_log_d, -log_d.detach(), atol=1e-9, rtol=1e-9)
 
 
