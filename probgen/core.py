@@ -42,6 +42,7 @@ import abc
 import enum
 import functools
 import inspect
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -357,9 +358,8 @@ class GenerativeModel(nn.Module, abc.ABC):
     @property
     def device(self) -> torch.device:
         """Device of the first parameter or buffer (CPU for a model with neither)."""
-        for t in (*self.parameters(), *self.buffers()):
-            return t.device
-        return torch.device("cpu")
+        first = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return torch.device("cpu") if first is None else first.device
 
 
 _CONDITIONED_CALLS = ("log_prob", "sample", "rsample", "loss")

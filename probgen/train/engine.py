@@ -280,6 +280,9 @@ class _Run:
         )
         self.fabric.launch()
         self.module = self.fabric.setup_module(model)
+        # every player's loss may reach every weight: all gradients are cleared per step,
+        # from a list (Module.zero_grad walks the module tree: 56 µs for an NSF, per step)
+        self.weights = list(model.parameters())
         self.module.mark_forward_method("loss")
         optimizers = make_optimizers(model.players(), t)
         wrapped = self.fabric.setup_optimizers(*optimizers.values())
@@ -391,7 +394,8 @@ class _Run:
                 loss = self.module.loss(x, player, condition=c)
                 value = loss.item()
                 self._check_finite(player, value)
-                self.model.zero_grad(set_to_none=True)
+                for w in self.weights:
+                    w.grad = None
                 self.fabric.backward(loss)
                 if t.grad_clip is not None:
                     self.fabric.clip_gradients(self.module, optimizer, max_norm=t.grad_clip)
