@@ -1,6 +1,6 @@
 """Flags for rows whose training fell far short of plan, each with its reason.
 
-Two checks, run on every trained row:
+Three checks, run on every trained row:
 
 - **Starved of CPU** (a wall-clock budget): the training process's share of
   its cores, s = CPU seconds / (wall seconds · threads), measured over the
@@ -21,6 +21,13 @@ Two checks, run on every trained row:
   m(0.9, 1) > ``NOISE_Z`` standard errors, √(s²_a/n_a + s²_b/n_b) from the
   two windows' sample variances. Needs ``MIN_RECORDS`` logged losses and a
   positive total drop.
+- **Stalled** (every model, every player): a player's logged loss is exactly
+  the same number for the last ``STALLED_RECORDS`` or more logged rounds. A
+  minibatch loss that depends on its batch never repeats to the last bit,
+  so the loss no longer depends on the data and every gradient is zero: the
+  model stopped learning there. The cause seen here: a WGAN critic under
+  weight clipping whose ReLU units all switched off, so V is its output bias
+  and the generator gets no gradient (its loss is exactly −b thereafter).
 """
 
 from __future__ import annotations
@@ -39,7 +46,9 @@ __all__ = [
     "MIN_CPU_SHARE",
     "MIN_RECORDS",
     "NOISE_Z",
+    "STALLED_RECORDS",
     "drop_share_at_end",
+    "stalled_since",
     "training_flags",
 ]
 
@@ -54,6 +63,9 @@ MIN_RECORDS = 20
 
 NOISE_Z = 3.0
 """Standard errors by which the last tenth's drop must exceed zero (one-sided, p ≈ 0.001)."""
+
+STALLED_RECORDS = 10
+"""Identical logged losses at the end of training after which a player is flagged as stalled."""
 
 _JUDGED = ("exact", "bound", "estimate")
 """Likelihood kinds whose training loss is the (bound on the) NLL, so its drop means progress."""
@@ -97,6 +109,23 @@ def drop_share_at_end(history: Sequence[dict[str, Any]], key: str) -> float | No
     return (late - end) / total
 
 
+def stalled_since(history: Sequence[dict[str, Any]], key: str) -> tuple[int, int] | None:
+    """(round, n): the loss ``key`` was exactly one value from that round to the end, n records.
+
+    None unless the last ``STALLED_RECORDS`` or more logged values are identical.
+    """
+    records = [(r["step"], r[key]) for r in history if key in r]
+    if len(records) < STALLED_RECORDS:
+        return None
+    last = records[-1][1]
+    n = 0
+    for _, value in reversed(records):
+        if value != last:
+            break
+        n += 1
+    return (records[-n][0], n) if n >= STALLED_RECORDS else None
+
+
 def training_flags(row: ModelResult, train: TrainConfig, players: Sequence[str]) -> list[str]:
     """The reasons ``row``'s training fell far short of plan (empty when it did not)."""
     flags = []
@@ -119,4 +148,15 @@ def training_flags(row: ModelResult, train: TrainConfig, players: Sequence[str])
                 f"unconverged: the loss fell {r:.0%} of its whole drop in the last tenth "
                 f"of training (flagged above {FALLING_FRACTION:.0%}); train longer"
             )
+    stalls = {p: stalled_since(row.history, f"loss/{p}") for p in players}
+    stalls = {p: stall for p, stall in stalls.items() if stall is not None}
+    if stalls:
+        frozen = " and ".join(f"{p} (exactly {row.history[-1][f'loss/{p}']:.6g})" for p in stalls)
+        start = min(start for start, _ in stalls.values())
+        n = max(n for _, n in stalls.values())
+        flags.append(
+            f"stalled from round {start}: the loss of {frozen} did not change for {n} logged "
+            "rounds, so it no longer depends on the data and its gradients are zero: nothing "
+            "was learned after that (e.g. every ReLU unit switched off)"
+        )
     return flags

@@ -12,7 +12,9 @@ from probgen.compare.shortfall import (
     FALLING_FRACTION,
     MIN_CPU_SHARE,
     MIN_RECORDS,
+    STALLED_RECORDS,
     drop_share_at_end,
+    stalled_since,
     training_flags,
 )
 from probgen.compare.table import columns, rich_table
@@ -102,3 +104,25 @@ def test_flags_show_in_the_table_with_their_reason() -> None:
     assert cols["training"].cell(flagged).endswith("(!)")
     assert "flags" not in {c.key for c in columns([clean])}
     assert rich_table([flagged, clean], "t").columns[-1].header == "training fell short"
+
+
+def test_a_loss_frozen_to_the_last_bit_is_flagged_stalled_for_its_player_only() -> None:
+    """A dead WGAN critic: V ≡ b, so the critic's loss is 0 and the generator's −b from then on."""
+    noise = torch.randn(80, generator=torch.Generator().manual_seed(1)).tolist()
+    dead_from = 1500  # rounds logged every 25: 20 identical records at the end
+    history = [
+        {"step": s, "loss/critic": 0.0 if s > dead_from else 0.1 * noise[i],
+         "loss/generator": -0.006396 if s > dead_from else noise[i + 1], "elapsed": s / 100}
+        for i, s in enumerate(range(25, 2001, 25))
+    ]  # fmt: skip
+    assert stalled_since(history, "loss/critic") == (dead_from + 25, 20)
+    gan = _row(history, likelihood="none")
+    (flag,) = training_flags(gan, TrainConfig(), ["generator", "critic"])
+    assert flag.startswith(
+        "stalled from round 1525: the loss of generator (exactly -0.006396) and critic "
+        "(exactly 0) did not change for 20 logged rounds"
+    )
+    # minibatch noise never repeats; a short frozen tail is not judged
+    assert stalled_since(history[:61], "loss/generator") is None
+    short = history[: 80 - (20 - STALLED_RECORDS + 1)]  # STALLED_RECORDS − 1 identical records
+    assert stalled_since(short, "loss/critic") is None
