@@ -121,16 +121,43 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
+EVAL_SMALL = 64
+"""Examples of at most this many values (points, tables, SBI pairs, digits 8×8) validate in
+larger batches than they train in; larger ones (images, sequences) in the training batch."""
+
+EVAL_VALUES = 2**16
+"""Values per validation batch to aim for with small examples."""
+
+EVAL_ROWS = 2048
+"""The most examples per validation batch (beyond it, no faster per example on this CPU)."""
+
+
+def evaluation_batch(batch_size: int, event_shape: tuple[int, ...]) -> int:
+    """Examples per validation batch: the training batch, or more for small examples.
+
+    A no-grad pass over small vectors costs mostly per-operation overhead, so
+    validating in batches of about ``EVAL_VALUES`` values (at most ``EVAL_ROWS``
+    rows) is several times faster: 10 000 pairs of a 2-D conditional NSF take
+    97 ms in batches of 200, 38 ms in batches of 2000 (one thread). Examples of
+    more than ``EVAL_SMALL`` values (images, sequences) keep the training batch.
+    """
+    per_example = max(math.prod(event_shape), 1)
+    if per_example > EVAL_SMALL:
+        return batch_size
+    return max(batch_size, min(EVAL_ROWS, EVAL_VALUES // per_example))
+
+
 def validation_nll(state: TrainState, max_examples: int, batch_size: int) -> dict[str, float]:
     """Mean -log p_θ(x | c) over the first ``max_examples`` of the validation split.
 
     Recorded as ``val_nll`` for an exact likelihood and ``val_nll_<kind>``
     otherwise (an ELBO gives an upper bound, an EBM an energy off by log Z);
-    nothing for models without a density.
+    nothing for models without a density. Batches of ``evaluation_batch`` rows.
     """
     model = state.model
     if model.likelihood is Likelihood.NONE:
         return {}
+    batch_size = evaluation_batch(batch_size, tuple(model.event_shape))
     data = state.dataset.split("validation")[:max_examples]
     conditions = state.dataset.conditions("validation")
     conditions = None if conditions is None else conditions[:max_examples]  # the rows of data

@@ -15,7 +15,7 @@ from probgen.models import Standardized, build_model
 from probgen.models.gaussian import GaussianModel
 from probgen.train import ComponentConfig, RunConfig, TrainConfig, fit, load_run
 from probgen.train.early_stopping import EVAL_EXAMPLES, validation_examples
-from probgen.train.engine import validation_nll
+from probgen.train.engine import EVAL_ROWS, evaluation_batch, validation_nll
 
 
 def _config(data: dict, **train) -> RunConfig:
@@ -98,15 +98,25 @@ def test_the_model_before_training_is_a_candidate(tmp_path) -> None:
 def test_validation_nll_of_the_first_rows_keeps_their_conditions() -> None:
     spec = DataSpec((2,), condition=ConditionSpec(shape=(1,)))
     g = torch.Generator().manual_seed(0)
-    x, c = torch.randn(100, 2, generator=g), torch.randn(100, 1, generator=g)
+    x, c = torch.randn(5000, 2, generator=g), torch.randn(5000, 1, generator=g)
     data = ArrayDataset(x[:10], x, x[:10], spec, conditions=(c[:10], c, c[:10]))
     model = build_model("maf", spec, hidden=[4]).eval()
     state = type("S", (), {"model": model, "dataset": data})
-    # 70 of the 100 rows in batches of 32: the last batch has 6 rows and their 6 conditions
-    value = validation_nll(state, 70, 32)["val_nll"]
+    # 3000 of the 5000 rows; 2-D points validate in batches of 2048 (not the training
+    # batch of 32): the last batch has 952 rows and their 952 conditions
+    assert evaluation_batch(32, (2,)) == EVAL_ROWS == 2048
+    value = validation_nll(state, 3000, 32)["val_nll"]
     with torch.no_grad():
-        expected = -model.log_prob(x[:70], condition=c[:70]).mean().item()
+        expected = -model.log_prob(x[:3000], condition=c[:3000]).mean().item()
     assert math.isclose(value, expected, rel_tol=64 * torch.finfo(x.dtype).eps)
+
+
+def test_small_examples_validate_in_larger_batches_images_in_the_training_batch() -> None:
+    assert evaluation_batch(200, (10,)) == 2048  # 2^16 values would be 6553 rows: capped
+    assert evaluation_batch(64, (8, 8)) == 2**16 // 64 == 1024  # digits 8×8
+    assert evaluation_batch(128, (1, 28, 28)) == 128  # MNIST: more than EVAL_SMALL values
+    assert evaluation_batch(64, (256,)) == 64  # a 256-token sequence
+    assert evaluation_batch(4096, (2,)) == 4096  # never below the training batch
 
 
 def _gaussian_pairs(n_train: int, n_validation: int) -> ArrayDataset:
