@@ -46,7 +46,7 @@ from probgen.train.config import (
     save_config,
 )
 from probgen.train.early_stopping import early_stopping_for, validation_examples
-from probgen.train.optim import make_optimizers, make_schedule, set_lr
+from probgen.train.optim import clip_grad_norm, make_optimizers, make_schedule, set_lr
 from probgen.train.progress import TrainingProgress
 from probgen.train.refit import refits, select_then_refit
 from probgen.train.threads import ThreadTuner, intra_op_threads, training_threads
@@ -315,6 +315,14 @@ class _Run:
         wrapped = self.fabric.setup_optimizers(*optimizers.values())
         wrapped = wrapped if isinstance(wrapped, tuple) else (wrapped,)
         self.optimizers = dict(zip(optimizers, wrapped, strict=True))
+        # Fabric's clipping unscales 16-mixed gradients and reduces sharded ones; elsewhere
+        # the gradients are the plain tensors, clipped in three operations (clip_grad_norm)
+        own_clip = t.precision != "16-mixed" and t.strategy in ("auto", "ddp", "ddp_spawn")
+        self.clipped = (
+            {p: [w for g in o.param_groups for w in g["params"]] for p, o in optimizers.items()}
+            if own_clip
+            else None
+        )
         self.base_lr = {p: t.player_lr.get(p, t.lr) for p in optimizers}
         self.steps_per_round = {p: t.steps_per_round.get(p, 1) for p in optimizers}
         self.schedule = make_schedule(t)
@@ -424,7 +432,9 @@ class _Run:
                 for w in self.weights:
                     w.grad = None
                 self.fabric.backward(loss)
-                if t.grad_clip is not None:
+                if t.grad_clip is not None and self.clipped is not None:
+                    clip_grad_norm(self.clipped[player], t.grad_clip)
+                elif t.grad_clip is not None:
                     self.fabric.clip_gradients(self.module, optimizer, max_norm=t.grad_clip)
                 optimizer.step()
                 total += value
