@@ -253,7 +253,8 @@ _FLAGS = Column(
     "flags",
     "training fell short",
     "why the row's training fell far short of plan: starved of CPU in a wall-clock budget, "
-    "or its loss still falling steeply at the end (see docs/compare.md)",
+    "its loss still falling steeply at the end, or a loss frozen to the last bit (stalled: "
+    "zero gradients) (see docs/compare.md)",
     lambda row: "; ".join(row.flags) or MISSING,
 )
 
