@@ -91,8 +91,9 @@ def test_unknown_player_in_config_names_the_model_players() -> None:
         make_optimizers({"model": [p]}, TrainConfig(steps_per_round={"critic": 5}))
 
 
+@pytest.mark.parametrize("sync_free", [False, True])  # the CPU and the accelerator paths
 @pytest.mark.parametrize("max_norm", [0.05, 1.0, 1e3])  # clipped hard, mildly, not at all
-def test_clip_grad_norm_follows_torch(max_norm: float) -> None:
+def test_clip_grad_norm_follows_torch(max_norm: float, sync_free: bool) -> None:
     torch.manual_seed(0)
     nets = [nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)) for _ in range(2)]
     nets[1].load_state_dict(nets[0].state_dict())
@@ -101,7 +102,7 @@ def test_clip_grad_norm_follows_torch(max_norm: float) -> None:
         net(x).square().sum().backward()
     nets[0][2].bias.grad = None  # a weight without a gradient is skipped
     nets[1][2].bias.grad = None
-    ours = clip_grad_norm(list(nets[0].parameters()), max_norm)
+    ours = float(clip_grad_norm(list(nets[0].parameters()), max_norm, sync_free=sync_free))
     theirs = torch.nn.utils.clip_grad_norm_(
         [p for p in nets[1].parameters() if p.grad is not None], max_norm
     )
@@ -113,4 +114,4 @@ def test_clip_grad_norm_follows_torch(max_norm: float) -> None:
     after = [float(p.grad.square().sum()) for p in nets[0].parameters() if p.grad is not None]
     expected = ours * min(1.0, max_norm / (ours + 1e-6))  # the norm after: two-sided
     assert math.isclose(math.sqrt(sum(after)), expected, rel_tol=1e-12)
-    assert clip_grad_norm([nn.Parameter(torch.zeros(2))], 1.0) == 0.0  # no gradients at all
+    assert float(clip_grad_norm([nn.Parameter(torch.zeros(2))], 1.0)) == 0.0  # no gradients
