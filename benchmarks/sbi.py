@@ -304,6 +304,10 @@ def write(path: Path, payload: dict) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2))
 
 
+SAMPLES_DIR = Path("/work/sbi-bench/samples")
+"""Where each side's posterior samples and training record are kept, unless told otherwise."""
+
+
 def score_rows(args: argparse.Namespace) -> None:
     """The C2ST of every side of every row in ``args.out`` not yet scored at this size."""
     payload = json.loads(args.out.read_text())
@@ -355,15 +359,20 @@ def main() -> None:
     parser.add_argument(
         "--samples-dir",
         type=Path,
-        default=Path("/work/sbi-bench/samples"),
-        help="each side's samples and training record; kept files are reused, not retrained",
+        default=None,
+        help="each side's samples and training record; kept files are reused, not retrained "
+        f"(default {SAMPLES_DIR}; --phase score: the directory --out was trained with)",
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float32)
     if args.phase == "score":
+        if args.samples_dir is None:  # score the samples this --out was trained on
+            recipe = json.loads(args.out.read_text())["recipe"]
+            args.samples_dir = Path(recipe.get("samples_dir", SAMPLES_DIR))
         score_rows(args)
         return
+    args.samples_dir = SAMPLES_DIR if args.samples_dir is None else args.samples_dir
     prepare(args)
     rows: list[dict] = []
     payload: dict[str, Any] = {
@@ -372,7 +381,7 @@ def main() -> None:
             "batch": BATCH, "lr": LR, "grad_clip": CLIP, "validation": VALIDATION,
             "patience_epochs": PATIENCE, "families": args.families,
             "family_options": args.family_options, "train_options": args.train_options,
-            "samples": args.samples,
+            "samples": args.samples, "samples_dir": str(args.samples_dir),
             "c2st_samples": args.c2st_samples, "observations": 10,
             "command": " ".join(sys.argv),
         },
