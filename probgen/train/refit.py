@@ -15,8 +15,13 @@ everything" of cross-validation; Hastie, Tibshirani & Friedman 2009, §7.10).
 
 ``train.refit: auto`` (the default) refits whenever early stopping is on, the
 training split is finite and small (at most ``SMALL_DATA`` examples, where
-early stopping's ``auto`` is on too) and the run has no ``time_budget`` (a
-budget is for the whole run; a second phase would overrun it). On more data
+early stopping's ``auto`` is on too), the model is unconditional and the run
+has no ``time_budget`` (a budget is for the whole run; a second phase would
+overrun it). Conditional models are not refitted under ``auto``: on sbibm's
+two_moons pairs (10³ and 10⁴, three seeds each) the early-stopped best
+weights of NSF and MAF had a lower C2ST than the refit's last iterate in 10
+of 12 runs (the other two within one standard error), at half the training
+time (benchmarks/README.md, session 12). On more data
 the held-out share adds little while the refit costs about as much as the
 selection (S* of its S* + patience · interval rounds), so ``auto`` stops there;
 ``refit: true`` still refits. A resumed run skips a finished selection and
@@ -63,7 +68,13 @@ def refits(config: TrainConfig, dataset: Dataset, model: GenerativeModel) -> boo
         raise InvalidInput(f"train.refit: true needs early stopping on finite data; {why}")
     if config.refit is True:
         return True
-    return stops and n is not None and n <= SMALL_DATA and config.time_budget is None
+    return (
+        stops
+        and n is not None
+        and n <= SMALL_DATA
+        and config.time_budget is None
+        and model.condition_spec is None
+    )
 
 
 def select_then_refit(

@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from probgen.conditions import ConditionSpec
 from probgen.core import DataSpec, InvalidInput
 from probgen.data.base import ArrayDataset
 from probgen.data.merged import MergedTraining
@@ -130,3 +131,15 @@ def test_auto_refits_only_small_data_and_true_refits_any_finite_data():
         assert refits(forced, data, model) is expected
         assert refits(dataclasses.replace(forced, refit=True), data, model) is True
         assert refits(dataclasses.replace(forced, refit=False), data, model) is False
+
+
+def test_auto_does_not_refit_a_conditional_model_and_true_still_does():
+    spec = DataSpec((1,), condition=ConditionSpec(shape=(1,)))
+    model = build_model("maf", spec, hidden=[4])
+    c = (torch.zeros(100, 1), torch.zeros(8, 1), torch.zeros(8, 1))
+    data = ArrayDataset(
+        torch.zeros(100, 1), torch.zeros(8, 1), torch.zeros(8, 1), spec, conditions=c
+    )
+    forced = TrainConfig(early_stopping=True)
+    assert refits(forced, data, model) is False
+    assert refits(dataclasses.replace(forced, refit=True), data, model) is True
