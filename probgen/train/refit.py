@@ -21,7 +21,8 @@ overrun it). Conditional models are not refitted under ``auto``: on sbibm's
 two_moons pairs (10³ and 10⁴, three seeds each) the early-stopped best
 weights of NSF and MAF had a lower C2ST than the refit's last iterate in 10
 of 12 runs (the other two within one standard error), at half the training
-time (benchmarks/README.md, session 12). On more data
+time; on gaussian_linear (one seed) the refit was slightly better in 3 of 4,
+each within one standard error (benchmarks/README.md, session 12). On more data
 the held-out share adds little while the refit costs about as much as the
 selection (S* of its S* + patience · interval rounds), so ``auto`` stops there;
 ``refit: true`` still refits. A resumed run skips a finished selection and
