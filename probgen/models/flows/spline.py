@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,21 @@ from probgen.models.flows.elementwise import ElementwiseTransform
 from probgen.tensors import constant, softmax_last
 
 __all__ = ["RationalQuadraticSpline"]
+
+
+class _Bin(NamedTuple):
+    """Where values fall in a spline: knot indices, clamping, and the bin's geometry (…)."""
+
+    pair: Tensor  # (…, 3, 2) indices of the left and right knots in each table row
+    inside: Tensor  # the value was in [−B, B]
+    clamped: Tensor  # the value clamped to [−B, B]
+    x_l: Tensor  # left knot x_k
+    y_l: Tensor  # left knot y_k
+    d_l: Tensor  # δ_k
+    d_r: Tensor  # δ_{k+1}
+    w: Tensor  # width x_{k+1} − x_k
+    h: Tensor  # height y_{k+1} − y_k
+    s: Tensor  # slope h / w
 
 
 @dataclass(frozen=True)
@@ -93,23 +108,20 @@ class RationalQuadraticSpline(ElementwiseTransform):
         last = constant((bound, bound, 1.0), p).unsqueeze(-1).expand(ends)
         return torch.cat([first, inner, last], dim=-1), p, raw_deriv
 
-    @staticmethod
-    def _bin_ends(table: Tensor, v: Tensor, row: int) -> tuple[Tensor, Tensor]:
-        """Bin of each v (…) among the knots ``table[..., row, :]``: index pairs and ends.
+    def _locate(self, table: Tensor, v: Tensor, row: int) -> _Bin:
+        """The bin of each v (…) among the knots ``table[..., row, :]`` (x: 0, y: 1).
 
-        Returns the indices of the bin's left and right knots, expanded to
-        every table row (…, 3, 2), and the table's values there (…, 3, 2):
-        [[x_k, x_{k+1}], [y_k, y_{k+1}], [δ_k, δ_{k+1}]].
+        v is clamped to [−B, B] first (``inside``: where it was already; NaN
+        counts as outside); ``pair`` (…, 3, 2) indexes the bin's left and right
+        knots in every table row, and the bin's geometry is read there.
         """
-        knots = table[..., row, 1:-1].contiguous()
-        k = torch.searchsorted(knots, v.unsqueeze(-1), right=True)  # (…, 1)
-        pair = (k + constant((0, 1), k)).unsqueeze(-2).expand(*v.shape, 3, 2)
-        return pair, torch.gather(table, -1, pair)
-
-    def _clamp(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        """v clamped to [−B, B], and where it was inside (NaN counts as outside)."""
         clamped = v.clamp(-self.bound, self.bound)
-        return clamped, clamped == v
+        knots = table[..., row, 1:-1].contiguous()
+        k = torch.searchsorted(knots, clamped.unsqueeze(-1), right=True)  # (…, 1)
+        pair = (k + constant((0, 1), k)).unsqueeze(-2).expand(*v.shape, 3, 2)
+        x_l, x_r, y_l, y_r, d_l, d_r = torch.gather(table, -1, pair).flatten(-2).unbind(-1)
+        w, h = x_r - x_l, y_r - y_l
+        return _Bin(pair, clamped == v, clamped, x_l, y_l, d_l, d_r, w, h, h / w)
 
     def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         y, logd = _SplineForward.apply(x, params, self)
@@ -117,11 +129,7 @@ class RationalQuadraticSpline(ElementwiseTransform):
 
     def inverse(self, z: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         table, _, _ = self._table(params)
-        zc, inside = self._clamp(z)
-        _, ends = self._bin_ends(table, zc, row=1)
-        x_l, x_r, y_l, y_r, d_l, d_r = ends.flatten(-2).unbind(-1)
-        w, h = x_r - x_l, y_r - y_l
-        s = h / w
+        _, inside, zc, x_l, y_l, d_l, d_r, w, h, s = self._locate(table, z, row=1)
         dz = zc - y_l
         curvature = d_r + d_l - 2 * s
         a = h * (s - d_l) + dz * curvature
@@ -161,11 +169,7 @@ class _SplineForward(torch.autograd.Function):
         ctx: FunctionCtx, x: Tensor, params: Tensor, spline: RationalQuadraticSpline
     ) -> tuple[Tensor, Tensor]:
         table, p, raw_deriv = spline._table(params)
-        xc, inside = spline._clamp(x)
-        pair, ends = spline._bin_ends(table, xc, row=0)
-        x_l, x_r, y_l, y_r, d_l, d_r = ends.flatten(-2).unbind(-1)
-        w, h = x_r - x_l, y_r - y_l
-        s = h / w
+        pair, inside, xc, x_l, y_l, d_l, d_r, w, h, s = spline._locate(table, x, row=0)
         xi = ((xc - x_l) / w).clamp(0, 1)
         omx = constant(1.0, x) - xi
         mix, xi2, omx2 = xi * omx, xi * xi, omx * omx
@@ -210,7 +214,7 @@ class _SplineForward(torch.autograd.Function):
         g_x = torch.where(inside, g_xc, g_y) if ctx.needs_input_grad[0] else None
         if not ctx.needs_input_grad[1]:
             return g_x, None, None
-        # w = x_{k+1} − x_k and h = y_{k+1} − y_k; in the order of ``_bin_ends``' pairs
+        # w = x_{k+1} − x_k and h = y_{k+1} − y_k; in the order of ``_locate``'s pairs
         g_x_l = (g_xc + g_w).neg_()
         g_ends = torch.stack([g_x_l, g_w, g_yi - g_h, g_h, g_d0, g_d1], dim=-1).unflatten(
             -1, (3, 2)
