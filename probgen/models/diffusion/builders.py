@@ -71,6 +71,7 @@ __all__ = [
     "PARAMETRIZATIONS",
     "REFERENCES",
     "SDE_PROCESSES",
+    "VECTOR_TIME_POWER",
     "FlowMatchingModel",
     "ScoreSDE",
     "default_network",
@@ -78,6 +79,8 @@ __all__ = [
 
 EXACT_DIVERGENCE_MAX_DIM = 16
 """Up to this many dimensions ``likelihood="auto"`` uses the exact divergence (EXACT)."""
+VECTOR_TIME_POWER = 2.0
+"""Flow matching's default training-time power k on vector data: t − t_min ∝ Beta(1/k, 1)."""
 
 SDE_PROCESSES: dict[str, Callable[[], ForwardProcess]] = {
     "vp": VariancePreserving,
@@ -333,6 +336,11 @@ class FlowMatchingModel(_Configured):
             2023), ``"ot"`` (minibatch OT, exact up to 1024 rows) or
             ``"schrodinger_bridge"`` (entropic OT at reg 2 s² and bridge noise s).
         bridge_noise: s of the Schrödinger-bridge coupling.
+        time_power: k of the training-time law t = t_min + (1 − t_min) u^k, u ~ U[0, 1]
+            (``ForwardProcess.sample_times``): 1 is uniform, k > 1 puts more times near
+            the data end. None (default): ``VECTOR_TIME_POWER`` = 2 for vectors (B, D),
+            where it lowered the KL gap on every 2-D shape measured (docs/flow_matching.md),
+            and 1 for images, where it has not been measured.
         parametrization: ``"velocity"`` or ``"data"`` (noise and score predictions
             are singular at t = 1, where α_1 = 0).
         sampler: a registered diffusion sampler name; the SDE samplers need
@@ -367,6 +375,7 @@ class FlowMatchingModel(_Configured):
         event_shape: tuple[int, ...],
         coupling: str = "independent",
         bridge_noise: float = 0.5,
+        time_power: float | None = None,
         parametrization: str = "velocity",
         sampler: str = "probability_flow",
         sample_steps: int = 1,
@@ -390,11 +399,13 @@ class FlowMatchingModel(_Configured):
                 f"{likelihood!r}"
             )
         pairing, noise = _choose(COUPLINGS, coupling, "coupling")(float(bridge_noise))
+        if time_power is None:
+            time_power = VECTOR_TIME_POWER if len(event_shape) == 1 else 1.0
         super().__init__(
             event_shape,
             LinearPath(alpha_end),
             parametrization,
-            FlowMatching(pairing, noise),
+            FlowMatching(pairing, noise, time_power),
             sampler,
             sample_steps,
             likelihood,

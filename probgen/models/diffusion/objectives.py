@@ -19,6 +19,7 @@ and J(v) − J(v*) = E_t E‖v(x_t, t) − v*(x_t, t)‖².
 from __future__ import annotations
 
 import abc
+import math
 
 import torch
 from torch import Tensor
@@ -164,7 +165,8 @@ class FlowMatching(Objective):
         x_t = α_t x_0 + σ_t ε + γ_t z,    u_t = α̇_t x_0 + σ̇_t ε + γ̇_t z,
 
     with (x_0, ε) paired by ``coupling`` (independent by default), t from
-    ``process.sample_times`` and, for the Schrödinger-bridge variant, Brownian-bridge
+    ``process.sample_times`` (uniform, or t − t_min ∝ Beta(1/k, 1) for ``time_power``
+    k > 1, which weights the data end) and, for the Schrödinger-bridge variant, Brownian-bridge
     noise γ_t = s √(t (1 − t)) with z ~ N(0, I) (``bridge_noise`` = s; 0 by default),
     γ̇_t = s (1 − 2t) / (2 √(t (1 − t))). The minimiser is the marginal velocity
     v* = E[u_t | x_t], whose ODE carries p_1 = N(0, I) to the data (γ vanishes
@@ -178,6 +180,7 @@ class FlowMatching(Objective):
         coupling: a ``Coupling``; ``OTCoupling()`` for minibatch OT-CFM,
             ``EntropicOTCoupling(2 s²)`` with ``bridge_noise=s`` for SB-CFM.
         bridge_noise: s ≥ 0.
+        time_power: k > 0 of the time law; 1 is uniform.
 
     References: Lipman et al. (2023), "Flow matching for generative modeling",
     eq. (9)-(14); Liu, Gong & Liu (2023), "Flow straight and fast", eq. (1);
@@ -185,11 +188,19 @@ class FlowMatching(Objective):
     with minibatch optimal transport", eq. (14) and Section 3.3.
     """
 
-    def __init__(self, coupling: Coupling | None = None, bridge_noise: float = 0.0) -> None:
+    def __init__(
+        self,
+        coupling: Coupling | None = None,
+        bridge_noise: float = 0.0,
+        time_power: float = 1.0,
+    ) -> None:
         if not bridge_noise >= 0:
             raise InvalidInput(f"bridge_noise: expected a number >= 0, got {bridge_noise}")
+        if not (time_power > 0 and math.isfinite(time_power)):
+            raise InvalidInput(f"time_power: expected a finite number > 0, got {time_power}")
         self.coupling = coupling if coupling is not None else IndependentCoupling()
         self.bridge_noise = float(bridge_noise)
+        self.time_power = float(time_power)
 
     def __call__(
         self, denoiser: Denoiser, x0: Tensor, generator: torch.Generator | None = None
@@ -206,7 +217,7 @@ class FlowMatching(Objective):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """The loss (B,) on given pairs (x_0, ε), both (B, *event): the reflow objective."""
-        t = denoiser.process.sample_times(x0.shape[0], generator, like=x0)
+        t = denoiser.process.sample_times(x0.shape[0], generator, like=x0, power=self.time_power)
         x_t, target = denoiser.process.marginal_and_velocity(x0, t, noise)
         if self.bridge_noise > 0:
             n = x0.dim()

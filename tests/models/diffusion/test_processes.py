@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import scipy.stats
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -194,6 +195,21 @@ def test_grids_times_and_prior(name):
     assert torch.allclose(process.prior_log_prob(x[:4]), normal.log_prob(x[:4]).sum(-1))
 
 
+@pytest.mark.parametrize("power", [1.0, 2.0, 3.0])
+def test_training_times_follow_the_power_law(power):
+    """t = t_min + (1 − t_min) u^k has P(t ≤ t_min + s (1 − t_min)) = s^{1/k}: the Kolmogorov–
+    Smirnov test accepts that law (p > 0.001) and rejects the law of the neighbouring powers."""
+    process = LinearPath(t_min=0.01)
+    t = process.sample_times(
+        4000, torch.Generator().manual_seed(3), like=torch.zeros(()), power=power
+    )
+    s = ((t.double() - process.t_min) / (1.0 - process.t_min)).numpy()
+    assert t.min() >= process.t_min and t.max() <= 1
+    assert scipy.stats.kstest(s, lambda v: v ** (1.0 / power)).pvalue > 1e-3
+    for other in (power - 0.5, power + 0.5):
+        assert scipy.stats.kstest(s, lambda v, k=other: v ** (1.0 / k)).pvalue < 1e-6
+
+
 def test_ddpm_grid_lies_on_the_chain_and_rejects_too_many_steps():
     chain = DDPMChain.linear(100)
     grid = chain.grid(7, like=torch.zeros(()))
@@ -203,6 +219,8 @@ def test_ddpm_grid_lies_on_the_chain_and_rejects_too_many_steps():
         chain.grid(101, like=torch.zeros(()))
     times = chain.sample_times(500, like=torch.zeros(()))
     assert torch.allclose(times * 100, (times * 100).round()) and times.min() >= 0.01
+    with pytest.raises(InvalidInput, match="samples its N grid times uniformly"):
+        chain.sample_times(500, like=torch.zeros(()), power=2.0)
 
 
 def test_invalid_processes_are_rejected():
