@@ -21,8 +21,10 @@ estimator, its exact ODE likelihood.
   probgen with ``torch.optim.Adam`` too, to separate the optimizer from the rest
   of the step.
 - Rows, run A B A B within each (shape, seed): ``probgen_fm`` (independent
-  coupling), ``torchcfm_cfm`` (``ConditionalFlowMatcher``), ``flow_matching``
-  (``AffineProbPath(CondOTScheduler())``), ``probgen_fm_ot`` (exact minibatch OT),
+  coupling, the family's default time law t − t_min ∝ Beta(½, 1)), ``torchcfm_cfm``
+  (``ConditionalFlowMatcher``), ``flow_matching`` (``AffineProbPath(CondOTScheduler())``),
+  ``probgen_fm_uniform`` (probgen with t ~ U[t_min, 1], the peers' time law),
+  ``probgen_fm_ot`` (exact minibatch OT),
   ``torchcfm_otcfm`` (``ExactOptimalTransportConditionalFlowMatcher``), all with
   σ = 0.
 - Scoring: every side's weights are loaded into an identical probgen velocity
@@ -48,7 +50,7 @@ steps per CPU-second at least 1.2× the fastest peer's.
     /work/venvs/torchcfm/bin/pip install pot safetensors numpy
     python3 -m venv /work/venvs/flow_matching
     /work/venvs/flow_matching/bin/pip install torch==2.13.0
-    /work/venvs/flow_matching/bin/pip install flow-matching==1.0.10 safetensors
+    /work/venvs/flow_matching/bin/pip install flow-matching==1.0.10 safetensors tqdm
     OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. .venv/bin/python \\
         benchmarks/flow_matching_peers.py --budget 60 --seeds 3
 
@@ -105,11 +107,14 @@ ROWS: dict[str, tuple[str, str]] = {
     "probgen_fm": ("probgen", "independent"),
     "torchcfm_cfm": ("torchcfm", "independent"),
     "flow_matching": ("flow_matching", "independent"),
+    "probgen_fm_uniform": ("probgen_uniform", "independent"),
     "probgen_fm_ot": ("probgen", "ot"),
     "torchcfm_otcfm": ("torchcfm", "ot"),
     "probgen_fm_torch_adam": ("probgen_torch_adam", "independent"),
 }
-"""Row -> (side, coupling), in the order they run (A B A B …)."""
+"""Row -> (side, coupling), in the order they run (A B A B …). ``probgen`` trains with the
+family's default time law (t − t_min ∝ Beta(½, 1)), ``probgen_uniform`` with t ~ U[t_min, 1]
+as the peers do."""
 PEERS = ("torchcfm", "flow_matching")
 EMA_DECAY = 0.999
 EMA_ROWS = ("probgen_fm",)
@@ -148,13 +153,20 @@ def probgen_train(
     budget: float,
     torch_adam: bool,
     ema_decay: float | None = None,
+    time_power: float | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, Tensor] | None]:
     """probgen's flow matching as the CLI builds it, on the file's pool; its net's weights
-    and, with ``ema_decay``, those of the EMA the engine keeps (``train.ema_decay``)."""
+    and, with ``ema_decay``, those of the EMA the engine keeps (``train.ema_decay``).
+    ``time_power`` None is the family's default time law."""
     torch.manual_seed(seed)
     pool = file["train"]
     model = build_model(
-        "flow_matching", SPEC, standardize=_data_map(file), hidden=HIDDEN, coupling=coupling
+        "flow_matching",
+        SPEC,
+        standardize=_data_map(file),
+        hidden=HIDDEN,
+        coupling=coupling,
+        time_power=time_power,
     )
     if torch_adam:
         opt = torch.optim.Adam(model.parameters(), lr=LR)
@@ -278,6 +290,8 @@ def speed_ratios(runs: list[dict]) -> dict[str, Any]:
     pairs = {
         "probgen_fm / torchcfm_cfm": ("probgen_fm", "torchcfm_cfm"),
         "probgen_fm / flow_matching": ("probgen_fm", "flow_matching"),
+        "probgen_fm_uniform / torchcfm_cfm": ("probgen_fm_uniform", "torchcfm_cfm"),
+        "probgen_fm_uniform / flow_matching": ("probgen_fm_uniform", "flow_matching"),
         "probgen_fm_ot / torchcfm_otcfm": ("probgen_fm_ot", "torchcfm_otcfm"),
         "probgen_fm_torch_adam / torchcfm_cfm": ("probgen_fm_torch_adam", "torchcfm_cfm"),
         "probgen_fm_torch_adam / flow_matching": ("probgen_fm_torch_adam", "flow_matching"),
@@ -367,9 +381,11 @@ def main() -> None:
                         versions |= fit.pop("versions")
                     else:
                         decay = EMA_DECAY if row in EMA_ROWS else None
+                        power = 1.0 if side == "probgen_uniform" else None
                         state, fit, ema_state = probgen_train(
-                            file, coupling, seed, args.budget, side == "probgen_torch_adam", decay
-                        )
+                            file, coupling, seed, args.budget, side == "probgen_torch_adam", decay,
+                            power,
+                        )  # fmt: skip
                     model = scoring_model(state, file, reversed_time=side in PEERS)
                     run: dict[str, Any] = {"shape": shape, "seed": seed, "row": row} | fit
                     figures, log_q = score(model, data, args.n_test, seed)

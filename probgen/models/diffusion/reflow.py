@@ -153,7 +153,8 @@ def reflow(
     """A new flow trained by flow matching on ``pairs`` (ODE(ε), ε) pairs of ``model``.
 
     The copy keeps ``model``'s objective, sampler and likelihood; only its
-    weights are retrained (``FlowMatching.on_pairs``).
+    weights are retrained (``FlowMatching.on_pairs``, uniform times and no bridge
+    noise as in Liu et al. 2023, whatever time law ``model`` was trained with).
     """
     x0, noise = flow_pairs(model, pairs, sampler, sample_steps, generator)
     new = copy.deepcopy(model)
