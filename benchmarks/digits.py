@@ -244,6 +244,12 @@ def main() -> None:
         help="first test images for the DDPM and flow-matching figures (the VLB costs 1000 "
         "passes; default all)",
     )
+    parser.add_argument(
+        "--family-options",
+        type=json.loads,
+        default={},
+        help='JSON per family over MODELS, e.g. {"flow_matching": {"time_power": 2.0}}',
+    )
     parser.add_argument("--eval-batch", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -260,13 +266,14 @@ def main() -> None:
     )
     for name in args.models:
         torch.manual_seed(args.seed)
-        model = build_model(name, data.spec, **MODELS[name])
+        options = MODELS[name] | args.family_options.get(name, {})
+        model = build_model(name, data.spec, **options)
         run: dict[str, Any] = {
             "model": name,
             "class": type(model).__name__,
             "inner": type(getattr(model, "model", model)).__name__,
             "likelihood": model.likelihood.value,
-            "options": MODELS[name],
+            "options": options,
         }
         run |= train(model, data, args.budget, args.checks, args.seed)
         model.eval()
