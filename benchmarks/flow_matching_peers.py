@@ -21,9 +21,9 @@ estimator, its exact ODE likelihood.
   probgen with ``torch.optim.Adam`` too, to separate the optimizer from the rest
   of the step.
 - Rows, run A B A B within each (shape, seed): ``probgen_fm`` (independent
-  coupling, uniform times), ``torchcfm_cfm``
+  coupling, the default time law t − t_min ∝ Beta(½, 1)), ``torchcfm_cfm``
   (``ConditionalFlowMatcher``), ``flow_matching`` (``AffineProbPath(CondOTScheduler())``),
-  ``probgen_fm_t2`` (probgen with t − t_min ∝ Beta(½, 1), ``time_power`` 2),
+  ``probgen_fm_uniform`` (probgen with t ~ U[t_min, 1], the peers' time law),
   ``probgen_fm_ot`` (exact minibatch OT),
   ``torchcfm_otcfm`` (``ExactOptimalTransportConditionalFlowMatcher``), all with
   σ = 0.
@@ -107,14 +107,14 @@ ROWS: dict[str, tuple[str, str]] = {
     "probgen_fm": ("probgen", "independent"),
     "torchcfm_cfm": ("torchcfm", "independent"),
     "flow_matching": ("flow_matching", "independent"),
-    "probgen_fm_t2": ("probgen_t2", "independent"),
+    "probgen_fm_uniform": ("probgen_uniform", "independent"),
     "probgen_fm_ot": ("probgen", "ot"),
     "torchcfm_otcfm": ("torchcfm", "ot"),
     "probgen_fm_torch_adam": ("probgen_torch_adam", "independent"),
 }
 """Row -> (side, coupling), in the order they run (A B A B …). ``probgen`` trains with the
-family's default uniform times, as the peers do, ``probgen_t2`` with t − t_min ∝ Beta(½, 1)
-(``time_power`` 2)."""
+family's default time law (t − t_min ∝ Beta(½, 1), ``time_power`` 2), ``probgen_uniform``
+with t ~ U[t_min, 1] as the peers do."""
 PEERS = ("torchcfm", "flow_matching")
 EMA_DECAY = 0.999
 EMA_ROWS = ("probgen_fm",)
@@ -153,20 +153,22 @@ def probgen_train(
     budget: float,
     torch_adam: bool,
     ema_decay: float | None = None,
-    time_power: float = 1.0,
+    time_power: float | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, Tensor] | None]:
     """probgen's flow matching as the CLI builds it, on the file's pool; its net's weights
     and, with ``ema_decay``, those of the EMA the engine keeps (``train.ema_decay``).
-    ``time_power`` k: training times t − t_min ∝ Beta(1/k, 1) (1: uniform)."""
+    ``time_power`` k: training times t − t_min ∝ Beta(1/k, 1) (1: uniform; None: the
+    family's default)."""
     torch.manual_seed(seed)
     pool = file["train"]
+    times = {} if time_power is None else {"time_power": time_power}
     model = build_model(
         "flow_matching",
         SPEC,
         standardize=_data_map(file),
         hidden=HIDDEN,
         coupling=coupling,
-        time_power=time_power,
+        **times,
     )
     if torch_adam:
         opt = torch.optim.Adam(model.parameters(), lr=LR)
@@ -290,8 +292,8 @@ def speed_ratios(runs: list[dict]) -> dict[str, Any]:
     pairs = {
         "probgen_fm / torchcfm_cfm": ("probgen_fm", "torchcfm_cfm"),
         "probgen_fm / flow_matching": ("probgen_fm", "flow_matching"),
-        "probgen_fm_t2 / torchcfm_cfm": ("probgen_fm_t2", "torchcfm_cfm"),
-        "probgen_fm_t2 / flow_matching": ("probgen_fm_t2", "flow_matching"),
+        "probgen_fm_uniform / torchcfm_cfm": ("probgen_fm_uniform", "torchcfm_cfm"),
+        "probgen_fm_uniform / flow_matching": ("probgen_fm_uniform", "flow_matching"),
         "probgen_fm_ot / torchcfm_otcfm": ("probgen_fm_ot", "torchcfm_otcfm"),
         "probgen_fm_torch_adam / torchcfm_cfm": ("probgen_fm_torch_adam", "torchcfm_cfm"),
         "probgen_fm_torch_adam / flow_matching": ("probgen_fm_torch_adam", "flow_matching"),
@@ -381,7 +383,7 @@ def main() -> None:
                         versions |= fit.pop("versions")
                     else:
                         decay = EMA_DECAY if row in EMA_ROWS else None
-                        power = 2.0 if side == "probgen_t2" else 1.0
+                        power = 1.0 if side == "probgen_uniform" else None
                         state, fit, ema_state = probgen_train(
                             file, coupling, seed, args.budget, side == "probgen_torch_adam", decay,
                             power,
