@@ -56,7 +56,8 @@ def test_registry_and_options():
         FlowMatchingModel((2,), likelihood="vlb")
     with pytest.raises(InvalidInput, match="unknown coupling"):
         FlowMatchingModel((2,), coupling="nope")
-    assert small(time_power=2.0).objective.time_power == 2.0
+    assert small().objective.time_power == 2.0  # the default: t − t_min ∝ Beta(½, 1)
+    assert small(time_power=1.0).objective.time_power == 1.0
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(InvalidInput, match="time_power: expected a finite number > 0"):
             FlowMatchingModel((2,), time_power=bad)
